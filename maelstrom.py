@@ -1,0 +1,159 @@
+"""Maelstrom's wire protocol: JSON lines in and out, replies, and RPCs matched by in_reply_to.
+
+This module knows nothing of caching. It reads messages, hands each request to
+the handler registered for its type, writes each outgoing message whole on one
+line, and answers what cannot be handled (unknown type, before init, malformed)
+with Maelstrom's error codes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any, BinaryIO, Callable, Iterator
+
+import timers
+
+log = logging.getLogger("node")
+
+Message = dict[str, Any]
+Body = dict[str, Any]
+Handler = Callable[[Message, Body], None]
+
+TIMEOUT, NOT_SUPPORTED, TEMPORARILY_UNAVAILABLE, MALFORMED_REQUEST, CRASH = 0, 10, 11, 12, 13
+MAX_LINE = 64 * 1024 * 1024  # a longer line is skipped, so one huge input cannot exhaust memory
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class Malformed(Exception):
+    """A request that cannot be served as sent (error 12)."""
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
+class Node:
+    def __init__(self, output: BinaryIO) -> None:
+        self.node_id: str | None = None
+        self.node_ids: list[str] = []
+        self.handlers: dict[str, Handler] = {}
+        self._output = output
+        self._output_lock = threading.Lock()
+        self._next_msg_id = 0
+        self._rpcs: dict[int, tuple[Callable[[Body | None], None], timers.Timer]] = {}
+        self._owed = 0  # requests read and not yet answered
+        self._owed_changed = threading.Condition(threading.Lock())
+
+    # -- sending ---------------------------------------------------------
+
+    def _send(self, dest: Any, body: Body, src: Any = None,
+              on_reply: Callable[[Body | None], None] | None = None, timeout: float = 0) -> None:
+        """Write one message on one line. `body` must hold a `msg_id` key already, so it keeps its place."""
+        with self._output_lock:
+            body["msg_id"] = msg_id = self._next_msg_id
+            self._next_msg_id += 1
+            if on_reply is not None:  # registered before the request leaves, so no reply can beat it
+                self._rpcs[msg_id] = (on_reply, timers.call_later(timeout, self._rpc_timed_out, msg_id))
+            line = _encode({"src": self.node_id if src is None else src, "dest": dest, "body": body})
+            self._output.write(line.encode() + b"\n")
+            self._output.flush()
+
+    def reply(self, request: Message, type_: str, **fields: Any) -> None:
+        body = request["body"]
+        self._send(request["src"], {"type": type_, "in_reply_to": body["msg_id"], "msg_id": None, **fields},
+                   src=request.get("dest") if self.node_id is None else None)
+        with self._owed_changed:
+            self._owed -= 1
+            if self._owed <= 0:
+                self._owed_changed.notify_all()
+
+    def error(self, request: Message, code: int, text: str) -> None:
+        self.reply(request, "error", code=code, text=text)
+
+    def rpc(self, dest: str, body: Body, on_reply: Callable[[Body | None], None], timeout: float) -> None:
+        """Send a request; `on_reply(reply_body)` is called once, with None if no reply came within `timeout`."""
+        self._send(dest, {"type": body["type"], "msg_id": None, **body}, on_reply=on_reply, timeout=timeout)
+
+    def _rpc_timed_out(self, msg_id: int) -> None:
+        with self._output_lock:
+            pending = self._rpcs.pop(msg_id, None)
+        if pending is not None:
+            pending[0](None)
+
+    # -- receiving -------------------------------------------------------
+
+    def serve(self, stream: BinaryIO, drain_timeout: float) -> None:
+        """Handle every line of `stream`; at its end, wait (up to drain_timeout)
+        until every request read has been answered."""
+        for line in _lines(stream):
+            self.handle_line(line)
+        with self._owed_changed:
+            if not self._owed_changed.wait_for(lambda: self._owed <= 0, drain_timeout):
+                log.error("exiting with %d requests unanswered", self._owed)
+
+    def handle_line(self, line: bytes) -> None:
+        try:
+            msg = _decode(line.decode())
+        except ValueError as exc:
+            log.warning("ignoring a line that is not JSON (%s): %.200r", exc, line)
+            return
+        body = msg.get("body") if isinstance(msg, dict) else None
+        if isinstance(body, dict) and "in_reply_to" in body:
+            self._handle_reply(body)
+        elif not isinstance(body, dict) or not isinstance(msg.get("src"), str) or type(body.get("msg_id")) is not int:
+            log.warning("ignoring a message with no src, no object body or no integer msg_id: %.200r", line)
+        else:
+            self._handle_request(msg, body)
+
+    def _handle_reply(self, body: Body) -> None:
+        with self._output_lock:
+            pending = self._rpcs.pop(body["in_reply_to"], None) if isinstance(body["in_reply_to"], int) else None
+        if pending is None:
+            log.info("ignoring a reply to nothing pending: %.200r", body)
+            return
+        on_reply, timer = pending
+        timer.cancel()
+        try:
+            on_reply(body)
+        except Exception:
+            log.exception("reply callback failed")
+
+    def _handle_request(self, msg: Message, body: Body) -> None:
+        with self._owed_changed:
+            self._owed += 1
+        type_ = body.get("type")
+        handler = self.handlers.get(type_) if isinstance(type_, str) else None
+        if self.node_id is None and type_ != "init":
+            self.error(msg, TEMPORARILY_UNAVAILABLE, "not initialised yet: send init first")
+        elif handler is None:
+            self.error(msg, NOT_SUPPORTED, f"unknown message type {type_!r}")
+        else:
+            try:
+                handler(msg, body)
+            except Malformed as exc:
+                self.error(msg, MALFORMED_REQUEST, str(exc))
+            except Exception as exc:  # a bug must cost one request, not the node
+                log.exception("handler for %r failed", type_)
+                self.error(msg, CRASH, f"internal error: {exc!r}")
+
+
+def _lines(stream: BinaryIO) -> Iterator[bytes]:
+    """The stream's lines, skipping (and logging) any longer than MAX_LINE."""
+    while True:
+        line = stream.readline(MAX_LINE)
+        if not line:
+            return
+        if line.endswith(b"\n") or len(line) < MAX_LINE:
+            yield line
+            continue
+        skipped = len(line)
+        while line and not line.endswith(b"\n"):
+            line = stream.readline(MAX_LINE)
+            skipped += len(line)
+        log.warning("skipped a line of %d bytes, over the %d-byte limit", skipped, MAX_LINE)

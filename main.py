@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""collapsed-forwarding: a Maelstrom cache node in which concurrent misses of
+a key share one origin fetch. The contract is ../shared/PROTOCOL.md; the
+README lists the flags (each also read from CF_<NAME>) and the messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from functools import partial
+from typing import Any, BinaryIO, Callable, Hashable, Mapping, Sequence
+
+from maelstrom import Body, Malformed, Message, Node
+from origins import KvOrigin, SimOrigin, cache_key
+from proxy import Answer, CacheError, CollapsedForwardingProxy
+
+log = logging.getLogger("main")
+
+
+def _number(text: str, low: float = 0.0, high: float = float("inf"), kind: type = float) -> Any:
+    value = kind(text)
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text} is not within [{low}, {high}]")
+    return value
+
+
+seconds = _number
+fraction = partial(_number, high=1.0)
+count = partial(_number, kind=int)
+
+# name, type, default, help
+FLAGS: list[tuple[str, Callable[[str], Any], str, str]] = [
+    ("origin", str, "sim", "what is behind the cache: sim, lin-kv, seq-kv or lww-kv"),
+    ("ttl", seconds, "60", "seconds a fetched value stays fresh"),
+    ("origin-timeout", seconds, "1", "seconds before an origin fetch fails with error 0"),
+    ("negative-ttl", seconds, "1", "seconds a key-does-not-exist answer is cached"),
+    ("max-entries", partial(_number, low=1, kind=int), "100000", "entries kept; the least recently used goes first"),
+    ("sim-latency", seconds, "0.05", "seconds each sim fetch takes"),
+    ("sim-error-rate", fraction, "0", "fraction of sim fetches that fail"),
+    ("grace", seconds, "0", "seconds past expiry an entry is served stale while one background fetch refreshes it"),
+    ("stale-if-error", seconds, "0", "seconds past expiry an entry is served stale when its refresh fails"),
+    ("early-refresh", seconds, "0", "XFetch's beta: above 0, hits refresh entries early, in the background"),
+    ("jitter", partial(_number, high=0.99), "0", "fraction by which each entry's TTL is randomly shortened"),
+    ("error-ttl", seconds, "0", "seconds an origin failure is remembered and answered without another fetch"),
+    ("max-waiters", count, "0", "above 0, the most requests that may wait on one key's fetch"),
+    ("peer-timeout", seconds, "0.5", "seconds a node waits on another node before acting alone"),
+    ("log-level", str.upper, "WARNING", "stderr logging level"),
+]
+ORIGINS = ("sim", "lin-kv", "seq-kv", "lww-kv")
+
+
+def parse_flags(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="collapsed-forwarding", description=__doc__.split("\n\n")[0])
+    for name, kind, default, text in FLAGS:
+        env = "CF_" + name.upper().replace("-", "_")
+        parser.add_argument("--" + name, type=kind, default=environ.get(env, default), help=f"{text} (${env})")
+    flags = parser.parse_args(argv)
+    if flags.origin not in ORIGINS:
+        parser.error(f"--origin must be one of {', '.join(ORIGINS)}, not {flags.origin!r}")
+    if flags.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        parser.error(f"--log-level {flags.log_level!r} is not a logging level")
+    return flags
+
+
+def request_key(body: Body) -> Hashable:
+    if "key" not in body:
+        raise Malformed(f"{body.get('type')} needs a key")
+    return cache_key(body["key"])
+
+
+def field(body: Body, name: str) -> Any:
+    if name not in body:
+        raise Malformed(f"{body.get('type')} needs {name}")
+    return body[name]
+
+
+def request_ttl(body: Body) -> float | None:
+    ttl = body.get("ttl")
+    if ttl is not None and (type(ttl) not in (int, float) or ttl < 0):
+        raise Malformed(f"ttl must be a non-negative number of seconds, not {ttl!r}")
+    return ttl
+
+
+class CacheNode:
+    """The handlers: one per message type, on top of the proxy and an origin."""
+
+    def __init__(self, flags: argparse.Namespace, output: BinaryIO) -> None:
+        self.flags = flags
+        self.node = Node(output)
+        self.node.handlers.update(init=self.init, get=self.get, read=self.read, write=self.write,
+                                  cas=self.cas, invalidate=self.invalidate, stats=self.stats)
+        self.origin: Any = None
+        self.proxy: CollapsedForwardingProxy = None  # type: ignore[assignment]  # made at init
+
+    def serve(self, stream: BinaryIO) -> None:
+        self.node.serve(stream, drain_timeout=self.flags.origin_timeout + 2 * self.flags.peer_timeout + 5)
+
+    def init(self, msg: Message, body: Body) -> None:
+        node_id, node_ids = body.get("node_id"), body.get("node_ids")
+        if not isinstance(node_id, str) or not isinstance(node_ids, list) or not all(isinstance(n, str) for n in node_ids):
+            raise Malformed("init needs node_id (a string) and node_ids (a list of strings)")
+        if self.proxy is None:
+            self.node.node_id, self.node.node_ids = node_id, node_ids
+            self.proxy = self._make_proxy()
+        elif node_id != self.node.node_id:
+            log.warning("ignoring a second init as %r: this node is %r", node_id, self.node.node_id)
+        self.node.reply(msg, "init_ok")
+
+    def _make_proxy(self) -> CollapsedForwardingProxy:
+        f = self.flags
+        if f.origin == "sim":
+            self.origin = SimOrigin(f.sim_latency, f.sim_error_rate)
+        else:
+            self.origin = KvOrigin(self.node, f.origin, f.origin_timeout)
+        return CollapsedForwardingProxy(
+            self.origin, f.ttl, timeout=f.origin_timeout, negative_ttl=f.negative_ttl, max_entries=f.max_entries,
+            grace=f.grace, stale_if_error=f.stale_if_error, early_refresh=f.early_refresh, jitter=f.jitter,
+            error_ttl=f.error_ttl, max_waiters=f.max_waiters)
+
+    # -- reads -------------------------------------------------------------
+
+    def get(self, msg: Message, body: Body) -> None:
+        self._lookup(msg, request_key(body), request_ttl(body), self._get_answered)
+
+    def read(self, msg: Message, body: Body) -> None:
+        self._lookup(msg, request_key(body), request_ttl(body), self._read_answered)
+
+    def _lookup(self, msg: Message, key: Hashable, ttl: float | None,
+                answered: Callable[[Message, Answer], None]) -> None:
+        answer = self.proxy.request(key, partial(answered, msg), ttl)
+        if answer is not None:
+            answered(msg, answer)
+
+    def _get_answered(self, msg: Message, answer: Answer) -> None:
+        if answer.error is not None:
+            self._fail(msg, answer.error)
+        else:
+            self.node.reply(msg, "get_ok", value=answer.value, cache=answer.cache)
+
+    def _read_answered(self, msg: Message, answer: Answer) -> None:
+        if answer.error is not None:
+            self._fail(msg, answer.error)
+        else:
+            self.node.reply(msg, "read_ok", value=answer.value)
+
+    def _fail(self, msg: Message, error: CacheError) -> None:
+        self.node.error(msg, error.code, str(error))
+
+    # -- writes: through to the origin, then the entry is dropped ----------
+
+    def write(self, msg: Message, body: Body) -> None:
+        key = request_key(body)
+        self.origin.write(key, field(body, "value"), partial(self._written, msg, key, "write_ok"))
+
+    def cas(self, msg: Message, body: Body) -> None:
+        key = request_key(body)
+        self.origin.cas(key, field(body, "from"), field(body, "to"), partial(self._written, msg, key, "cas_ok"))
+
+    def _written(self, msg: Message, key: Hashable, ok: str, error: CacheError | None) -> None:
+        # Dropped whatever the outcome: a write that timed out may still have happened.
+        self.proxy.invalidate(key)
+        if error is not None:
+            self._fail(msg, error)
+        else:
+            self.node.reply(msg, ok)
+
+    def invalidate(self, msg: Message, body: Body) -> None:
+        self.proxy.invalidate(request_key(body))
+        self.node.reply(msg, "invalidate_ok")
+
+    def stats(self, msg: Message, body: Body) -> None:
+        fields = self.proxy.key_stats(request_key(body)) if "key" in body else self.proxy.stats()
+        self.node.reply(msg, "stats_ok", **fields)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    flags = parse_flags(argv)
+    logging.basicConfig(stream=sys.stderr, level=flags.log_level,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    output = sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print() must never corrupt the message stream
+    CacheNode(flags, output).serve(sys.stdin.buffer)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
