@@ -13,6 +13,7 @@ import sys
 from functools import partial
 from typing import Any, BinaryIO, Callable, Hashable, Mapping, Sequence
 
+from cluster import Alone, Cluster
 from maelstrom import Body, Malformed, Message, Node
 from origins import KvOrigin, SimOrigin, cache_key
 from proxy import Answer, CacheError, CollapsedForwardingProxy
@@ -91,8 +92,10 @@ class CacheNode:
         self.flags = flags
         self.node = Node(output)
         self.node.handlers.update(init=self.init, get=self.get, read=self.read, write=self.write,
-                                  cas=self.cas, invalidate=self.invalidate, stats=self.stats)
+                                  cas=self.cas, invalidate=self.invalidate, stats=self.stats,
+                                  cf_fetch=self.cf_fetch, cf_drop=self.cf_drop)
         self.origin: Any = None
+        self.cluster: Cluster | Alone = Alone()
         self.proxy: CollapsedForwardingProxy = None  # type: ignore[assignment]  # made at init
 
     def serve(self, stream: BinaryIO) -> None:
@@ -112,11 +115,16 @@ class CacheNode:
     def _make_proxy(self) -> CollapsedForwardingProxy:
         f = self.flags
         if f.origin == "sim":
-            self.origin = SimOrigin(f.sim_latency, f.sim_error_rate)
+            self.origin = SimOrigin(f.sim_latency, f.sim_error_rate, timeout=f.origin_timeout)
         else:
             self.origin = KvOrigin(self.node, f.origin, f.origin_timeout)
+        backend, timeout = self.origin, f.origin_timeout
+        if len(self.node.node_ids) > 1:
+            # A miss may wait on the owner, then fetch itself: the flight's deadline covers both.
+            self.cluster = backend = Cluster(self.node, self.origin, f.peer_timeout)
+            timeout += f.peer_timeout
         return CollapsedForwardingProxy(
-            self.origin, f.ttl, timeout=f.origin_timeout, negative_ttl=f.negative_ttl, max_entries=f.max_entries,
+            backend, f.ttl, timeout=timeout, negative_ttl=f.negative_ttl, max_entries=f.max_entries,
             grace=f.grace, stale_if_error=f.stale_if_error, early_refresh=f.early_refresh, jitter=f.jitter,
             error_ttl=f.error_ttl, max_waiters=f.max_waiters)
 
@@ -161,19 +169,41 @@ class CacheNode:
 
     def _written(self, msg: Message, key: Hashable, ok: str, error: CacheError | None) -> None:
         # Dropped whatever the outcome: a write that timed out may still have happened.
-        self.proxy.invalidate(key)
-        if error is not None:
-            self._fail(msg, error)
-        else:
-            self.node.reply(msg, ok)
+        reply = partial(self._fail, msg, error) if error is not None else partial(self.node.reply, msg, ok)
+        self.cluster.drop_everywhere(key, partial(self.proxy.invalidate, key), reply)
 
     def invalidate(self, msg: Message, body: Body) -> None:
-        self.proxy.invalidate(request_key(body))
-        self.node.reply(msg, "invalidate_ok")
+        key = request_key(body)
+        self.cluster.drop_everywhere(key, partial(self.proxy.invalidate, key),
+                                     partial(self.node.reply, msg, "invalidate_ok"))
 
     def stats(self, msg: Message, body: Body) -> None:
-        fields = self.proxy.key_stats(request_key(body)) if "key" in body else self.proxy.stats()
+        if "key" in body:
+            fields = self.proxy.key_stats(request_key(body))
+        else:
+            fields = self.proxy.stats()
+            peers = self.cluster.stats()
+            # The proxy counts every fetch it starts; a forward reached the owner, not the origin.
+            fields["origin_fetches"] += peers["peer_fallbacks"] - peers["forwards"]
+            fields.update(peers)
         self.node.reply(msg, "stats_ok", **fields)
+
+    # -- between nodes (see cluster.py) -------------------------------------
+
+    def cf_fetch(self, msg: Message, body: Body) -> None:
+        """Another node's miss for a key this node owns."""
+        self._lookup(msg, request_key(body), None, self._fetch_answered)
+
+    def _fetch_answered(self, msg: Message, answer: Answer) -> None:
+        ttl_left = max(0.0, round(self.proxy.ttl_left(answer), 6))
+        if answer.error is not None:
+            self.node.reply(msg, "error", code=answer.error.code, text=str(answer.error), ttl_left=ttl_left)
+        else:
+            self.node.reply(msg, "cf_fetch_ok", value=answer.value, ttl_left=ttl_left)
+
+    def cf_drop(self, msg: Message, body: Body) -> None:
+        self.proxy.invalidate(request_key(body))
+        self.node.reply(msg, "cf_drop_ok")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

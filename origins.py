@@ -51,9 +51,9 @@ class SimOrigin:
     """Every key exists, as "value-" + key, until written; each fetch takes
     `latency` seconds and fails with probability `error_rate`."""
 
-    def __init__(self, latency: float = 0.05, error_rate: float = 0.0,
+    def __init__(self, latency: float = 0.05, error_rate: float = 0.0, timeout: float = float("inf"),
                  rand: Callable[[], float] = random.random) -> None:
-        self.latency, self.error_rate, self.rand = latency, error_rate, rand
+        self.latency, self.error_rate, self.timeout, self.rand = latency, error_rate, timeout, rand
         self._written: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
 
@@ -74,7 +74,10 @@ class SimOrigin:
         return self.value(key)
 
     def start_fetch(self, key: Hashable, done: Done) -> None:
-        timers.call_later(self.latency, self._answer, key, done)
+        if self.latency >= self.timeout:
+            timers.call_later(self.timeout, done, OriginTimeout(f"origin fetch took longer than {self.timeout}s"))
+        else:
+            timers.call_later(self.latency, self._answer, key, done)
 
     def _answer(self, key: Hashable, done: Done) -> None:
         if self.error_rate and self.rand() < self.error_rate:

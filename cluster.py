@@ -1,0 +1,118 @@
+"""Many nodes, one cache: every key has an owner, and the others ask it.
+
+The owner of a key is picked by rendezvous hashing (highest random weight) of
+the key's canonical JSON and each node id, so every node agrees without
+talking, and a node joining or leaving moves only the keys it wins or held.
+
+`Cluster` is the proxy's origin on a node of a cluster: a miss for a key
+this node owns goes to the real origin; a miss for another node's key is sent
+to that owner (`cf_fetch`), collapsed there with every other node's misses, and
+its answer cached here only for the lifetime the owner has left on it. An owner
+that does not answer within the peer timeout costs collapsing, never
+availability: the node then fetches from the origin itself.
+
+`drop_everywhere` drops a key on every node after a write: first at the owner,
+then at the others, so that no node can refill its copy from an owner that has
+not dropped yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from typing import Any, Callable, Hashable
+
+from maelstrom import Body, Node
+from origins import key_text, wire_key
+from proxy import KeyMissing, OriginTimeout, OriginUnavailable
+
+# Errors an owner passes on from its origin: shared with our waiters, as a local fetch's would be.
+ORIGIN_ANSWERS = {cls.code: cls for cls in (OriginTimeout, OriginUnavailable, KeyMissing)}
+
+
+def owner(key: Hashable, node_ids: list[str]) -> str:
+    text = key_text(key).encode()
+    return max(node_ids, key=lambda node_id: hashlib.blake2b(node_id.encode() + b"\0" + text, digest_size=8).digest())
+
+
+class Cluster:
+    def __init__(self, node: Node, origin: Any, peer_timeout: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.node, self.origin, self.peer_timeout, self.clock = node, origin, peer_timeout, clock
+        self.forwards = self.peer_fallbacks = 0
+        self._count_lock = threading.Lock()
+
+    def owner(self, key: Hashable) -> str:
+        return owner(key, self.node.node_ids)
+
+    def start_fetch(self, key: Hashable, done: Callable[..., None]) -> None:
+        owner_id = self.owner(key)
+        if owner_id == self.node.node_id:
+            self.origin.start_fetch(key, done)
+            return
+        with self._count_lock:
+            self.forwards += 1
+        sent = self.clock()
+        self.node.rpc(owner_id, {"type": "cf_fetch", "key": wire_key(key)},
+                      lambda reply: self._answered(key, done, sent, reply), self.peer_timeout)
+
+    def _answered(self, key: Hashable, done: Callable[..., None], sent: float, reply: Body | None) -> None:
+        kind = reply and reply.get("type")
+        code = reply and reply.get("code")
+        if kind != "cf_fetch_ok" and not (kind == "error" and code in ORIGIN_ANSWERS):
+            with self._count_lock:
+                self.peer_fallbacks += 1
+            self.origin.start_fetch(key, done)
+            return
+        assert reply is not None
+        # The copy lives no longer than the owner's entry: its clock started before the owner's reply.
+        ttl_left = reply.get("ttl_left")
+        ttl = max(0.0, ttl_left - (self.clock() - sent)) if isinstance(ttl_left, (int, float)) else 0.0
+        result = reply.get("value") if kind == "cf_fetch_ok" else ORIGIN_ANSWERS[code](f"owner: {reply.get('text')}")
+        done(result, ttl=ttl)
+
+    def drop_everywhere(self, key: Hashable, drop_here: Callable[[], None], then: Callable[[], None]) -> None:
+        """Drop `key` at its owner, then at every other node, then call `then`
+        (each node has acknowledged, or the peer timeout has passed)."""
+        owner_id = self.owner(key)
+        rest = [n for n in self.node.node_ids if n != owner_id]
+        self._drop_at([owner_id], key, drop_here, lambda: self._drop_at(rest, key, drop_here, then))
+
+    def _drop_at(self, node_ids: list[str], key: Hashable, drop_here: Callable[[], None],
+                 then: Callable[[], None]) -> None:
+        pending = [len(node_ids)]
+        lock = threading.Lock()
+
+        def acknowledged(_reply: Body | None = None) -> None:
+            with lock:
+                pending[0] -= 1
+                last = pending[0] == 0
+            if last:
+                then()
+
+        if not node_ids:
+            then()
+        for node_id in node_ids:
+            if node_id == self.node.node_id:
+                drop_here()
+                acknowledged()
+            else:
+                self.node.rpc(node_id, {"type": "cf_drop", "key": wire_key(key)}, acknowledged, self.peer_timeout)
+
+    def stats(self) -> dict[str, int]:
+        with self._count_lock:
+            return {"forwards": self.forwards, "peer_fallbacks": self.peer_fallbacks}
+
+
+class Alone:
+    """A node with no peers: it owns every key, so its proxy asks the origin directly."""
+
+    def drop_everywhere(self, key: Hashable, drop_here: Callable[[], None], then: Callable[[], None]) -> None:
+        drop_here()
+        then()
+
+    @staticmethod
+    def stats() -> dict[str, int]:
+        return {"forwards": 0, "peer_fallbacks": 0}
+
