@@ -44,11 +44,11 @@ class Node:
         self.node_ids: list[str] = []
         self.handlers: dict[str, Handler] = {}
         self._output = output
-        self._output_lock = threading.Lock()
+        self._output_lock = threading.Condition(threading.Lock())  # also signals each reply, for the drain
         self._next_msg_id = 0
         self._rpcs: dict[int, tuple[Callable[[Body | None], None], timers.Timer]] = {}
-        self._owed = 0  # requests read and not yet answered
-        self._owed_changed = threading.Condition(threading.Lock())
+        self._requests_read = 0  # only the reader thread writes this
+        self._replies_sent = 0  # only written under _output_lock
 
     # -- sending ---------------------------------------------------------
 
@@ -56,6 +56,9 @@ class Node:
               on_reply: Callable[[Body | None], None] | None = None, timeout: float = 0) -> None:
         """Write one message on one line. `body` must hold a `msg_id` key already, so it keeps its place."""
         with self._output_lock:
+            if "in_reply_to" in body:
+                self._replies_sent += 1
+                self._output_lock.notify()
             body["msg_id"] = msg_id = self._next_msg_id
             self._next_msg_id += 1
             if on_reply is not None:  # registered before the request leaves, so no reply can beat it
@@ -68,10 +71,6 @@ class Node:
         body = request["body"]
         self._send(request["src"], {"type": type_, "in_reply_to": body["msg_id"], "msg_id": None, **fields},
                    src=request.get("dest") if self.node_id is None else None)
-        with self._owed_changed:
-            self._owed -= 1
-            if self._owed <= 0:
-                self._owed_changed.notify_all()
 
     def error(self, request: Message, code: int, text: str) -> None:
         self.reply(request, "error", code=code, text=text)
@@ -93,9 +92,9 @@ class Node:
         until every request read has been answered."""
         for line in _lines(stream):
             self.handle_line(line)
-        with self._owed_changed:
-            if not self._owed_changed.wait_for(lambda: self._owed <= 0, drain_timeout):
-                log.error("exiting with %d requests unanswered", self._owed)
+        with self._output_lock:
+            if not self._output_lock.wait_for(lambda: self._replies_sent >= self._requests_read, drain_timeout):
+                log.error("exiting with %d requests unanswered", self._requests_read - self._replies_sent)
 
     def handle_line(self, line: bytes) -> None:
         try:
@@ -125,8 +124,7 @@ class Node:
             log.exception("reply callback failed")
 
     def _handle_request(self, msg: Message, body: Body) -> None:
-        with self._owed_changed:
-            self._owed += 1
+        self._requests_read += 1
         type_ = body.get("type")
         handler = self.handlers.get(type_) if isinstance(type_, str) else None
         if self.node_id is None and type_ != "init":
