@@ -23,6 +23,7 @@ calls back still releases every waiter, with the error or OriginTimeout.
 from __future__ import annotations
 
 import logging
+import itertools
 import math
 import random as _random
 import threading
@@ -111,15 +112,24 @@ COUNTERS = ("hits", "stale", "misses", "collapsed", "shed", "errors", "origin_fe
 COUNTER_OF = {"hit": "hits", "stale": "stale", "miss": "misses", "collapsed": "collapsed", "shed": "shed"}
 
 
+def _value_of(counter: itertools.count[int]) -> int:
+    return int(repr(counter)[6:-1])  # "count(N)": the one way to read a count without advancing it
+
+
 class _Counters:
-    __slots__ = COUNTERS
+    """Request counters. Hits served on the lock-free path are counted by
+    `next(fast_hits)`, atomic in CPython, and added to `hits` when read."""
+
+    __slots__ = (*COUNTERS, "fast_hits")
 
     def __init__(self) -> None:
         for name in COUNTERS:
             setattr(self, name, 0)
+        self.fast_hits = itertools.count()
 
     def counts(self) -> dict[str, int]:
         counts = {name: getattr(self, name) for name in COUNTERS}
+        counts["hits"] += _value_of(self.fast_hits)
         return {"requests": sum(counts[COUNTER_OF[c]] for c in COUNTER_OF), **counts}
 
 
@@ -134,12 +144,13 @@ class _Totals(_Counters):
 class _Slot(_Counters):
     """A key's cache entry, its remembered failure, its fetch in flight, its counters."""
 
-    __slots__ = ("answer", "fresh_until", "failure", "failure_until", "flight", "fetch_seconds")
+    __slots__ = ("answer", "fresh_until", "fast", "failure", "failure_until", "flight", "fetch_seconds")
 
     def __init__(self) -> None:
         super().__init__()
         self.answer: Answer | None = None  # last value or key-does-not-exist, served as a hit while fresh
         self.fresh_until = NEVER
+        self.fast: Answer | None = None  # `answer`, when a hit on it needs no more thought than its expiry
         self.failure: Answer | None = None  # last origin failure, remembered for error_ttl
         self.failure_until = NEVER
         self.flight: Flight | None = None
@@ -197,11 +208,14 @@ class CollapsedForwardingProxy:
 
     def get(self, key: Key, ttl: float | None = None) -> Value:
         """The key's value, fetching it if need be; raises CacheError."""
-        return self.lookup(key, ttl).result()
+        answer = self._hit(key)
+        if answer is not None:
+            return answer.value  # a fast hit is never an error
+        return self._wait(key, ttl, force=False).result()
 
     def lookup(self, key: Key, ttl: float | None = None) -> Answer:
         """Like `get`, but returns the Answer, which says how it was served."""
-        return self._wait(key, ttl, force=False)
+        return self._hit(key) or self._wait(key, ttl, force=False)
 
     def fetch_and_cache(self, key: Key, ttl: float | None = 60) -> Value:
         """Fetch the key from the origin now, even if a fresh entry is cached
@@ -211,6 +225,9 @@ class CollapsedForwardingProxy:
     def request(self, key: Key, on_answer: OnAnswer, ttl: float | None = None) -> Answer | None:
         """Non-blocking: the Answer now if it can be given now, else None and
         `on_answer(answer)` is called once, from another thread, when it can."""
+        answer = self._hit(key)
+        if answer is not None:
+            return answer
         with self.lock:
             answer, flight, launch = self._admit(key, ttl, force=False)
             if flight is not None:
@@ -234,7 +251,8 @@ class CollapsedForwardingProxy:
                 return
             if slot.answer is not None:
                 self.totals.entries -= 1
-            slot.answer, slot.fresh_until, slot.failure, slot.failure_until = None, NEVER, None, NEVER
+            slot.answer = slot.fast = slot.failure = None
+            slot.fresh_until = slot.failure_until = NEVER
             if slot.flight is not None:
                 slot.flight.detached = True
                 slot.flight = None
@@ -259,6 +277,26 @@ class CollapsedForwardingProxy:
                     "last_fetch_s": None if slot.fetch_seconds is None else round(slot.fetch_seconds, 6)}
 
     # -- admission: what a request gets, decided under the lock ------------
+
+    def _hit(self, key: Key) -> Answer | None:
+        """The common case, without the lock: a fresh value, no early refresh to
+        consider. Each step is one operation that CPython performs atomically
+        (dict get, attribute read, move_to_end, next on a count), and every
+        change to a slot is made under the lock: the one read of `slot.fast`
+        is the moment this request is served, as if it had taken the lock."""
+        slot = self.slots.get(key)
+        if slot is None:
+            return None
+        answer = slot.fast
+        if answer is None or self.clock() >= answer.expires:
+            return None
+        try:
+            self.slots.move_to_end(key)
+        except KeyError:  # evicted a moment ago: the answer was fresh all the same
+            pass
+        next(slot.fast_hits)
+        next(self.totals.fast_hits)
+        return answer
 
     def _admit(self, key: Key, ttl: float | None, force: bool) -> tuple[Answer | None, Flight | None, Flight | None]:
         """(answer now, or the flight to wait on) and the flight to launch once the lock is released."""
@@ -321,8 +359,9 @@ class CollapsedForwardingProxy:
         return flight
 
     def _new_slot(self, key: Key) -> _Slot:
-        self.slots[key] = slot = _Slot()
-        excess = len(self.slots) - self.max_entries
+        # Room first, then the new slot: lock-free hits may reorder the others
+        # meanwhile, and a slot just made must not be the one evicted.
+        excess = len(self.slots) + 1 - self.max_entries
         for _ in range(len(self.slots)):
             if excess <= 0:
                 break
@@ -334,6 +373,7 @@ class CollapsedForwardingProxy:
             if old.answer is not None:
                 self.totals.entries -= 1
                 self.totals.evictions += 1
+        self.slots[key] = slot = _Slot()
         return slot
 
     def _count(self, slot: _Slot, counter: str, n: int) -> None:
@@ -435,5 +475,6 @@ class CollapsedForwardingProxy:
             self.totals.entries += 1
         slot.fresh_until = now + ttl
         slot.answer = Answer(value, error, "hit", slot.fresh_until)
+        slot.fast = slot.answer if error is None and not self.early_refresh else None
         slot.failure, slot.failure_until = None, NEVER
         return slot.answer.served_as("collapsed")
