@@ -9,6 +9,7 @@ with Maelstrom's error codes.
 from __future__ import annotations
 
 import json
+import math
 import logging
 import threading
 from typing import Any, BinaryIO, Callable, Iterator
@@ -24,7 +25,16 @@ Handler = Callable[[Message, Body], None]
 TIMEOUT, NOT_SUPPORTED, TEMPORARILY_UNAVAILABLE, MALFORMED_REQUEST, CRASH = 0, 10, 11, 12, 13
 MAX_LINE = 64 * 1024 * 1024  # a longer line is skipped, so one huge input cannot exhaust memory
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_to_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_to_ascii = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def _encode(msg: Message) -> bytes:
+    """One message as one line of UTF-8 JSON; no NaN or Infinity, which are not JSON."""
+    try:
+        return _to_text(msg).encode() + b"\n"
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in the input) has no UTF-8 form: escape it
+        return _to_ascii(msg).encode() + b"\n"
 
 
 class Malformed(Exception):
@@ -35,7 +45,6 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
 
 
 class Node:
@@ -49,6 +58,8 @@ class Node:
         self._rpcs: dict[int, tuple[Callable[[Body | None], None], timers.Timer]] = {}
         self._requests_read = 0  # only the reader thread writes this
         self._replies_sent = 0  # only written under _output_lock
+        self._number_too_large = False  # set by the decoder, read by the reader thread that runs it
+        self._decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=self._parse_float).decode
 
     # -- sending ---------------------------------------------------------
 
@@ -56,21 +67,27 @@ class Node:
               on_reply: Callable[[Body | None], None] | None = None, timeout: float = 0) -> None:
         """Write one message on one line. `body` must hold a `msg_id` key already, so it keeps its place."""
         with self._output_lock:
+            body["msg_id"] = msg_id = self._next_msg_id
+            line = _encode({"src": self.node_id if src is None else src, "dest": dest, "body": body})
+            # Encoded: nothing below can fail for want of a JSON form, so no msg_id is skipped.
+            self._next_msg_id += 1
             if "in_reply_to" in body:
                 self._replies_sent += 1
                 self._output_lock.notify()
-            body["msg_id"] = msg_id = self._next_msg_id
-            self._next_msg_id += 1
             if on_reply is not None:  # registered before the request leaves, so no reply can beat it
                 self._rpcs[msg_id] = (on_reply, timers.call_later(timeout, self._rpc_timed_out, msg_id))
-            line = _encode({"src": self.node_id if src is None else src, "dest": dest, "body": body})
-            self._output.write(line.encode() + b"\n")
+            self._output.write(line)
             self._output.flush()
 
     def reply(self, request: Message, type_: str, **fields: Any) -> None:
         body = request["body"]
-        self._send(request["src"], {"type": type_, "in_reply_to": body["msg_id"], "msg_id": None, **fields},
-                   src=request.get("dest") if self.node_id is None else None)
+        src = request.get("dest") if self.node_id is None else None
+        try:
+            self._send(request["src"], {"type": type_, "in_reply_to": body["msg_id"], "msg_id": None, **fields}, src)
+        except (ValueError, TypeError) as exc:  # a value with no JSON form: still one reply, an error
+            log.exception("could not encode a %s reply", type_)
+            self._send(request["src"], {"type": "error", "in_reply_to": body["msg_id"], "msg_id": None,
+                                        "code": CRASH, "text": f"reply could not be encoded: {exc}"}, src)
 
     def error(self, request: Message, code: int, text: str) -> None:
         self.reply(request, "error", code=code, text=text)
@@ -91,15 +108,19 @@ class Node:
         """Handle every line of `stream`; at its end, wait (up to drain_timeout)
         until every request read has been answered."""
         for line in _lines(stream):
-            self.handle_line(line)
+            try:
+                self.handle_line(line)
+            except Exception:  # no line, however odd, stops the node
+                log.exception("could not handle the line %.200r", line)
         with self._output_lock:
             if not self._output_lock.wait_for(lambda: self._replies_sent >= self._requests_read, drain_timeout):
                 log.error("exiting with %d requests unanswered", self._requests_read - self._replies_sent)
 
     def handle_line(self, line: bytes) -> None:
+        self._number_too_large = False
         try:
-            msg = _decode(line.decode())
-        except ValueError as exc:
+            msg = self._decode(line.decode())
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
             log.warning("ignoring a line that is not JSON (%s): %.200r", exc, line)
             return
         body = msg.get("body") if isinstance(msg, dict) else None
@@ -107,8 +128,18 @@ class Node:
             self._handle_reply(body)
         elif not isinstance(body, dict) or not isinstance(msg.get("src"), str) or type(body.get("msg_id")) is not int:
             log.warning("ignoring a message with no src, no object body or no integer msg_id: %.200r", line)
+        elif self._number_too_large:
+            self._requests_read += 1
+            self.error(msg, MALFORMED_REQUEST, "a number in this message is too large for a double")
         else:
             self._handle_request(msg, body)
+
+    def _parse_float(self, text: str) -> float:
+        value = float(text)
+        if math.isinf(value):  # 1e400: valid JSON that no double holds, and that would go out as Infinity
+            self._number_too_large = True
+            return 0.0
+        return value
 
     def _handle_reply(self, body: Body) -> None:
         with self._output_lock:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from functools import partial
@@ -23,7 +24,7 @@ log = logging.getLogger("main")
 
 def _number(text: str, low: float = 0.0, high: float = float("inf"), kind: type = float) -> Any:
     value = kind(text)
-    if not low <= value <= high:
+    if not (low <= value <= high and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"{text} is not within [{low}, {high}]")
     return value
 
