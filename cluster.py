@@ -21,7 +21,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 from maelstrom import Body, Node
 from origins import key_text, wire_key
@@ -58,8 +59,8 @@ class Cluster:
                       lambda reply: self._answered(key, done, sent, reply), self.peer_timeout)
 
     def _answered(self, key: Hashable, done: Callable[..., None], sent: float, reply: Body | None) -> None:
-        kind = reply and reply.get("type")
-        code = reply and reply.get("code")
+        kind = reply.get("type") if reply else None
+        code = reply.get("code") if reply else None
         if kind != "cf_fetch_ok" and not (kind == "error" and code in ORIGIN_ANSWERS):
             with self._count_lock:
                 self.peer_fallbacks += 1
@@ -69,7 +70,8 @@ class Cluster:
         # The copy lives no longer than the owner's entry: its clock started before the owner's reply.
         ttl_left = reply.get("ttl_left")
         ttl = max(0.0, ttl_left - (self.clock() - sent)) if isinstance(ttl_left, (int, float)) else 0.0
-        result = reply.get("value") if kind == "cf_fetch_ok" else ORIGIN_ANSWERS[code](f"owner: {reply.get('text')}")
+        result = reply.get("value") if kind == "cf_fetch_ok" else ORIGIN_ANSWERS[code](  # type: ignore[index]
+            f"owner: {reply.get('text')}")
         done(result, ttl=ttl)
 
     def drop_everywhere(self, key: Hashable, drop_here: Callable[[], None], then: Callable[[], None]) -> None:

@@ -9,10 +9,11 @@ with Maelstrom's error codes.
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 import threading
-from typing import Any, BinaryIO, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
 
 import timers
 

@@ -11,8 +11,9 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from functools import partial
-from typing import Any, BinaryIO, Callable, Hashable, Mapping, Sequence
+from typing import Any, BinaryIO
 
 from cluster import Alone, Cluster
 from maelstrom import Body, Malformed, Message, Node
@@ -104,7 +105,7 @@ class CacheNode:
 
     def init(self, msg: Message, body: Body) -> None:
         node_id, node_ids = body.get("node_id"), body.get("node_ids")
-        if not isinstance(node_id, str) or not isinstance(node_ids, list) or not all(isinstance(n, str) for n in node_ids):
+        if not (isinstance(node_id, str) and isinstance(node_ids, list) and all(isinstance(n, str) for n in node_ids)):
             raise Malformed("init needs node_id (a string) and node_ids (a list of strings)")
         if self.proxy is None:
             self.node.node_id, self.node.node_ids = node_id, node_ids

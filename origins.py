@@ -12,7 +12,8 @@ import json
 import random
 import threading
 import time
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import timers
 from maelstrom import Body, Node

@@ -22,15 +22,16 @@ calls back still releases every waiter, with the error or OriginTimeout.
 
 from __future__ import annotations
 
-import logging
 import itertools
+import logging
 import math
 import random as _random
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
 from functools import partial
-from typing import Any, Callable, Hashable, Iterable
+from typing import Any
 
 import timers
 
@@ -121,6 +122,15 @@ class _Counters:
     `next(fast_hits)`, atomic in CPython, and added to `hits` when read."""
 
     __slots__ = (*COUNTERS, "fast_hits")
+
+    hits: int
+    stale: int
+    misses: int
+    collapsed: int
+    shed: int
+    errors: int
+    origin_fetches: int
+    origin_errors: int
 
     def __init__(self) -> None:
         for name in COUNTERS:
@@ -314,7 +324,8 @@ class CollapsedForwardingProxy:
                     self._count(slot, "errors", 1)
                 return answer, None, self._early_refresh(key, slot, now) if self.early_refresh else None
         if not force and slot.answer is not None and now < slot.fresh_until + self.grace:
-            refresh = None if slot.flight or now < slot.failure_until else self._start(key, slot, self.ttl, now, led=False)
+            quiet = slot.flight is not None or now < slot.failure_until  # one refresh at a time; none while failing
+            refresh = None if quiet else self._start(key, slot, self.ttl, now, led=False)
             return self._serve(slot, slot.answer.served_as("stale")), None, refresh
         if not force and slot.failure is not None and now < slot.failure_until:
             return self._serve(slot, self._stale_or(slot, slot.failure, now)), None, None
@@ -430,7 +441,8 @@ class CollapsedForwardingProxy:
         if flight.timer is not None:
             flight.timer.cancel()
         flight.event.set()
-        leader, follower = flight.answers  # type: ignore[misc]
+        assert flight.answers is not None  # set by _settle_locked
+        leader, follower = flight.answers
         for on_answer, led in callbacks:
             try:
                 on_answer(leader if led else follower)

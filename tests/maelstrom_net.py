@@ -37,8 +37,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 MAIN = Path(__file__).resolve().parent.parent / "main.py"
 SERVICES = ("lin-kv", "seq-kv", "lww-kv")
@@ -329,8 +330,9 @@ class Net:
             problems = len(self.problems)
             for msg_id in msg_ids:
                 key = (client, canonical(msg_id))
-                arrived = self._arrived.wait_for(lambda: key in self._replies or len(self.problems) > problems,
-                                                 deadline - time.monotonic())
+                arrived = self._arrived.wait_for(
+                    lambda key=key: key in self._replies or len(self.problems) > problems,  # type: ignore[misc]
+                    deadline - time.monotonic())
                 if len(self.problems) > problems:
                     raise AssertionError(f"while waiting for a reply to {msg_id}: {self.problems[problems:]}")
                 if not arrived:

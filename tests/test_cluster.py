@@ -10,8 +10,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from cluster import owner
 from maelstrom_net import Net
+
+from cluster import owner
 from origins import cache_key
 
 NODES = ["n1", "n2", "n3"]
@@ -68,7 +69,7 @@ def test_a_cut_off_owner_costs_collapsing_not_availability() -> None:
         started = time.monotonic()
         sent = {(node, key): net.send_many(node, [{"type": "get", "key": key}] * 20)
                 for node in ("n1", "n2") for key in keys}
-        for (node, key), ids in sent.items():
+        for (_node, key), ids in sent.items():
             assert {r.get("value") for r in net.replies(ids, timeout=10)} == {f"v-{key}"}
         elapsed = time.monotonic() - started
         assert elapsed < 0.5 + 0.1 + 1.0, f"answers took {elapsed:.2f}s"  # generous margin on a shared machine
@@ -105,7 +106,7 @@ def test_write_wins_over_forwards_in_flight() -> None:
         net.kv.wait_count("write", 1)
         net.kv.release()  # the old read answers only now, after the write reached the service
         assert net.reply(write)["type"] == "write_ok"
-        for node, msg_id in pending.items():
+        for msg_id in pending.values():
             net.reply(msg_id)  # each got some answer: the old value is allowed, they were asked before the write
         for node in NODES:
             assert net.call(node, {"type": "get", "key": key})["value"] == "new", node

@@ -213,7 +213,8 @@ def test_early_refresh_follows_the_xfetch_rule(clock: FakeClock, rand: FakeRando
     assert cases > 80
 
 
-def test_early_refresh_refreshes_once_and_counts(async_backend: AsyncBackend, clock: FakeClock, rand: FakeRandom) -> None:
+def test_early_refresh_refreshes_once_and_counts(
+        async_backend: AsyncBackend, clock: FakeClock, rand: FakeRandom) -> None:
     """An early refresh: the hit answers 'hit', one refresh runs (counted in refreshes and origin_fetches)."""
     proxy = make(async_backend, clock, ttl=10, early_refresh=1.0, random=rand)
     fill(proxy, async_backend, "k", "v1", clock, takes=2.0)

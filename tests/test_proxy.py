@@ -197,7 +197,8 @@ def test_async_backend_that_never_calls_done_times_out_everyone(async_backend: A
     wait_until(lambda: proxy.stats()["in_flight"] == 0, "every flight to be settled")
 
 
-def test_flight_deadline_releases_callbacks_with_no_blocking_waiter(async_backend: AsyncBackend, clock: FakeClock) -> None:
+def test_flight_deadline_releases_callbacks_with_no_blocking_waiter(
+        async_backend: AsyncBackend, clock: FakeClock) -> None:
     """Only request() callbacks on a fetch that never answers (the node's case): the flight's own deadline
     timer answers them all with OriginTimeout; nothing else would."""
     proxy = make(async_backend, clock, timeout=0.2)
@@ -640,7 +641,8 @@ def test_singleflight_ExampleGroup(backend: Backend, clock: FakeClock) -> None:
 
 @pytest.mark.parametrize("max_entries", [100_000, 4])
 def test_stress_never_two_concurrent_backend_calls_per_key(backend: Backend, max_entries: int) -> None:
-    """8 threads x 300 gets over 20 keys (ttl 0, so each get misses or joins): never two origin calls of a key at once."""
+    """8 threads x 300 gets over 20 keys (ttl 0, so each get misses or joins):
+    never two origin calls of a key at once."""
     backend.delay = 0.0005  # simulated origin latency, to widen the windows where calls could overlap
     clock = FakeClock()
     proxy = make(backend, clock, ttl=0, max_entries=max_entries)
