@@ -37,6 +37,19 @@ def wait_waiting(proxy: CollapsedForwardingProxy, key: object, count: int) -> No
     wait_until(lambda: proxy.key_stats(key)["waiting"] == count, f"{count} requests waiting on {key!r}")
 
 
+def herd(backend: Backend, clock: FakeClock, key: str, size: int,
+         result: object) -> tuple[CollapsedForwardingProxy, list[object]]:
+    """`size` concurrent gets of `key` on a fresh proxy while the origin holds its one answer, `result`
+    (a value or an exception to raise): the proxy, and what each get returned or raised."""
+    backend.plan[key].append(result)
+    backend.hold(key)
+    proxy = make(backend, clock)
+    futures = [in_thread(proxy.get, key) for _ in range(size)]
+    wait_waiting(proxy, key, size)
+    backend.release(key)
+    return proxy, [outcome(f) for f in futures]
+
+
 # -- collapsing ----------------------------------------------------------------
 
 
@@ -69,14 +82,7 @@ def test_herd_of_200_cold_misses_makes_one_origin_call(backend: Backend, clock: 
 def test_error_is_shared_by_every_waiter_and_not_cached(backend: Backend, clock: FakeClock) -> None:
     """One failing fetch: every waiter gets an OriginUnavailable (own copy, same __cause__); nothing cached."""
     boom = RuntimeError("origin down")
-    backend.plan["k"].append(boom)
-    backend.hold("k")
-    proxy = make(backend, clock)
-    futures = [in_thread(proxy.get, "k") for _ in range(10)]
-    wait_waiting(proxy, "k", 10)
-    backend.release("k")
-
-    errors = [outcome(f) for f in futures]
+    proxy, errors = herd(backend, clock, "k", 10, boom)
     assert all(isinstance(e, OriginUnavailable) and e.code == 11 for e in errors)
     assert all(e.__cause__ is boom for e in errors)
     assert len({id(e) for e in errors}) == 10, "each raise must be a fresh copy"
@@ -561,13 +567,7 @@ def test_singleflight_TestDoChan(clock: FakeClock) -> None:
 def test_singleflight_TestPanicDo(backend: Backend, clock: FakeClock) -> None:
     """TestPanicDo: fn panics ≈ backend raises a BaseException; the leader re-raises it, no caller hangs."""
     panic = Panic("invalid memory address or nil pointer dereference")
-    backend.plan["key"].append(panic)
-    backend.hold("key")
-    proxy = make(backend, clock)
-    futures = [in_thread(proxy.get, "key") for _ in range(5)]
-    wait_waiting(proxy, "key", 5)
-    backend.release("key")
-    outcomes = [outcome(f) for f in futures]
+    proxy, outcomes = herd(backend, clock, "key", 5, panic)
     assert sum(o is panic for o in outcomes) == 1  # the leader
     assert sum(isinstance(o, OriginUnavailable) and o.__cause__ is panic for o in outcomes) == 4
     assert proxy.stats()["in_flight"] == 0
@@ -576,13 +576,7 @@ def test_singleflight_TestPanicDo(backend: Backend, clock: FakeClock) -> None:
 def test_singleflight_TestGoexitDo(backend: Backend, clock: FakeClock) -> None:
     """TestGoexitDo: fn calls runtime.Goexit ≈ backend raises SystemExit (ends its thread); no caller hangs."""
     exit_ = SystemExit()
-    backend.plan["key"].append(exit_)
-    backend.hold("key")
-    proxy = make(backend, clock)
-    futures = [in_thread(proxy.get, "key") for _ in range(5)]
-    wait_waiting(proxy, "key", 5)
-    backend.release("key")
-    outcomes = [outcome(f) for f in futures]
+    _, outcomes = herd(backend, clock, "key", 5, exit_)
     assert sum(o is exit_ for o in outcomes) == 1
     assert all(isinstance(o, OriginUnavailable) for o in outcomes if o is not exit_)
 
