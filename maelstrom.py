@@ -13,6 +13,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 import timers
@@ -60,6 +61,7 @@ class Node:
         self._requests_read = 0  # only the reader thread writes this
         self._replies_sent = 0  # only written under _output_lock
         self._number_too_large = False  # set by the decoder, read by the reader thread that runs it
+        self._batching = threading.local()  # .depth > 0: this thread's messages wait for one flush
         self._decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=self._parse_float).decode
 
     # -- sending ---------------------------------------------------------
@@ -78,7 +80,23 @@ class Node:
             if on_reply is not None:  # registered before the request leaves, so no reply can beat it
                 self._rpcs[msg_id] = (on_reply, timers.call_later(timeout, self._rpc_timed_out, msg_id))
             self._output.write(line)
-            self._output.flush()
+            if not getattr(self._batching, "depth", 0):
+                self._output.flush()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Messages this thread sends inside go out with one flush at the end:
+        one write for a burst of hits, or for every waiter of a fetch."""
+        local = self._batching
+        depth = getattr(local, "depth", 0)
+        local.depth = depth + 1
+        try:
+            yield
+        finally:
+            local.depth = depth
+            if not depth:
+                with self._output_lock:
+                    self._output.flush()
 
     def reply(self, request: Message, type_: str, **fields: Any) -> None:
         body = request["body"]
@@ -108,11 +126,13 @@ class Node:
     def serve(self, stream: BinaryIO, drain_timeout: float) -> None:
         """Handle every line of `stream`; at its end, wait (up to drain_timeout)
         until every request read has been answered."""
-        for line in _lines(stream):
-            try:
-                self.handle_line(line)
-            except Exception:  # no line, however odd, stops the node
-                log.exception("could not handle the line %.200r", line)
+        for lines in _line_batches(stream):
+            with self.batch():
+                for line in lines:
+                    try:
+                        self.handle_line(line)
+                    except Exception:  # no line, however odd, stops the node
+                        log.exception("could not handle the line %.200r", line)
         with self._output_lock:
             if not self._output_lock.wait_for(lambda: self._replies_sent >= self._requests_read, drain_timeout):
                 log.error("exiting with %d requests unanswered", self._requests_read - self._replies_sent)
@@ -173,17 +193,32 @@ class Node:
                 self.error(msg, CRASH, f"internal error: {exc!r}")
 
 
-def _lines(stream: BinaryIO) -> Iterator[bytes]:
-    """The stream's lines, skipping (and logging) any longer than MAX_LINE."""
-    while True:
-        line = stream.readline(MAX_LINE)
-        if not line:
-            return
-        if line.endswith(b"\n") or len(line) < MAX_LINE:
-            yield line
+def _line_batches(stream: BinaryIO) -> Iterator[list[bytes]]:
+    """The stream's lines, as many at a time as one read brings, so their
+    replies can share a flush. A line longer than MAX_LINE is skipped (and
+    logged) without ever being held whole."""
+    read = getattr(stream, "read1", stream.read)
+    pieces: list[bytes] = []  # the line being read, when no newline has come yet
+    size = skipped = 0
+    while chunk := read(1 << 16):
+        if skipped:
+            end = chunk.find(b"\n")
+            if end < 0:
+                skipped += len(chunk)
+                continue
+            log.warning("skipped a line of %d bytes, over the %d-byte limit", skipped + end, MAX_LINE)
+            chunk, skipped = chunk[end + 1:], 0
+        lines = chunk.split(b"\n")
+        if len(lines) == 1:
+            pieces.append(chunk)
+            size += len(chunk)
+            if size > MAX_LINE:
+                pieces, skipped, size = [], size, 0
             continue
-        skipped = len(line)
-        while line and not line.endswith(b"\n"):
-            line = stream.readline(MAX_LINE)
-            skipped += len(line)
-        log.warning("skipped a line of %d bytes, over the %d-byte limit", skipped, MAX_LINE)
+        if pieces:
+            lines[0] = b"".join(pieces) + lines[0]
+        last = lines.pop()
+        pieces, size = ([last], len(last)) if last else ([], 0)
+        yield lines
+    if pieces and not skipped:
+        yield [b"".join(pieces)]

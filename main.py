@@ -87,6 +87,21 @@ def request_ttl(body: Body) -> float | None:
     return ttl
 
 
+class OneWritePerFetch:
+    """The origin, its answers handed to the proxy inside node.batch(): the
+    replies to every request waiting on one fetch go out in one write."""
+
+    def __init__(self, node: Node, origin: Any) -> None:
+        self.node, self.origin = node, origin
+
+    def start_fetch(self, key: Hashable, done: Callable[..., None]) -> None:
+        self.origin.start_fetch(key, partial(self._answered, done))
+
+    def _answered(self, done: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        with self.node.batch():
+            done(*args, **kwargs)
+
+
 class CacheNode:
     """The handlers: one per message type, on top of the proxy and an origin."""
 
@@ -120,10 +135,11 @@ class CacheNode:
             self.origin = SimOrigin(f.sim_latency, f.sim_error_rate, timeout=f.origin_timeout)
         else:
             self.origin = KvOrigin(self.node, f.origin, f.origin_timeout)
-        backend, timeout = self.origin, f.origin_timeout
+        backend: Any = OneWritePerFetch(self.node, self.origin)
+        timeout = f.origin_timeout
         if len(self.node.node_ids) > 1:
             # A miss may wait on the owner, then fetch itself: the flight's deadline covers both.
-            self.cluster = backend = Cluster(self.node, self.origin, f.peer_timeout)
+            self.cluster = backend = Cluster(self.node, backend, f.peer_timeout)
             timeout += f.peer_timeout
         return CollapsedForwardingProxy(
             backend, f.ttl, timeout=timeout, negative_ttl=f.negative_ttl, max_entries=f.max_entries,
@@ -212,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = parse_flags(argv)
     logging.basicConfig(stream=sys.stderr, level=flags.log_level,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    output = sys.stdout.buffer
+    output = open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False)  # lives as long as the process
     sys.stdout = sys.stderr  # a stray print() must never corrupt the message stream
     CacheNode(flags, output).serve(sys.stdin.buffer)
     return 0
