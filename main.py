@@ -15,6 +15,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from functools import partial
 from typing import Any, BinaryIO
 
+import timers
 from cluster import Alone, Cluster
 from maelstrom import Body, Malformed, Message, Node
 from origins import KvOrigin, SimOrigin, cache_key
@@ -87,27 +88,13 @@ def request_ttl(body: Body) -> float | None:
     return ttl
 
 
-class OneWritePerFetch:
-    """The origin, its answers handed to the proxy inside node.batch(): the
-    replies to every request waiting on one fetch go out in one write."""
-
-    def __init__(self, node: Node, origin: Any) -> None:
-        self.node, self.origin = node, origin
-
-    def start_fetch(self, key: Hashable, done: Callable[..., None]) -> None:
-        self.origin.start_fetch(key, partial(self._answered, done))
-
-    def _answered(self, done: Callable[..., None], *args: Any, **kwargs: Any) -> None:
-        with self.node.batch():
-            done(*args, **kwargs)
-
-
 class CacheNode:
     """The handlers: one per message type, on top of the proxy and an origin."""
 
     def __init__(self, flags: argparse.Namespace, output: BinaryIO) -> None:
         self.flags = flags
         self.node = Node(output)
+        timers.scheduler.around = self.node.batch  # one flush for all a round of due timers sends
         self.node.handlers.update(init=self.init, get=self.get, read=self.read, write=self.write,
                                   cas=self.cas, invalidate=self.invalidate, stats=self.stats,
                                   cf_fetch=self.cf_fetch, cf_drop=self.cf_drop)
@@ -135,8 +122,7 @@ class CacheNode:
             self.origin = SimOrigin(f.sim_latency, f.sim_error_rate, timeout=f.origin_timeout)
         else:
             self.origin = KvOrigin(self.node, f.origin, f.origin_timeout)
-        backend: Any = OneWritePerFetch(self.node, self.origin)
-        timeout = f.origin_timeout
+        backend, timeout = self.origin, f.origin_timeout
         if len(self.node.node_ids) > 1:
             # A miss may wait on the owner, then fetch itself: the flight's deadline covers both.
             self.cluster = backend = Cluster(self.node, backend, f.peer_timeout)

@@ -177,7 +177,7 @@ class Flight:
         self.key, self.slot, self.ttl, self.started, self.led = key, slot, ttl, started, led
         self.waiters = int(led)  # requests waiting, the leader included
         self.callbacks: list[tuple[OnAnswer, bool]] = []
-        self.event = threading.Event()
+        self.event: threading.Event | None = None  # made for the first blocking waiter; callbacks need none
         self.answers: tuple[Answer, Answer] | None = None  # (the leader's, a follower's), once settled
         self.detached = False  # invalidated: must neither fill the cache nor take new waiters
         self.timer: timers.Timer | None = None
@@ -400,11 +400,13 @@ class CollapsedForwardingProxy:
     def _wait(self, key: Key, ttl: float | None, force: bool) -> Answer:
         with self.lock:
             answer, flight, launch = self._admit(key, ttl, force)
+            if flight is not None and flight.event is None:
+                flight.event = threading.Event()
         if launch is not None:
             self._launch(launch, inline=flight is launch and self._start_fetch is None)
         if flight is None:
             return answer  # type: ignore[return-value]
-        if not flight.event.wait(self.timeout):
+        if not flight.event.wait(self.timeout):  # type: ignore[union-attr]
             self._time_out(flight)  # the timer thread is late; the flight's deadline has passed
         return flight.answers[0 if flight is launch else 1]  # type: ignore[index]
 
@@ -442,9 +444,11 @@ class CollapsedForwardingProxy:
             if flight.answers is not None:
                 return
             callbacks = self._settle_locked(flight, None if error else result, error, ttl)
+            event = flight.event
         if flight.timer is not None:
             flight.timer.cancel()
-        flight.event.set()
+        if event is not None:
+            event.set()
         assert flight.answers is not None  # set by _settle_locked
         leader, follower = flight.answers
         for on_answer, led in callbacks:

@@ -9,6 +9,7 @@ must not block.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -41,6 +42,9 @@ class Scheduler:
         self._seq = itertools.count()
         self._wake = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
+        # Wraps each round of callbacks that come due together: the node makes
+        # it Node.batch, so the messages they send share one flush.
+        self.around: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
         timer = Timer(time.monotonic() + delay, next(self._seq), fn, args)
@@ -58,14 +62,22 @@ class Scheduler:
             with self._wake:
                 while not self._heap or self._heap[0].when > time.monotonic():
                     self._wake.wait(self._heap[0].when - time.monotonic() if self._heap else None)
-                timer = heapq.heappop(self._heap)
-            fn = timer.fn
-            if fn is None:
-                continue
-            try:
-                fn(*timer.args)
-            except Exception:  # one bad callback must not stop every later deadline
-                log.exception("timer callback %r failed", fn)
+                now, due = time.monotonic(), []
+                while self._heap and self._heap[0].when <= now:
+                    due.append(heapq.heappop(self._heap))
+            with self.around():
+                for timer in due:
+                    self._call(timer)
+
+    @staticmethod
+    def _call(timer: Timer) -> None:
+        fn = timer.fn
+        if fn is None:
+            return
+        try:
+            fn(*timer.args)
+        except Exception:  # one bad callback must not stop every later deadline
+            log.exception("timer callback %r failed", fn)
 
 
 scheduler = Scheduler()
