@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 import timers
 from cluster import Alone, Cluster
-from maelstrom import Body, Malformed, Message, Node
+from maelstrom import Body, Malformed, Message, Node, fields_json
 from origins import KvOrigin, SimOrigin, cache_key
 from proxy import Answer, CacheError, CollapsedForwardingProxy
 
@@ -100,6 +100,8 @@ class CacheNode:
                                   cf_fetch=self.cf_fetch, cf_drop=self.cf_drop)
         self.origin: Any = None
         self.cluster: Cluster | Alone = Alone()
+        # The last answer's fields, encoded: every waiter of a fetch gets the same Answer.
+        self._last_encoded: tuple[Answer | None, str, str] = (None, "", "")
         self.proxy: CollapsedForwardingProxy = None  # type: ignore[assignment]  # made at init
 
     def serve(self, stream: BinaryIO) -> None:
@@ -147,16 +149,24 @@ class CacheNode:
             answered(msg, answer)
 
     def _get_answered(self, msg: Message, answer: Answer) -> None:
-        if answer.error is not None:
-            self._fail(msg, answer.error)
-        else:
-            self.node.reply(msg, "get_ok", value=answer.value, cache=answer.cache)
+        self._answered(msg, answer, "get_ok", with_cache=True)
 
     def _read_answered(self, msg: Message, answer: Answer) -> None:
+        self._answered(msg, answer, "read_ok", with_cache=False)  # lin-kv's read_ok holds only the value
+
+    def _answered(self, msg: Message, answer: Answer, ok: str, with_cache: bool) -> None:
         if answer.error is not None:
             self._fail(msg, answer.error)
-        else:
-            self.node.reply(msg, "read_ok", value=answer.value)
+            return
+        memo = self._last_encoded  # one tuple, read and replaced whole: safe from two threads
+        if memo[0] is not answer or memo[1] != ok:
+            fields = {"value": answer.value, "cache": answer.cache} if with_cache else {"value": answer.value}
+            try:
+                memo = self._last_encoded = (answer, ok, fields_json(**fields))
+            except (ValueError, TypeError):
+                self.node.reply(msg, ok, **fields)  # says why, and answers with an error
+                return
+        self.node.reply_encoded(msg, ok, memo[2])
 
     def _fail(self, msg: Message, error: CacheError) -> None:
         self.node.error(msg, error.code, str(error))
