@@ -64,8 +64,6 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-
-
 class Node:
     def __init__(self, output: BinaryIO) -> None:
         self.node_id: str | None = None
