@@ -398,9 +398,12 @@ def reading(r: dict) -> str:
         f"threads ({threads:g} threads in the process while {rel['waiters']:,} wait, {idle:g} when idle). "
         f"{mem['entries']:,} entries added {paced_mb:,.0f} MB when filled 1,000 at a time (a plain dict of the "
         f"same keys and values: {floor_mb:,.0f} MB)"
-        + (f", but {burst_mb:,.0f} MB when all were written at once: the node reads requests faster than it "
+        + ("." if not mem["burst"] else
+           f", and {burst_mb:,.0f} MB when all were written at once ({burst_rate:,.0f} misses/s)."
+           if burst_mb < 1.25 * paced_mb else
+           f", but {burst_mb:,.0f} MB when all were written at once: the node reads requests faster than it "
            f"answers misses ({burst_rate:,.0f} misses/s), so a great many fetches and their requests are alive at "
-           f"once, and CPython's allocator keeps that high-water mark." if mem["burst"] else ".")),
+           f"once, and CPython's allocator keeps that high-water mark.")),
     ]
     return "\n".join(parts)
 
