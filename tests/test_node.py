@@ -421,6 +421,26 @@ def test_lin_kv_herd_costs_one_service_read():
         assert net.kv.requests[0] == {"type": "read", "msg_id": 1, "key": "hot"}
 
 
+def test_get_and_read_waiting_on_one_fetch_each_get_their_own_schema():
+    """gets and reads interleaved on one cold key share one fetch, yet each keeps its reply's shape:
+    get_ok with value and cache, read_ok with the value alone."""
+    with Net(args=LIN_KV) as net:
+        net.kv.set("k", {"big": "x" * 1000})
+        net.kv.hold = True
+        bodies = [{"type": "get" if i % 3 else "read", "key": "k"} for i in range(300)]
+        ids = net.send_many("n1", bodies)
+        assert net.call("n1", {"type": "stats", "key": "k"})["waiting"] == 300
+        net.kv.release()
+        for body, reply in zip(bodies, net.replies(ids), strict=True):
+            if body["type"] == "get":
+                assert reply["type"] == "get_ok" and set(reply) == {"type", "in_reply_to", "msg_id", "value", "cache"}
+            else:
+                assert reply == {"type": "read_ok", "in_reply_to": reply["in_reply_to"], "msg_id": reply["msg_id"],
+                                 "value": {"big": "x" * 1000}}
+            assert reply["value"] == {"big": "x" * 1000}
+        assert net.kv.count("read") == 1
+
+
 def test_lin_kv_error_is_shared_by_every_waiter_and_not_cached():
     """lin-kv answering error 11 gives all 200 waiters error 11 from one read; the next get reads again."""
     with Net(args=LIN_KV) as net:

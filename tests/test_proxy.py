@@ -705,3 +705,32 @@ def test_stress_no_read_after_a_write_sees_an_older_value(clock: FakeClock) -> N
     assert all(proxy.get(key) == origin[key] for key in keys)
     stats = proxy.stats()
     assert stats["requests"] == stats["hits"] + stats["misses"] + stats["collapsed"] == 3000 + 5
+
+
+def test_stress_lock_free_hits_keep_counts_exact_and_the_bound(clock: FakeClock) -> None:
+    """8 threads of hits (lock-free), misses, evictions and invalidations at once: every request is
+    counted exactly once, `entries` matches the slots holding an answer, and no more than max_entries."""
+    proxy = CollapsedForwardingProxy(lambda key: f"value-{key}", 60, max_entries=40, clock=clock)
+    keys = [f"k{i}" for i in range(50)]
+    per_thread = 3000
+
+    def client(seed: int) -> None:
+        rand = random.Random(seed)
+        for n in range(per_thread):
+            key = rand.choice(keys[:45] if n % 2 else keys[:8])  # a hot few, and enough others to evict
+            assert proxy.get(key) == f"value-{key}"
+            if n % 500 == 0:
+                proxy.invalidate(key)
+
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    stats = proxy.stats()
+    assert stats["requests"] == 8 * per_thread
+    assert stats["requests"] == stats["hits"] + stats["misses"] + stats["collapsed"]
+    assert stats["hits"] > 0 and stats["evictions"] > 0
+    holding = sum(1 for slot in proxy.slots.values() if slot.answer is not None)
+    assert stats["entries"] == holding <= 40
+    assert len(proxy.slots) <= 40
