@@ -226,7 +226,7 @@ class CollapsedForwardingProxy:
         """`get` as a closure over pre-bound methods, as functools.lru_cache
         builds its wrapper: a hit costs one Python frame and takes no lock.
 
-        Each step of a hit is one operation that CPython performs atomically
+        Each step of a hit is one operation that CPython performs atomically under the GIL
         (dict get, attribute read, move_to_end, next on a count), and every
         change to a slot is made under the lock: the one read of `slot.fast`
         is the moment the request is served, as if it had taken the lock."""
