@@ -24,16 +24,35 @@ from proxy import Answer, CacheError, CollapsedForwardingProxy
 log = logging.getLogger("main")
 
 
-def _number(text: str, low: float = 0.0, high: float = float("inf"), kind: type = float) -> Any:
-    value = kind(text)
+def _number(text: str, kind: type = float, low: float = 0.0, high: float = math.inf) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
     if not (low <= value <= high and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{text} is not within [{low}, {high}]")
+        raise argparse.ArgumentTypeError(f"{text} is not within [{low:g}, {high:g}]")
     return value
 
 
-seconds = _number
-fraction = partial(_number, high=1.0)
-count = partial(_number, kind=int)
+def seconds(text: str) -> float:
+    return _number(text)
+
+
+def fraction(text: str) -> float:
+    return _number(text, high=1.0)
+
+
+def below_one(text: str) -> float:
+    return _number(text, high=0.99)
+
+
+def count(text: str) -> int:
+    return _number(text, kind=int)  # type: ignore[no-any-return]
+
+
+def positive_count(text: str) -> int:
+    return _number(text, kind=int, low=1)  # type: ignore[no-any-return]
+
 
 # name, type, default, help
 FLAGS: list[tuple[str, Callable[[str], Any], str, str]] = [
@@ -41,13 +60,13 @@ FLAGS: list[tuple[str, Callable[[str], Any], str, str]] = [
     ("ttl", seconds, "60", "seconds a fetched value stays fresh"),
     ("origin-timeout", seconds, "1", "seconds before an origin fetch fails with error 0"),
     ("negative-ttl", seconds, "1", "seconds a key-does-not-exist answer is cached"),
-    ("max-entries", partial(_number, low=1, kind=int), "100000", "entries kept; the least recently used goes first"),
+    ("max-entries", positive_count, "100000", "entries kept; the least recently used goes first"),
     ("sim-latency", seconds, "0.05", "seconds each sim fetch takes"),
     ("sim-error-rate", fraction, "0", "fraction of sim fetches that fail"),
     ("grace", seconds, "0", "seconds past expiry an entry is served stale while one background fetch refreshes it"),
     ("stale-if-error", seconds, "0", "seconds past expiry an entry is served stale when its refresh fails"),
     ("early-refresh", seconds, "0", "XFetch's beta: above 0, hits refresh entries early, in the background"),
-    ("jitter", partial(_number, high=0.99), "0", "fraction by which each entry's TTL is randomly shortened"),
+    ("jitter", below_one, "0", "fraction by which each entry's TTL is randomly shortened"),
     ("error-ttl", seconds, "0", "seconds an origin failure is remembered and answered without another fetch"),
     ("max-waiters", count, "0", "above 0, the most requests that may wait on one key's fetch"),
     ("peer-timeout", seconds, "0.5", "seconds a node waits on another node before acting alone"),
