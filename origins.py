@@ -70,6 +70,9 @@ class SimOrigin:
     def __call__(self, key: Hashable) -> Any:
         """The blocking form, for CollapsedForwardingProxy(SimOrigin()) in a program's own threads."""
         time.sleep(self.latency)
+        return self._fetch(key)
+
+    def _fetch(self, key: Hashable) -> Any:
         if self.error_rate and self.rand() < self.error_rate:
             raise OriginUnavailable("the sim origin failed (--sim-error-rate)")
         return self.value(key)
@@ -81,10 +84,12 @@ class SimOrigin:
             timers.call_later(self.latency, self._answer, key, done)
 
     def _answer(self, key: Hashable, done: Done) -> None:
-        if self.error_rate and self.rand() < self.error_rate:
-            done(OriginUnavailable("the sim origin failed (--sim-error-rate)"))
+        try:
+            value = self._fetch(key)
+        except OriginUnavailable as error:
+            done(error)
         else:
-            done(self.value(key))
+            done(value)
 
     def write(self, key: Hashable, value: Any, done: WriteDone) -> None:
         with self._lock:

@@ -154,17 +154,23 @@ class _Totals(_Counters):
 class _Slot(_Counters):
     """A key's cache entry, its remembered failure, its fetch in flight, its counters."""
 
-    __slots__ = ("answer", "fresh_until", "fast", "failure", "failure_until", "flight", "fetch_seconds")
+    __slots__ = ("answer", "fast", "failure", "flight", "fetch_seconds")
 
     def __init__(self) -> None:
         super().__init__()
-        self.answer: Answer | None = None  # last value or key-does-not-exist, served as a hit while fresh
-        self.fresh_until = NEVER
+        self.answer: Answer | None = None  # last value or key-does-not-exist, served as a hit until it expires
         self.fast: Answer | None = None  # `answer`, when a hit on it needs no more thought than its expiry
-        self.failure: Answer | None = None  # last origin failure, remembered for error_ttl
-        self.failure_until = NEVER
+        self.failure: Answer | None = None  # last origin failure, remembered until it expires (error_ttl)
         self.flight: Flight | None = None
         self.fetch_seconds: float | None = None
+
+    @property
+    def fresh_until(self) -> float:
+        return NEVER if self.answer is None else self.answer.expires
+
+    @property
+    def failure_until(self) -> float:
+        return NEVER if self.failure is None else self.failure.expires
 
 
 class Flight:
@@ -286,7 +292,6 @@ class CollapsedForwardingProxy:
             if slot.answer is not None:
                 self.totals.entries -= 1
             slot.answer = slot.fast = slot.failure = None
-            slot.fresh_until = slot.failure_until = NEVER
             if slot.flight is not None:
                 slot.flight.detached = True
                 slot.flight = None
@@ -474,7 +479,7 @@ class CollapsedForwardingProxy:
             else:
                 follower = self._stale_or(slot, follower, now)
                 if self.error_ttl:
-                    slot.failure, slot.failure_until = Answer(value, error, "hit"), now + self.error_ttl
+                    slot.failure = Answer(value, error, "hit", now + self.error_ttl)
         leader = follower if follower.cache == "stale" else follower.served_as("miss")
         flight.answers = (leader, follower)
         followers = flight.waiters - flight.led
@@ -493,8 +498,7 @@ class CollapsedForwardingProxy:
             ttl *= 1.0 - self.jitter * self.random()
         if slot.answer is None:
             self.totals.entries += 1
-        slot.fresh_until = now + ttl
-        slot.answer = Answer(value, error, "hit", slot.fresh_until)
+        slot.answer = Answer(value, error, "hit", now + ttl)
         slot.fast = slot.answer if error is None and not self.early_refresh else None
-        slot.failure, slot.failure_until = None, NEVER
+        slot.failure = None
         return slot.answer.served_as("collapsed")
