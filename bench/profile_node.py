@@ -39,7 +39,8 @@ sys.path.insert(0, BENCH)
 import node_throughput as nt  # noqa: E402
 from contestants import Origin  # noqa: E402
 
-import main as node_main  # noqa: E402
+from collapsed_forwarding import cli  # noqa: E402
+from collapsed_forwarding import node as node_main  # noqa: E402
 from proxy import CollapsedForwardingProxy  # noqa: E402
 
 
@@ -68,7 +69,7 @@ def make_node(*flags: str) -> node_main.CacheNode:
                 pass
 
     threading.Thread(target=drain, daemon=True).start()
-    node = node_main.CacheNode(node_main.parse_flags(list(flags), environ={}), os.fdopen(write_fd, "wb"))
+    node = node_main.CacheNode(cli.parse_flags(list(flags), environ={}), os.fdopen(write_fd, "wb"))
     node.node.handle_line(nt.INIT)
     return node
 
@@ -104,7 +105,7 @@ def main() -> int:
 
         def settle() -> None:
             for i in range(n):
-                flight = node.proxy.slots[f"{tag}-{i:07d}"].flight
+                flight = node.proxy.flights.in_air.get(f"{tag}-{i:07d}")
                 assert flight is not None
                 answer(node, flight, "v")
 
@@ -161,13 +162,13 @@ def main() -> int:
     node = make_node("--sim-latency", "1000", "--origin-timeout", "2000")
     for i in range(10_000):
         node.node.handle_line(nt.get_line(10 + i, "cold"))
-    cold = node.proxy.slots["cold"].flight
+    cold = node.proxy.flights.in_air.get("cold")
     assert cold is not None and cold.waiters == 10_000
     profiled("3. releasing 10,000 waiters: proxy.settle(flight, value), as the origin's answer arrives",
              lambda: answer(node, cold, "value-cold"), top)
     for i in range(10_000):
         node.node.handle_line(nt.get_line(20_000 + i, "cold2"))
-    cold2 = node.proxy.slots["cold2"].flight
+    cold2 = node.proxy.flights.in_air.get("cold2")
     assert cold2 is not None
     print(f"   the same, not profiled: {timed(lambda: answer(node, cold2, 'value-cold2')) * 1e3:.0f} ms")
 

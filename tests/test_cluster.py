@@ -12,8 +12,8 @@ from typing import Any
 
 from maelstrom_net import Net
 
-from cluster import owner
-from origins import cache_key
+from collapsed_forwarding.cluster import owner
+from collapsed_forwarding.keys import cache_key
 
 NODES = ["n1", "n2", "n3"]
 

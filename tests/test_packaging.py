@@ -1,9 +1,12 @@
-"""What pip installs: every module the node imports, and the console script."""
+"""What pip installs: one package, and a console script that imports nothing else."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -13,17 +16,41 @@ INIT = b'{"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1"
 INIT_OK = b'{"src":"n1","dest":"c0","body":{"type":"init_ok","in_reply_to":1,"msg_id":0}}\n'
 
 
-def test_every_module_of_the_node_is_packaged() -> None:
-    """pyproject's py-modules lists exactly the project's top-level modules (a missing one breaks the script)."""
-    tomllib = pytest.importorskip("tomllib")
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["py-modules"])
-    assert listed == {path.stem for path in ROOT.glob("*.py")}
+def test_the_wheel_holds_one_package_and_nothing_else_at_the_top(tmp_path: Path) -> None:
+    """No generic top-level names (proxy, main, maelstrom...) in site-packages: only collapsed_forwarding."""
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                            "-w", str(tmp_path), str(ROOT)], capture_output=True, timeout=300, check=False)
+    if built.returncode != 0 and b"No module named pip" in built.stderr:
+        pytest.skip("pip is not available")
+    assert built.returncode == 0, built.stderr.decode()
+    (wheel,) = tmp_path.glob("*.whl")
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert {top for top in tops if not top.endswith(".dist-info")} == {"collapsed_forwarding"}
+    modules = {name for name in zipfile.ZipFile(wheel).namelist() if name.endswith(".py")}
+    assert {f"collapsed_forwarding/{path.name}" for path in (ROOT / "collapsed_forwarding").glob("*.py")} == modules
 
 
-def test_console_script_answers_init_exactly() -> None:
-    """The installed `collapsed-forwarding` is the node: the contract's exact init line, then exit 0."""
+def test_console_script_answers_init_exactly_beside_a_foreign_proxy_module(tmp_path: Path) -> None:
+    """The installed `collapsed-forwarding` is the node, even with another project's `proxy` and
+    `maelstrom` modules importable: the contract's exact init line, then exit 0."""
     script = shutil.which("collapsed-forwarding")
     if script is None:
         pytest.skip("the project is not installed (pip install -e '.[test]')")
-    done = subprocess.run([script], input=INIT, capture_output=True, timeout=30, check=False)
+    for name in ("proxy", "maelstrom", "main", "origins", "timers", "cluster"):
+        (tmp_path / f"{name}.py").write_text("raise ImportError('a different project')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([script], input=INIT, capture_output=True, timeout=30, check=False, env=env, cwd=tmp_path)
     assert (done.stdout, done.returncode) == (INIT_OK, 0), done.stderr.decode()
+
+
+def test_main_py_and_proxy_py_work_from_a_checkout_with_nothing_installed(tmp_path: Path) -> None:
+    """`python3 main.py`, `./main.py` and `from proxy import CollapsedForwardingProxy`, from any directory."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for cmd in ([sys.executable, "-S", str(ROOT / "main.py")], [str(ROOT / "main.py")]):
+        done = subprocess.run(cmd, input=INIT, capture_output=True, timeout=30, check=False, env=env, cwd=tmp_path)
+        assert (done.stdout, done.returncode) == (INIT_OK, 0), done.stderr.decode()
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from proxy import CollapsedForwardingProxy; "
+            "print(CollapsedForwardingProxy(lambda key: key * 2).get('ab'))")
+    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, timeout=30, check=False,
+                          env=env, cwd=tmp_path)
+    assert done.stdout == b"abab\n", done.stderr.decode()

@@ -19,7 +19,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from proxy import CollapsedForwardingProxy, KeyMissing
+from collapsed_forwarding import CollapsedForwardingProxy, KeyMissing
 
 TTL, NEGATIVE_TTL, MAX_ENTRIES = 5.0, 1.5, 3
 KEYS = st.sampled_from(["a", "b", "c", "d", "e"])
@@ -34,7 +34,7 @@ class ProxyModel(RuleBasedStateMachine):
         self.fetches = 0
         self.proxy = CollapsedForwardingProxy(self.fetch, ttl=TTL, negative_ttl=NEGATIVE_TTL,
                                               max_entries=MAX_ENTRIES, clock=self.clock)
-        self.model: OrderedDict[str, tuple[Any, float] | None] = OrderedDict()  # least recently used first
+        self.model: OrderedDict[str, tuple[Any, float]] = OrderedDict()  # the entries, least recently used first
         self.counts = {"hits": 0, "misses": 0, "evictions": 0, "origin_fetches": 0}
         self.versions = 0
 
@@ -52,12 +52,7 @@ class ProxyModel(RuleBasedStateMachine):
         now = self.clock()
         if key in self.model:
             self.model.move_to_end(key)
-        else:
-            self.model[key] = None
-            if len(self.model) > MAX_ENTRIES:
-                _, evicted = self.model.popitem(last=False)
-                self.counts["evictions"] += evicted is not None
-        entry = self.model[key]
+        entry = self.model.get(key)
         if entry is not None and now < entry[1]:
             expected = (entry[0], "hit")
             self.counts["hits"] += 1
@@ -67,6 +62,9 @@ class ProxyModel(RuleBasedStateMachine):
             if truth is MISSING:
                 lifetime = min(lifetime, NEGATIVE_TTL)
             self.model[key] = (truth, now + lifetime)
+            if len(self.model) > MAX_ENTRIES:
+                self.model.popitem(last=False)
+                self.counts["evictions"] += 1
             expected = (truth, "miss")
             self.counts["misses"] += 1
             self.counts["origin_fetches"] += 1
@@ -99,8 +97,7 @@ class ProxyModel(RuleBasedStateMachine):
 
     def _invalidate(self, key: str) -> None:
         self.proxy.invalidate(key)
-        if key in self.model:
-            self.model[key] = None  # the key keeps its LRU place, without an entry
+        self.model.pop(key, None)
 
     # -- invariants -------------------------------------------------------------
 
@@ -119,7 +116,7 @@ class ProxyModel(RuleBasedStateMachine):
             assert stats[name] == count, name
         assert stats["requests"] == stats["hits"] + stats["misses"]
         assert stats["stale"] == stats["collapsed"] == stats["shed"] == stats["in_flight"] == 0
-        assert stats["entries"] == sum(entry is not None for entry in self.model.values()) <= MAX_ENTRIES
+        assert stats["entries"] == len(self.model) <= MAX_ENTRIES
 
 
 ProxyModel.TestCase.settings = settings(max_examples=200, stateful_step_count=30, deadline=None)

@@ -24,12 +24,12 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from maelstrom import Body, Node
-from origins import key_text, wire_key
-from proxy import KeyMissing, OriginTimeout, OriginUnavailable
+from .codes import error_of
+from .keys import key_text, wire_key
+from .wire import Body, ErrorCode, Node
 
 # Errors an owner passes on from its origin: shared with our waiters, as a local fetch's would be.
-ORIGIN_ANSWERS = {cls.code: cls for cls in (OriginTimeout, OriginUnavailable, KeyMissing)}
+ORIGIN_ANSWERS = (ErrorCode.TIMEOUT, ErrorCode.TEMPORARILY_UNAVAILABLE, ErrorCode.KEY_DOES_NOT_EXIST)
 
 
 def owner(key: Hashable, node_ids: list[str]) -> str:
@@ -70,8 +70,7 @@ class Cluster:
         # The copy lives no longer than the owner's entry: its clock started before the owner's reply.
         ttl_left = reply.get("ttl_left")
         ttl = max(0.0, ttl_left - (self.clock() - sent)) if isinstance(ttl_left, (int, float)) else 0.0
-        result = reply.get("value") if kind == "cf_fetch_ok" else ORIGIN_ANSWERS[code](  # type: ignore[index]
-            f"owner: {reply.get('text')}")
+        result = reply.get("value") if kind == "cf_fetch_ok" else error_of(code, f"owner: {reply.get('text')}")
         done(result, ttl=ttl)
 
     def drop_everywhere(self, key: Hashable, drop_here: Callable[[], None], then: Callable[[], None]) -> None:

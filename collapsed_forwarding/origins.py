@@ -8,44 +8,20 @@ service's reply arrives on the reader thread. Keys here are cache keys (see
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-import timers
-from maelstrom import Body, Node
-from proxy import CacheError, KeyMissing, OriginTimeout, OriginUnavailable
+from .codes import error_of
+from .errors import CacheError, OriginTimeout, OriginUnavailable, PreconditionFailed
+from .keys import canonical, wire_key
+from .timers import Scheduler, default_scheduler
+from .wire import Body, Node
 
 Done = Callable[[Any], None]
 WriteDone = Callable[[CacheError | None], None]
-
-
-class PreconditionFailed(CacheError):
-    code = 22
-
-
-def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def cache_key(value: Any) -> Hashable:
-    """The cache's key for a JSON key: a string stands for itself, anything else
-    for its canonical JSON in a 1-tuple, which no string equals (so "1", 1,
-    1.0 and true are four keys) and which costs nothing on the common path."""
-    return value if type(value) is str else (canonical(value),)
-
-
-def wire_key(key: Hashable) -> Any:
-    """The JSON key a cache key stands for."""
-    return key if type(key) is str else json.loads(key[0])  # type: ignore[index]
-
-
-def key_text(key: Hashable) -> str:
-    """A cache key's canonical JSON text."""
-    return canonical(key) if type(key) is str else key[0]  # type: ignore[index]
 
 
 class SimOrigin:
@@ -53,8 +29,9 @@ class SimOrigin:
     `latency` seconds and fails with probability `error_rate`."""
 
     def __init__(self, latency: float = 0.05, error_rate: float = 0.0, timeout: float = float("inf"),
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = random.random, scheduler: Scheduler | None = None) -> None:
         self.latency, self.error_rate, self.timeout, self.rand = latency, error_rate, timeout, rand
+        self.scheduler = scheduler or default_scheduler()
         self._written: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
 
@@ -79,9 +56,10 @@ class SimOrigin:
 
     def start_fetch(self, key: Hashable, done: Done) -> None:
         if self.latency >= self.timeout:
-            timers.call_later(self.timeout, done, OriginTimeout(f"origin fetch took longer than {self.timeout}s"))
+            error = OriginTimeout(f"origin fetch took longer than {self.timeout}s")
+            self.scheduler.call_later(self.timeout, done, error)
         else:
-            timers.call_later(self.latency, self._answer, key, done)
+            self.scheduler.call_later(self.latency, self._answer, key, done)
 
     def _answer(self, key: Hashable, done: Done) -> None:
         try:
@@ -135,9 +113,5 @@ class KvOrigin:
             if reply.get("type") == "read_ok" and "value" not in reply:
                 return OriginUnavailable(f"{self.service} sent read_ok without a value")
             return None
-        code, text = reply.get("code"), reply.get("text", "")
-        if code == KeyMissing.code:
-            return KeyMissing(f"key does not exist ({self.service}: {text})")
-        if code == PreconditionFailed.code:
-            return PreconditionFailed(f"{self.service}: {text}")
-        return OriginUnavailable(f"{self.service} answered error {code}: {text}")
+        code = reply.get("code")
+        return error_of(code, f"{self.service} answered error {code}: {reply.get('text', '')}")

@@ -15,17 +15,30 @@ import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import IntEnum
 from typing import Any, BinaryIO
 
-import timers
+from .timers import Scheduler, Timer
 
-log = logging.getLogger("node")
+log = logging.getLogger("collapsed_forwarding.wire")
 
 Message = dict[str, Any]
 Body = dict[str, Any]
 Handler = Callable[[Message, Body], None]
 
-TIMEOUT, NOT_SUPPORTED, TEMPORARILY_UNAVAILABLE, MALFORMED_REQUEST, CRASH = 0, 10, 11, 12, 13
+
+
+class ErrorCode(IntEnum):
+    """Maelstrom's error codes, the ones this node sends or reads."""
+
+    TIMEOUT = 0
+    NOT_SUPPORTED = 10
+    TEMPORARILY_UNAVAILABLE = 11
+    MALFORMED_REQUEST = 12
+    CRASH = 13
+    KEY_DOES_NOT_EXIST = 20
+    PRECONDITION_FAILED = 22
+
 MAX_LINE = 64 * 1024 * 1024  # a longer line is skipped, so one huge input cannot exhaust memory
 
 def _no_json_form(value: Any) -> None:
@@ -65,16 +78,23 @@ def _reject_constant(name: str) -> None:
 
 
 class Node:
-    def __init__(self, output: BinaryIO) -> None:
+    """One Maelstrom node's plumbing: `handlers[type](msg, body)` for each
+    request read, `reply`/`error` to answer it, `rpc` to ask another node or
+    a service. Deadlines of RPCs are kept on `scheduler`."""
+
+    def __init__(self, output: BinaryIO, scheduler: Scheduler) -> None:
         self.node_id: str | None = None
         self.node_ids: list[str] = []
         self.handlers: dict[str, Handler] = {}
+        self.scheduler = scheduler
         self._output = output
+        # Guards what must change together with a line written: the output,
+        # the msg_id counter, the table of pending RPCs and the count of replies.
         self._output_lock = threading.Lock()
         self._draining = False  # input has ended: each reply checks whether it was the last one owed
         self._drained = threading.Event()
         self._next_msg_id = 0
-        self._rpcs: dict[int, tuple[Callable[[Body | None], None], timers.Timer]] = {}
+        self._rpcs: dict[int, tuple[Callable[[Body | None], None], Timer]] = {}
         self._requests_read = 0  # only the reader thread writes this
         self._replies_sent = 0  # only written under _output_lock
         self._number_too_large = False  # set by the decoder, read by the reader thread that runs it
@@ -109,7 +129,7 @@ class Node:
             encoded = fields_json(**fields)
         except (ValueError, TypeError) as exc:  # a value with no JSON form: still one reply, an error
             log.exception("could not encode a %s reply", type_)
-            type_, encoded = "error", fields_json(code=CRASH, text=f"reply could not be encoded: {exc}")
+            type_, encoded = "error", fields_json(code=ErrorCode.CRASH, text=f"reply could not be encoded: {exc}")
         self.reply_encoded(request, type_, encoded)
 
     def reply_encoded(self, request: Message, type_: str, encoded_fields: str) -> None:
@@ -138,7 +158,7 @@ class Node:
             line = _line(to_json({"src": self.node_id, "dest": dest, "body": body}))
             self._next_msg_id = msg_id + 1  # only once encoded: no msg_id is skipped
             # Registered before the request leaves, so no reply can beat it.
-            self._rpcs[msg_id] = (on_reply, timers.call_later(timeout, self._rpc_timed_out, msg_id))
+            self._rpcs[msg_id] = (on_reply, self.scheduler.call_later(timeout, self._rpc_timed_out, msg_id))
             self._write(line)
 
     def _rpc_timed_out(self, msg_id: int) -> None:
@@ -180,7 +200,7 @@ class Node:
             log.warning("ignoring a message with no src, no object body or no integer msg_id: %.200r", line)
         elif self._number_too_large:
             self._requests_read += 1
-            self.error(msg, MALFORMED_REQUEST, "a number in this message is too large for a double")
+            self.error(msg, ErrorCode.MALFORMED_REQUEST, "a number in this message is too large for a double")
         else:
             self._handle_request(msg, body)
 
@@ -209,17 +229,17 @@ class Node:
         type_ = body.get("type")
         handler = self.handlers.get(type_) if isinstance(type_, str) else None
         if self.node_id is None and type_ != "init":
-            self.error(msg, TEMPORARILY_UNAVAILABLE, "not initialised yet: send init first")
+            self.error(msg, ErrorCode.TEMPORARILY_UNAVAILABLE, "not initialised yet: send init first")
         elif handler is None:
-            self.error(msg, NOT_SUPPORTED, f"unknown message type {type_!r}")
+            self.error(msg, ErrorCode.NOT_SUPPORTED, f"unknown message type {type_!r}")
         else:
             try:
                 handler(msg, body)
             except Malformed as exc:
-                self.error(msg, MALFORMED_REQUEST, str(exc))
+                self.error(msg, ErrorCode.MALFORMED_REQUEST, str(exc))
             except Exception as exc:  # a bug must cost one request, not the node
                 log.exception("handler for %r failed", type_)
-                self.error(msg, CRASH, f"internal error: {exc!r}")
+                self.error(msg, ErrorCode.CRASH, f"internal error: {exc!r}")
 
 
 def _line_batches(stream: BinaryIO) -> Iterator[list[bytes]]:

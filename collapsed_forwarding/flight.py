@@ -1,0 +1,104 @@
+"""Singleflight: while one call for a key is in the air, every request for
+that key waits on it instead of making another, and gets its outcome.
+
+A Flight is settled exactly once, by the origin's answer, by whatever the
+call raised, or by its deadline, whichever comes first; later outcomes are
+ignored. Every waiter is then woken: a callback, or an Event for a thread
+that blocks. What each waiter is given is the owner's business (`settle`).
+All the state here is guarded by the owner's lock; the call itself, and the
+callbacks, run without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from .timers import Scheduler, Timer
+
+log = logging.getLogger("collapsed_forwarding.flight")
+
+OnAnswer = Callable[[Any], None]
+
+
+class Flight:
+    """One call to the origin for one key, and the requests waiting on it."""
+
+    __slots__ = ("key", "started", "ttl", "led", "waiters", "callbacks", "event", "answers", "detached", "timer")
+
+    def __init__(self, key: Hashable, started: float, ttl: float, led: bool) -> None:
+        self.key, self.started, self.ttl, self.led = key, started, ttl, led
+        self.waiters = int(led)  # requests waiting, the one that started it included
+        self.callbacks: list[tuple[OnAnswer, bool]] = []  # (on_answer, is the leader)
+        self.event: threading.Event | None = None  # made for the first blocking waiter only
+        self.answers: tuple[Any, Any] | None = None  # (the leader's, a follower's), once settled
+        self.detached = False  # invalidated: answers its own waiters, but fills nothing and takes no more
+        self.timer: Timer | None = None
+
+    def wait(self, timeout: float) -> bool:
+        """Block until settled (a blocking waiter has made `event`); False at the timeout."""
+        return self.event.wait(timeout)  # type: ignore[union-attr]
+
+
+class Flights:
+    """The flights in the air, one per key. `settle_locked(flight, result, ttl)`
+    is the owner's policy: under the lock, it records the outcome and returns
+    the (leader's, follower's) answers."""
+
+    def __init__(self, lock: threading.Lock, scheduler: Scheduler, timeout: float,
+                 settle_locked: Callable[[Flight, Any, float | None], tuple[Any, Any]],
+                 on_timeout: Callable[[], BaseException]) -> None:
+        self.lock, self.scheduler, self.timeout = lock, scheduler, timeout
+        self._settle_locked, self._on_timeout = settle_locked, on_timeout
+        self.in_air: dict[Hashable, Flight] = {}
+
+    def start(self, key: Hashable, now: float, ttl: float, led: bool) -> Flight:
+        """Under the lock: the key's new flight. Launch it once the lock is released."""
+        self.in_air[key] = flight = Flight(key, now, ttl, led)
+        return flight
+
+    def detach(self, key: Hashable) -> None:
+        """Under the lock: the key's flight, if any, no longer fills or takes waiters."""
+        flight = self.in_air.pop(key, None)
+        if flight is not None:
+            flight.detached = True
+
+    def land(self, flight: Flight) -> None:
+        """Under the lock, from settle_locked: the key is no longer in the air."""
+        if self.in_air.get(flight.key) is flight:
+            del self.in_air[flight.key]
+
+    def launch(self, flight: Flight, call: Callable[[Flight], None]) -> None:
+        """Without the lock: arm the deadline, then make the call. Whatever the
+        call raises settles the flight, so no waiter is stranded."""
+        flight.timer = self.scheduler.call_later(self.timeout, self.time_out, flight)
+        try:
+            call(flight)
+        except BaseException as exc:
+            self.settle(flight, exc)
+            if not isinstance(exc, Exception):
+                raise
+
+    def time_out(self, flight: Flight) -> None:
+        self.settle(flight, self._on_timeout())
+
+    def settle(self, flight: Flight, result: Any, ttl: float | None = None) -> None:
+        """Finish `flight` with `result` (a value or an exception), once, and wake its waiters."""
+        with self.lock:
+            if flight.answers is not None:
+                return
+            flight.answers = leader, follower = self._settle_locked(flight, result, ttl)
+            callbacks, flight.callbacks = flight.callbacks, []
+            event = flight.event
+        timer, flight.timer = flight.timer, None  # no cycle left behind: flight -> timer -> args -> flight
+        if timer is not None:
+            timer.cancel()
+        if event is not None:
+            event.set()
+        for on_answer, led in callbacks:
+            try:
+                on_answer(leader if led else follower)
+            except Exception:  # one waiter's failure must not cost the others their answers
+                log.exception("answer callback failed")

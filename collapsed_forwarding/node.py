@@ -1,0 +1,178 @@
+"""The cache node: one handler per Maelstrom message type, on top of the
+cache (`cache.py`), an origin (`origins.py`) and, on a cluster, the other
+nodes (`cluster.py`). The wire plumbing is in `wire.py`; the messages are
+described in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable, Hashable
+from functools import partial
+from typing import Any, BinaryIO
+
+from .cache import Answer, CollapsedForwardingProxy
+from .cluster import Alone, Cluster
+from .codes import code_of
+from .errors import CacheError
+from .keys import cache_key
+from .origins import KvOrigin, SimOrigin
+from .timers import Scheduler
+from .wire import Body, Malformed, Message, Node, fields_json
+
+log = logging.getLogger("collapsed_forwarding.node")
+
+
+def request_key(body: Body) -> Hashable:
+    if "key" not in body:
+        raise Malformed(f"{body.get('type')} needs a key")
+    return cache_key(body["key"])
+
+
+def field(body: Body, name: str) -> Any:
+    if name not in body:
+        raise Malformed(f"{body.get('type')} needs {name}")
+    return body[name]
+
+
+def request_ttl(body: Body) -> float | None:
+    ttl = body.get("ttl")
+    if ttl is not None and (type(ttl) not in (int, float) or ttl < 0):
+        raise Malformed(f"ttl must be a non-negative number of seconds, not {ttl!r}")
+    return ttl
+
+
+class CacheNode:
+    """The handlers: one per message type, on top of the proxy and an origin."""
+
+    def __init__(self, flags: argparse.Namespace, output: BinaryIO) -> None:
+        self.flags = flags
+        self.scheduler = Scheduler()
+        self.node = Node(output, self.scheduler)
+        self.scheduler.around = self.node.batch  # one flush for all a round of due timers sends
+        self.node.handlers.update(init=self.init, get=self.get, read=self.read, write=self.write,
+                                  cas=self.cas, invalidate=self.invalidate, stats=self.stats,
+                                  cf_fetch=self.cf_fetch, cf_drop=self.cf_drop)
+        self.origin: Any = None
+        self.cluster: Cluster | Alone = Alone()
+        # The last answer's fields, encoded: every waiter of a fetch gets the same Answer.
+        self._last_encoded: tuple[Answer | None, str, str] = (None, "", "")
+        self.proxy: CollapsedForwardingProxy = None  # type: ignore[assignment]  # made at init
+
+    def serve(self, stream: BinaryIO) -> None:
+        self.node.serve(stream, drain_timeout=self.flags.origin_timeout + 2 * self.flags.peer_timeout + 5)
+
+    def init(self, msg: Message, body: Body) -> None:
+        node_id, node_ids = body.get("node_id"), body.get("node_ids")
+        if not (isinstance(node_id, str) and isinstance(node_ids, list) and all(isinstance(n, str) for n in node_ids)):
+            raise Malformed("init needs node_id (a string) and node_ids (a list of strings)")
+        if self.proxy is None:
+            self.node.node_id, self.node.node_ids = node_id, node_ids
+            self.proxy = self._make_proxy()
+        elif node_id != self.node.node_id:
+            log.warning("ignoring a second init as %r: this node is %r", node_id, self.node.node_id)
+        self.node.reply(msg, "init_ok")
+
+    def _make_proxy(self) -> CollapsedForwardingProxy:
+        f = self.flags
+        if f.origin == "sim":
+            self.origin = SimOrigin(f.sim_latency, f.sim_error_rate, timeout=f.origin_timeout, scheduler=self.scheduler)
+        else:
+            self.origin = KvOrigin(self.node, f.origin, f.origin_timeout)
+        backend, timeout = self.origin, f.origin_timeout
+        if len(self.node.node_ids) > 1:
+            # A miss may wait on the owner, then fetch itself: the flight's deadline covers both.
+            self.cluster = backend = Cluster(self.node, backend, f.peer_timeout)
+            timeout += f.peer_timeout
+        return CollapsedForwardingProxy(
+            backend, f.ttl, timeout=timeout, negative_ttl=f.negative_ttl, max_entries=f.max_entries,
+            grace=f.grace, stale_if_error=f.stale_if_error, early_refresh=f.early_refresh, jitter=f.jitter,
+            error_ttl=f.error_ttl, max_waiters=f.max_waiters, scheduler=self.scheduler)
+
+    # -- reads -------------------------------------------------------------
+
+    def get(self, msg: Message, body: Body) -> None:
+        self._lookup(msg, request_key(body), request_ttl(body), self._get_answered)
+
+    def read(self, msg: Message, body: Body) -> None:
+        self._lookup(msg, request_key(body), request_ttl(body), self._read_answered)
+
+    def _lookup(self, msg: Message, key: Hashable, ttl: float | None,
+                answered: Callable[[Message, Answer], None]) -> None:
+        answer = self.proxy.request(key, partial(answered, msg), ttl)
+        if answer is not None:
+            answered(msg, answer)
+
+    def _get_answered(self, msg: Message, answer: Answer) -> None:
+        self._answered(msg, answer, "get_ok", with_cache=True)
+
+    def _read_answered(self, msg: Message, answer: Answer) -> None:
+        self._answered(msg, answer, "read_ok", with_cache=False)  # lin-kv's read_ok holds only the value
+
+    def _answered(self, msg: Message, answer: Answer, ok: str, with_cache: bool) -> None:
+        if answer.error is not None:
+            self._fail(msg, answer.error)
+            return
+        memo = self._last_encoded  # one tuple, read and replaced whole: safe from two threads
+        if memo[0] is not answer or memo[1] != ok:
+            fields = {"value": answer.value, "cache": answer.cache} if with_cache else {"value": answer.value}
+            try:
+                memo = self._last_encoded = (answer, ok, fields_json(**fields))
+            except (ValueError, TypeError):
+                self.node.reply(msg, ok, **fields)  # says why, and answers with an error
+                return
+        self.node.reply_encoded(msg, ok, memo[2])
+
+    def _fail(self, msg: Message, error: CacheError) -> None:
+        self.node.error(msg, code_of(error), str(error))
+
+    # -- writes: through to the origin, then the entry is dropped ----------
+
+    def write(self, msg: Message, body: Body) -> None:
+        key = request_key(body)
+        self.origin.write(key, field(body, "value"), partial(self._written, msg, key, "write_ok"))
+
+    def cas(self, msg: Message, body: Body) -> None:
+        key = request_key(body)
+        self.origin.cas(key, field(body, "from"), field(body, "to"), partial(self._written, msg, key, "cas_ok"))
+
+    def _written(self, msg: Message, key: Hashable, ok: str, error: CacheError | None) -> None:
+        # Dropped whatever the outcome: a write that timed out may still have happened.
+        reply = partial(self._fail, msg, error) if error is not None else partial(self.node.reply, msg, ok)
+        self.cluster.drop_everywhere(key, partial(self.proxy.invalidate, key), reply)
+
+    def invalidate(self, msg: Message, body: Body) -> None:
+        key = request_key(body)
+        self.cluster.drop_everywhere(key, partial(self.proxy.invalidate, key),
+                                     partial(self.node.reply, msg, "invalidate_ok"))
+
+    def stats(self, msg: Message, body: Body) -> None:
+        if "key" in body:
+            fields = self.proxy.key_stats(request_key(body))
+        else:
+            fields = self.proxy.stats()
+            peers = self.cluster.stats()
+            # The proxy counts every fetch it starts; a forward reached the owner, not the origin.
+            fields["origin_fetches"] += peers["peer_fallbacks"] - peers["forwards"]
+            fields.update(peers)
+        self.node.reply(msg, "stats_ok", **fields)
+
+    # -- between nodes (see cluster.py) -------------------------------------
+
+    def cf_fetch(self, msg: Message, body: Body) -> None:
+        """Another node's miss for a key this node owns."""
+        self._lookup(msg, request_key(body), None, self._fetch_answered)
+
+    def _fetch_answered(self, msg: Message, answer: Answer) -> None:
+        ttl_left = max(0.0, round(self.proxy.ttl_left(answer), 6))
+        if answer.error is not None:
+            self.node.reply(msg, "error", code=code_of(answer.error), text=str(answer.error), ttl_left=ttl_left)
+        else:
+            self.node.reply(msg, "cf_fetch_ok", value=answer.value, ttl_left=ttl_left)
+
+    def cf_drop(self, msg: Message, body: Body) -> None:
+        self.proxy.invalidate(request_key(body))
+        self.node.reply(msg, "cf_drop_ok")
+
+

@@ -1,0 +1,105 @@
+"""A scheduler: one daemon thread that runs callbacks at given times.
+
+Every deadline (origin and peer timeouts, the `sim` origin's latency) is a heap
+entry here rather than a sleeping thread, so ten thousand pending fetches cost
+ten thousand small objects, not ten thousand threads. Callbacks run one after
+another on the timer thread: they must be quick and must not block.
+
+Whoever needs deadlines is handed a Scheduler, as `sched` is handed a
+`timefunc` and asyncio code a loop; `time` is the clock it keeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("collapsed_forwarding.timers")
+
+
+class Timer:
+    """A scheduled call; `cancel()` is cheap and safe from any thread."""
+
+    __slots__ = ("when", "seq", "fn", "args")
+
+    def __init__(self, when: float, seq: int, fn: Callable[..., Any] | None, args: tuple[Any, ...]) -> None:
+        self.when, self.seq, self.fn, self.args = when, seq, fn, args
+
+    def __lt__(self, other: Timer) -> bool:
+        return (self.when, self.seq) < (other.when, other.seq)
+
+    def cancel(self) -> None:
+        # Drop the references too: a cancelled timer waits in the heap until
+        # its time, and must not keep its callback's objects alive meanwhile.
+        self.fn, self.args = None, ()
+
+
+class Scheduler:
+    """Runs `fn(*args)` `delay` seconds from now, on one lazily started thread.
+
+    `around` wraps each round of callbacks that come due together; the node
+    makes it its output batch, so the messages they send share one flush.
+    """
+
+    def __init__(self, time: Callable[[], float] = time.monotonic,
+                 around: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext) -> None:
+        self.time, self.around = time, around
+        self._heap: list[Timer] = []
+        self._seq = itertools.count()
+        self._wake = threading.Condition(threading.Lock())  # guards the heap and the thread's start
+        self._thread: threading.Thread | None = None
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        timer = Timer(self.time() + delay, next(self._seq), fn, args)
+        with self._wake:
+            heapq.heappush(self._heap, timer)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="timers", daemon=True)
+                self._thread.start()
+            if self._heap[0] is timer:
+                self._wake.notify()
+        return timer
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._heap or self._heap[0].when > self.time():
+                    wait = self._heap[0].when - self.time() if self._heap else None
+                    self._wake.wait(None if wait is None else min(wait, threading.TIMEOUT_MAX))  # no overflow
+                now, due = self.time(), []
+                while self._heap and self._heap[0].when <= now:
+                    due.append(heapq.heappop(self._heap))
+            with self.around():
+                for timer in due:
+                    self._call(timer)
+
+    @staticmethod
+    def _call(timer: Timer) -> None:
+        fn, args = timer.fn, timer.args
+        timer.fn, timer.args = None, ()
+        if fn is None:
+            return
+        try:
+            fn(*args)
+        except Exception:  # one bad callback must not stop every later deadline
+            log.exception("timer callback %r failed", fn)
+
+
+_default: Scheduler | None = None
+_default_lock = threading.Lock()
+
+
+def default_scheduler() -> Scheduler:
+    """The scheduler a library user gets when none is passed in: one per
+    process, made on first use, never replaced."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Scheduler()
+        return _default
