@@ -26,18 +26,21 @@ log = logging.getLogger("collapsed_forwarding.timers")
 class Timer:
     """A scheduled call; `cancel()` is cheap and safe from any thread."""
 
-    __slots__ = ("when", "seq", "fn", "args")
+    __slots__ = ("when", "seq", "fn", "args", "scheduler")
 
-    def __init__(self, when: float, seq: int, fn: Callable[..., Any] | None, args: tuple[Any, ...]) -> None:
-        self.when, self.seq, self.fn, self.args = when, seq, fn, args
+    def __init__(self, when: float, seq: int, fn: Callable[..., Any] | None, args: tuple[Any, ...],
+                 scheduler: Scheduler) -> None:
+        self.when, self.seq, self.fn, self.args, self.scheduler = when, seq, fn, args, scheduler
 
     def __lt__(self, other: Timer) -> bool:
         return (self.when, self.seq) < (other.when, other.seq)
 
     def cancel(self) -> None:
         # Drop the references too: a cancelled timer waits in the heap until
-        # its time, and must not keep its callback's objects alive meanwhile.
-        self.fn, self.args = None, ()
+        # its time (or the next compaction), and must keep nothing alive meanwhile.
+        if self.fn is not None:
+            self.fn, self.args = None, ()
+            self.scheduler.cancelled += 1
 
 
 class Scheduler:
@@ -54,10 +57,13 @@ class Scheduler:
         self._seq = itertools.count()
         self._wake = threading.Condition(threading.Lock())  # guards the heap and the thread's start
         self._thread: threading.Thread | None = None
+        self.cancelled = 0  # cancelled timers still in the heap (a racy count is fine: it only paces compaction)
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
-        timer = Timer(self.time() + delay, next(self._seq), fn, args)
+        timer = Timer(self.time() + delay, next(self._seq), fn, args, self)
         with self._wake:
+            if self.cancelled > 64 and 2 * self.cancelled > len(self._heap):
+                self._compact()
             heapq.heappush(self._heap, timer)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="timers", daemon=True)
@@ -65,6 +71,14 @@ class Scheduler:
             if self._heap[0] is timer:
                 self._wake.notify()
         return timer
+
+    def _compact(self) -> None:
+        """Under the lock: drop the cancelled timers, once they are half the heap
+        (every settled fetch cancels its deadline), so the heap stays the size of
+        what is still pending. Linear, and paid for by as many cancellations."""
+        self._heap = [timer for timer in self._heap if timer.fn is not None]
+        heapq.heapify(self._heap)
+        self.cancelled = 0
 
     def _run(self) -> None:
         while True:
@@ -82,9 +96,10 @@ class Scheduler:
     @staticmethod
     def _call(timer: Timer) -> None:
         fn, args = timer.fn, timer.args
-        timer.fn, timer.args = None, ()
         if fn is None:
+            timer.scheduler.cancelled -= 1
             return
+        timer.fn, timer.args = None, ()
         try:
             fn(*args)
         except Exception:  # one bad callback must not stop every later deadline
