@@ -56,10 +56,6 @@ def assert_linearizable(result: RunResult) -> None:
     assert all(code == 0 for code in result.exit_codes.values()), result.exit_codes
 
 
-ISSUE_9 = pytest.mark.xfail(reason="issue 9: the cluster's read/write/cas are not yet linearizable", strict=False)
-
-
-@ISSUE_9
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=scenario_id)
 def test_scenario_is_linearizable(scenario: tuple[int, int, str, bool]) -> None:
     nodes, ms, dist, partitions = scenario
@@ -87,7 +83,6 @@ def test_the_workload_catches_a_cache_that_does_not_drop_on_write() -> None:
 SOAK = [s for s in SCENARIOS if s[0] > 1 and (s[3] or s[2] == "exponential")]
 
 
-@ISSUE_9
 @pytest.mark.soak
 @pytest.mark.parametrize("scenario", SOAK, ids=scenario_id)
 def test_soak(scenario: tuple[int, int, str, bool]) -> None:
