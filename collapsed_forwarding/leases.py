@@ -214,7 +214,7 @@ class LinearKeys:
             else:
                 self._join_fetch(key, state, (lambda result: reply(result, 0.0), src), now)
                 return
-        reply(KeyMissing("key does not exist") if value is ABSENT else value, lease)
+        reply(_result(value), lease)
 
     def _grant(self, state: Owned, src: str | None, now: float) -> float:
         if src is None or self.lease <= 0 or state.reads[src] < LEASE_AFTER_READS or state.value is ABSENT:
@@ -266,6 +266,14 @@ class LinearKeys:
         """Under the lock: start the next update, answering at once each cas the copy decides.
         Returns what to call once the lock is released."""
         later: list[Callable[[], None]] = []
+        # Reads that came during the last update go first: a stream of updates must not starve them.
+        now = self.clock()
+        blocked, state.blocked = state.blocked, []
+        for reader, src in blocked:
+            if state.known and now >= state.uncertain_until:
+                later.append(partial(reader, _result(state.value)))
+            else:
+                self._join_fetch(key, state, (reader, src), now)
         while state.updates:
             update, done = state.updates.popleft()
             decided = self._decide_locally(state, update)
@@ -283,9 +291,6 @@ class LinearKeys:
             later.append(partial(self._revoke_then_write, key, update, done, holders, get_holders))
             return later
         state.busy = False
-        blocked, state.blocked = state.blocked, []
-        for reader, src in blocked:
-            later.append(partial(self._owner_read, key, partial(_without_lease, reader), src))
         return later
 
     def _decide_locally(self, state: Owned, update: Update) -> CacheError | None:
@@ -377,7 +382,7 @@ class LinearKeys:
                               self.peer_timeout)
                 return
         if held is not None:
-            done(KeyMissing("key does not exist") if value is ABSENT else value)
+            done(_result(value))
         else:
             self.origin.start_fetch(key, done)  # a direct read: shared with no one, cached nowhere
 
@@ -414,8 +419,8 @@ class LinearKeys:
         return OriginTimeout(f"the owner sent {reply.get('type')!r}: the update's outcome is unknown")
 
 
-def _without_lease(done: ReadDone, result: Result, _lease: float) -> None:
-    done(result)
+def _result(value: Any) -> Result:
+    return KeyMissing("key does not exist") if value is ABSENT else value
 
 
 def error_from(reply: Body) -> CacheError:
