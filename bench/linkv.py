@@ -12,6 +12,7 @@ cas) latency, median and p99, over every completed operation.
     python3 bench/linkv.py                    # the table for bench/RESULTS.md (a few minutes)
     python3 bench/linkv.py --quick            # one short run of each
     python3 bench/linkv.py --seconds 30 --seeds 3 --only main   # a soak of the node alone
+    python3 bench/linkv.py --node old=/path/to/other/checkout/main.py   # another version alongside
 
 Prints a Markdown table; --json writes the raw figures too.
 """
@@ -81,13 +82,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="one 3-second run of each")
-    parser.add_argument("--only", choices=sorted(NODES), help="run one node only")
+    parser.add_argument("--only", help="run this node only (main, passthrough or a --node name)")
+    parser.add_argument("--node", action="append", default=[], metavar="NAME=MAIN_PY",
+                        help="also run this main.py, under NAME")
     parser.add_argument("--scenario", action="append", help="substring of the scenarios to run")
     parser.add_argument("--node-args", default="", help="extra flags for main.py, space-separated")
     parser.add_argument("--json", help="write the raw figures here")
     opts = parser.parse_args()
     seconds, seeds = (3.0, 1) if opts.quick else (opts.seconds, opts.seeds)
     scenarios = [s for s in SCENARIOS if not opts.scenario or any(p in s.name for p in opts.scenario)]
+    for extra in opts.node:
+        name, _, path = extra.partition("=")
+        NODES[name] = [sys.executable, path]
     nodes = [opts.only] if opts.only else list(NODES)
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
     started = time.monotonic()
