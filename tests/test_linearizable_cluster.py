@@ -6,6 +6,7 @@ same scenarios over more seeds and longer: `SOAK_SECONDS` (default 1) and
 `SOAK_SEEDS` (default 1) set how long and how many (`SOAK_SECONDS=30 SOAK_SEEDS=3
 python3 -m pytest -m soak tests/test_linearizable_cluster.py`); `bench/linkv.py --only main
 --seconds 60` runs the benchmark's scenarios as long, and checks each history too.
+`LINKV_MAIN=/other/checkout/main.py` runs the scenarios against another version of the node.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def scenario_id(s: tuple[int, int, str, bool]) -> str:
 
 def workload(nodes: int, ms: int, dist: str, partitions: bool, seed: int, seconds: float = SECONDS,
              cmd: list[str] | None = None) -> Workload:
+    if cmd is None and os.environ.get("LINKV_MAIN"):  # another checkout's node, e.g. to see an old one fail
+        cmd = [sys.executable, os.environ["LINKV_MAIN"]]
     return Workload(nodes=nodes, latency=Latency(ms, dist), time_limit=seconds, rate=RATE, seed=seed,
                     nemesis=SHAPES if partitions else (), nemesis_interval=0.3, cmd=cmd)
 
