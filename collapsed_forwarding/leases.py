@@ -99,7 +99,8 @@ class Owned:
     uncertain_until: float = 0.0
 
     def idle(self, now: float) -> bool:
-        return not (self.busy or self.updates or self.blocked or self.fetches or self.get_holders
+        """Nothing under way and no lease to honour: it may be forgotten (its get holders told first)."""
+        return not (self.busy or self.updates or self.blocked or self.fetches
                     or any(end > now for end in self.leases.values()))
 
 
@@ -193,11 +194,17 @@ class LinearKeys:
         state = self.owned.get(key)
         if state is None:
             if len(self.owned) >= self.max_keys:
-                now = self.clock()
-                for idle in [k for k, s in self.owned.items() if s.idle(now)][: max(1, self.max_keys // 10)]:
-                    del self.owned[idle]
+                self._forget_idle_keys()
             state = self.owned[key] = Owned()
         return state
+
+    def _forget_idle_keys(self) -> None:
+        """Under the lock: make room (a tenth of max_keys). A forgotten key's get copies elsewhere
+        are dropped now, since no update of it will know to drop them."""
+        now = self.clock()
+        for key in [k for k, s in self.owned.items() if s.idle(now)][: max(1, self.max_keys // 10)]:
+            for holder in self.owned.pop(key).get_holders - {self.node.node_id}:
+                self.node.rpc(holder, {"type": "cf_revoke", "key": wire_key(key)}, _ignore, self.peer_timeout)
 
     def _owner_read(self, key: Hashable, reply: Callable[[Result, float], None], src: str | None) -> None:
         with self._lock:
@@ -417,6 +424,10 @@ class LinearKeys:
         if reply.get("type") == "error":
             return error_from(reply)
         return OriginTimeout(f"the owner sent {reply.get('type')!r}: the update's outcome is unknown")
+
+
+def _ignore(_reply: Body | None) -> None:
+    pass
 
 
 def _result(value: Any) -> Result:

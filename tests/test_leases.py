@@ -141,3 +141,32 @@ def test_get_still_caches_and_a_write_drops_its_copies() -> None:
         assert {net.call(n, {"type": "get", "key": key})["cache"] for n in NODES} == {"hit"}
         assert net.call("n2", {"type": "write", "key": key, "value": "v2"})["type"] == "write_ok"
         assert {net.call(n, {"type": "get", "key": key})["value"] for n in NODES} == {"v2"}
+
+
+class _FakeNode:
+    """Enough of wire.Node for LinearKeys: records what it would send."""
+
+    node_id, node_ids = "n1", NODES
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict]] = []
+        self.scheduler = self
+
+    def rpc(self, dest: str, body: dict, on_reply: object, timeout: float) -> None:
+        self.sent.append((dest, body))
+
+    def call_later(self, delay: float, fn: object, *args: object) -> None:
+        pass
+
+
+def test_the_owners_table_is_bounded_and_a_forgotten_keys_get_copies_are_dropped() -> None:
+    from collapsed_forwarding.leases import LinearKeys
+
+    node = _FakeNode()
+    keys = LinearKeys(node, origin=None, owner_of=lambda key: "n1", lease=LEASE, peer_timeout=0.5,  # type: ignore[arg-type]
+                      origin_timeout=1.0, drop_get=lambda key: None, max_keys=10)
+    for i in range(100):
+        keys.note_get_holder(f"k{i}", "n2")
+    assert len(keys.owned) <= 10
+    revoked = {body["key"] for dest, body in node.sent if dest == "n2" and body["type"] == "cf_revoke"}
+    assert len(revoked) >= 90 and "k99" not in revoked  # every forgotten key, and only those
