@@ -21,7 +21,7 @@ from linkv_workload import SHAPES, Latency, RunResult, Workload, run
 ROOT = Path(__file__).resolve().parent.parent
 PASSTHROUGH = [sys.executable, str(ROOT / "bench" / "passthrough_node.py")]
 BROKEN_CACHE = [*PASSTHROUGH, "--cache-reads"]
-SECONDS = 2.0
+SECONDS = 1.5
 RATE = 300.0  # ops/s: enough overlap between reads and writes to show a stale copy within seconds
 
 # (nodes, mean ms, distribution, partitions?)
