@@ -383,9 +383,9 @@ class LinearKeys:
                         for stale in [k for k, h in self.held.items() if h.expires <= now][: self.max_keys // 10 + 1]:
                             del self.held[stale]
                     held = self.held[key] = Held()
-                revokes = held.revokes
+                asked = (held, held.revokes)  # a lease counts only if neither changed meanwhile
                 self.node.rpc(owner_id, {"type": "cf_read", "key": wire_key(key)},
-                              lambda reply: self._read_reply(key, owner_id, now, revokes, done, reply),
+                              lambda reply: self._read_reply(key, owner_id, now, asked, done, reply),
                               self.peer_timeout)
                 return
         if held is not None:
@@ -393,7 +393,7 @@ class LinearKeys:
         else:
             self.origin.start_fetch(key, done)  # a direct read: shared with no one, cached nowhere
 
-    def _read_reply(self, key: Hashable, owner_id: str, sent: float, revokes: int, done: ReadDone,
+    def _read_reply(self, key: Hashable, owner_id: str, sent: float, asked: tuple[Held, int], done: ReadDone,
                     reply: Body | None) -> None:
         if reply is None:
             with self._lock:
@@ -412,7 +412,7 @@ class LinearKeys:
             self.suspect_until.pop(owner_id, None)
             held = self.held.get(key)
             usable = isinstance(lease, (int, float)) and lease > 0 and not isinstance(result, CacheError)
-            if held is not None and usable and held.revokes == revokes:
+            if usable and held is asked[0] and held.revokes == asked[1]:
                 held.value, held.expires = result, sent + float(lease)  # type: ignore[arg-type]
         done(result)
 
