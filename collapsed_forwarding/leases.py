@@ -163,15 +163,20 @@ class LinearKeys:
                 held.revokes += 1
         self.drop_get(key)
 
-    def note_get_holder(self, key: Hashable, src: str) -> None:
-        """A node asked us (the owner) for a `get` of key: it may cache it."""
+    def note_get_holder(self, key: Hashable, src: str) -> int:
+        """A node asked us (the owner) for a `get` of key: it may cache it. Returns the key's
+        generation, for `changed_since` when the answer goes out."""
         with self._lock:
-            self._owned(key).get_holders.add(src)
+            state = self._owned(key)
+            state.get_holders.add(src)
+            return state.gen
 
-    def busy(self, key: Hashable) -> bool:
+    def changed_since(self, key: Hashable, gen: int) -> bool:
+        """Has an update of key started since `gen` (or is one under way)? Then what a `get`
+        fetched meanwhile may predate it, and the asker must not keep it."""
         with self._lock:
             state = self.owned.get(key)
-            return state is not None and state.busy
+            return state is None or state.busy or state.gen != gen
 
     def invalidate(self, key: Hashable) -> None:
         """`invalidate`: forget what we know of key (the origin may have changed behind our back)."""

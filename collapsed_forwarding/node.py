@@ -196,14 +196,13 @@ class CacheNode:
     def cf_fetch(self, msg: Message, body: Body) -> None:
         """Another node's miss for a key this node owns."""
         key = request_key(body)
-        if self.linear is not None:
-            self.linear.note_get_holder(key, msg["src"])
-        self._lookup(msg, key, None, partial(self._fetch_answered, key))
+        gen = self.linear.note_get_holder(key, msg["src"]) if self.linear is not None else 0
+        self._lookup(msg, key, None, partial(self._fetch_answered, key, gen))
 
-    def _fetch_answered(self, key: Hashable, msg: Message, answer: Answer) -> None:
+    def _fetch_answered(self, key: Hashable, gen: int, msg: Message, answer: Answer) -> None:
         ttl_left = max(0.0, round(self.proxy.ttl_left(answer), 6))
-        if self.linear is not None and self.linear.busy(key):
-            ttl_left = 0.0  # an update is under way: the asker must not keep this
+        if self.linear is not None and self.linear.changed_since(key, gen):
+            ttl_left = 0.0  # an update started meanwhile: the answer may predate it, so not to be kept
         if answer.error is not None:
             self.node.reply(msg, "error", code=code_of(answer.error), text=str(answer.error), ttl_left=ttl_left)
         else:
