@@ -66,6 +66,8 @@ FLAGS: list[tuple[str, Callable[[str], Any], str, str]] = [
     ("error-ttl", seconds, "0", "seconds an origin failure is remembered and answered without another fetch"),
     ("max-waiters", count, "0", "above 0, the most requests that may wait on one key's fetch"),
     ("peer-timeout", seconds, "0.5", "seconds a node waits on another node before acting alone"),
+    ("lease", seconds, "0.3", "on a cluster, seconds a node may answer read from its copy of a key it does not own; "
+                              "0: never"),
     ("log-level", str.upper, "WARNING", "stderr logging level"),
 ]
 ORIGINS = ("sim", "lin-kv", "seq-kv", "lww-kv")

@@ -39,8 +39,11 @@ def owner(key: Hashable, node_ids: list[str]) -> str:
 
 class Cluster:
     def __init__(self, node: Node, origin: Any, peer_timeout: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, fallback_ttl: float | None = None) -> None:
         self.node, self.origin, self.peer_timeout, self.clock = node, origin, peer_timeout, clock
+        # What a node fetched itself, the owner out of reach, lives no longer than this: the owner
+        # cannot tell it to drop it before an update.
+        self.fallback_ttl = fallback_ttl
         self.forwards = self.peer_fallbacks = 0
         self._count_lock = threading.Lock()
 
@@ -64,7 +67,10 @@ class Cluster:
         if kind != "cf_fetch_ok" and not (kind == "error" and code in ORIGIN_ANSWERS):
             with self._count_lock:
                 self.peer_fallbacks += 1
-            self.origin.start_fetch(key, done)
+            if self.fallback_ttl is None:
+                self.origin.start_fetch(key, done)
+            else:
+                self.origin.start_fetch(key, lambda result: done(result, ttl=self.fallback_ttl))
             return
         assert reply is not None
         # The copy lives no longer than the owner's entry: its clock started before the owner's reply.

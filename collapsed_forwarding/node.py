@@ -17,6 +17,7 @@ from .cluster import Alone, Cluster
 from .codes import code_of
 from .errors import CacheError
 from .keys import cache_key
+from .leases import LinearKeys, Update
 from .origins import KvOrigin, SimOrigin
 from .timers import Scheduler
 from .wire import Body, Malformed, Message, Node, fields_json
@@ -53,9 +54,11 @@ class CacheNode:
         self.scheduler.around = self.node.batch  # one flush for all a round of due timers sends
         self.node.handlers.update(init=self.init, get=self.get, read=self.read, write=self.write,
                                   cas=self.cas, invalidate=self.invalidate, stats=self.stats,
-                                  cf_fetch=self.cf_fetch, cf_drop=self.cf_drop)
+                                  cf_fetch=self.cf_fetch, cf_drop=self.cf_drop, cf_read=self.cf_read,
+                                  cf_update=self.cf_update, cf_revoke=self.cf_revoke)
         self.origin: Any = None
         self.cluster: Cluster | Alone = Alone()
+        self.linear: LinearKeys | None = None  # read/write/cas on a cluster (leases.py)
         # The last answer's fields, encoded: every waiter of a fetch gets the same Answer.
         self._last_encoded: tuple[Answer | None, str, str] = (None, "", "")
         self.proxy: CollapsedForwardingProxy = None  # type: ignore[assignment]  # made at init
@@ -83,8 +86,11 @@ class CacheNode:
         backend, timeout = self.origin, f.origin_timeout
         if len(self.node.node_ids) > 1:
             # A miss may wait on the owner, then fetch itself: the flight's deadline covers both.
-            self.cluster = backend = Cluster(self.node, backend, f.peer_timeout)
+            self.cluster = backend = Cluster(self.node, backend, f.peer_timeout, fallback_ttl=f.lease)
             timeout += f.peer_timeout
+            self.linear = LinearKeys(self.node, self.origin, self.cluster.owner, lease=f.lease,
+                                     peer_timeout=f.peer_timeout, origin_timeout=f.origin_timeout,
+                                     drop_get=lambda key: self.proxy.invalidate(key), max_keys=f.max_entries)
         return CollapsedForwardingProxy(
             backend, f.ttl, timeout=timeout, negative_ttl=f.negative_ttl, max_entries=f.max_entries,
             grace=f.grace, stale_if_error=f.stale_if_error, early_refresh=f.early_refresh, jitter=f.jitter,
@@ -96,7 +102,16 @@ class CacheNode:
         self._lookup(msg, request_key(body), request_ttl(body), self._get_answered)
 
     def read(self, msg: Message, body: Body) -> None:
+        if self.linear is not None:
+            self.linear.read(request_key(body), partial(self._linear_read, msg))
+            return
         self._lookup(msg, request_key(body), request_ttl(body), self._read_answered)
+
+    def _linear_read(self, msg: Message, result: Any) -> None:
+        if isinstance(result, CacheError):
+            self._fail(msg, result)
+        else:
+            self.node.reply(msg, "read_ok", value=result)
 
     def _lookup(self, msg: Message, key: Hashable, ttl: float | None,
                 answered: Callable[[Message, Answer], None]) -> None:
@@ -131,11 +146,25 @@ class CacheNode:
 
     def write(self, msg: Message, body: Body) -> None:
         key = request_key(body)
+        if self.linear is not None:
+            self.linear.update(key, Update("write", value=field(body, "value")),
+                               partial(self._updated, msg, "write_ok"))
+            return
         self.origin.write(key, field(body, "value"), partial(self._written, msg, key, "write_ok"))
 
     def cas(self, msg: Message, body: Body) -> None:
         key = request_key(body)
+        if self.linear is not None:
+            self.linear.update(key, Update("cas", from_=field(body, "from"), to=field(body, "to")),
+                               partial(self._updated, msg, "cas_ok"))
+            return
         self.origin.cas(key, field(body, "from"), field(body, "to"), partial(self._written, msg, key, "cas_ok"))
+
+    def _updated(self, msg: Message, ok: str, error: CacheError | None) -> None:
+        if error is not None:
+            self._fail(msg, error)
+        else:
+            self.node.reply(msg, ok)
 
     def _written(self, msg: Message, key: Hashable, ok: str, error: CacheError | None) -> None:
         # Dropped whatever the outcome: a write that timed out may still have happened.
@@ -144,6 +173,8 @@ class CacheNode:
 
     def invalidate(self, msg: Message, body: Body) -> None:
         key = request_key(body)
+        if self.linear is not None:
+            self.linear.invalidate(key)
         self.cluster.drop_everywhere(key, partial(self.proxy.invalidate, key),
                                      partial(self.node.reply, msg, "invalidate_ok"))
 
@@ -156,23 +187,63 @@ class CacheNode:
             # The proxy counts every fetch it starts; a forward reached the owner, not the origin.
             fields["origin_fetches"] += peers["peer_fallbacks"] - peers["forwards"]
             fields.update(peers)
+            if self.linear is not None:
+                fields.update(self.linear.stats())
         self.node.reply(msg, "stats_ok", **fields)
 
     # -- between nodes (see cluster.py) -------------------------------------
 
     def cf_fetch(self, msg: Message, body: Body) -> None:
         """Another node's miss for a key this node owns."""
-        self._lookup(msg, request_key(body), None, self._fetch_answered)
+        key = request_key(body)
+        gen = self.linear.note_get_holder(key, msg["src"]) if self.linear is not None else 0
+        self._lookup(msg, key, None, partial(self._fetch_answered, key, gen))
 
-    def _fetch_answered(self, msg: Message, answer: Answer) -> None:
+    def _fetch_answered(self, key: Hashable, gen: int, msg: Message, answer: Answer) -> None:
         ttl_left = max(0.0, round(self.proxy.ttl_left(answer), 6))
+        if self.linear is not None and self.linear.changed_since(key, gen):
+            ttl_left = 0.0  # an update started meanwhile: the answer may predate it, so not to be kept
         if answer.error is not None:
             self.node.reply(msg, "error", code=code_of(answer.error), text=str(answer.error), ttl_left=ttl_left)
         else:
             self.node.reply(msg, "cf_fetch_ok", value=answer.value, ttl_left=ttl_left)
 
     def cf_drop(self, msg: Message, body: Body) -> None:
-        self.proxy.invalidate(request_key(body))
+        key = request_key(body)
+        self.proxy.invalidate(key)
+        if self.linear is not None:
+            self.linear.invalidate(key)
         self.node.reply(msg, "cf_drop_ok")
+
+    def _linear_keys(self) -> LinearKeys:
+        if self.linear is None:
+            raise Malformed("read leases are kept only on a cluster of several nodes")
+        return self.linear
+
+    def cf_read(self, msg: Message, body: Body) -> None:
+        """Another node's read of a key this node owns (leases.py)."""
+        self._linear_keys().cf_read(request_key(body), msg["src"], partial(self._cf_read_answered, msg))
+
+    def _cf_read_answered(self, msg: Message, result: Any, lease: float) -> None:
+        if isinstance(result, CacheError):
+            self.node.reply(msg, "error", code=code_of(result), text=str(result))
+        else:
+            self.node.reply(msg, "cf_read_ok", value=result, lease=lease)
+
+    def cf_update(self, msg: Message, body: Body) -> None:
+        """Another node's write or cas of a key this node owns."""
+        kind = body.get("kind")
+        if kind == "write":
+            update = Update("write", value=field(body, "value"))
+        elif kind == "cas":
+            update = Update("cas", from_=field(body, "from"), to=field(body, "to"))
+        else:
+            raise Malformed(f"cf_update needs kind write or cas, not {kind!r}")
+        self._linear_keys().cf_update(request_key(body), update, partial(self._updated, msg, "cf_update_ok"))
+
+    def cf_revoke(self, msg: Message, body: Body) -> None:
+        """The owner is about to update a key: drop our copy (and the cache's entry) first."""
+        self._linear_keys().cf_revoke(request_key(body))
+        self.node.reply(msg, "cf_revoke_ok")
 
 

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Maelstrom's lin-kv workload against the node and against a pass-through node.
+
+For each scenario and each node, runs tests/linkv_workload.py (real node
+processes, Maelstrom's latencies, reordering and partitions), checks each
+history with tests/linearizability.py, and reports: operations, how many runs
+were linearizable, origin (lin-kv) and server messages per operation (as
+Maelstrom's msgs-per-op counts them: messages sent between non-clients over the
+invoked operations), the ratio to the pass-through, and read and write (write +
+cas) latency, median and p99, over every completed operation.
+
+    python3 bench/linkv.py                    # the table for bench/RESULTS.md (a few minutes)
+    python3 bench/linkv.py --quick            # one short run of each
+    python3 bench/linkv.py --seconds 30 --seeds 3 --only main   # a soak of the node alone
+    python3 bench/linkv.py --node old=/path/to/other/checkout/main.py   # another version alongside
+
+Prints a Markdown table; --json writes the raw figures too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, BENCH)
+
+from common import table  # noqa: E402
+from linkv_workload import SHAPES, Latency, Workload, run  # noqa: E402
+
+NODES = {
+    "main": None,  # python3 main.py
+    "passthrough": [sys.executable, os.path.join(BENCH, "passthrough_node.py")],
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    nodes: int
+    latency: Latency
+    mix: str = "maelstrom"
+    partitions: bool = False
+    rate: float = 100.0
+
+
+SCENARIOS = [
+    Scenario("read-heavy: 90% reads, 10 keys", 3, Latency(10), mix="read-heavy"),
+    Scenario("read-heavy, partitions", 3, Latency(10), mix="read-heavy", partitions=True),
+    Scenario("Maelstrom's mix", 3, Latency(10)),
+    Scenario("Maelstrom's mix, partitions", 3, Latency(10), partitions=True),
+    Scenario("Maelstrom's mix, uniform", 3, Latency(10, "uniform")),
+    Scenario("Maelstrom's mix, exponential", 3, Latency(10, "exponential")),
+    Scenario("Maelstrom's mix, 5 nodes, exponential, partitions", 5, Latency(10, "exponential"), partitions=True),
+]
+
+
+def measure(s: Scenario, cmd: list[str] | None, seconds: float, seed: int, args: list[str]) -> dict[str, Any]:
+    w = Workload(nodes=s.nodes, latency=s.latency, time_limit=seconds, rate=s.rate, mix=s.mix, seed=seed,
+                 nemesis=SHAPES if s.partitions else (), nemesis_interval=1.0, cmd=cmd,
+                 args=["--origin", "lin-kv", *args])
+    result = run(w)
+    verdict = result.check()
+    return {**result.summary(), "linearizable": verdict.valid, "problems": len(result.problems),
+            "explanation": "" if verdict.valid else verdict.explain()[:2000]}
+
+
+def median(rows: list[dict[str, Any]], field: str) -> float:
+    return statistics.median(r[field] for r in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="one 3-second run of each")
+    parser.add_argument("--only", help="run this node only (main, passthrough or a --node name)")
+    parser.add_argument("--node", action="append", default=[], metavar="NAME=MAIN_PY",
+                        help="also run this main.py, under NAME")
+    parser.add_argument("--scenario", action="append", help="substring of the scenarios to run")
+    parser.add_argument("--node-args", default="", help="extra flags for main.py, space-separated")
+    parser.add_argument("--json", help="write the raw figures here")
+    opts = parser.parse_args()
+    seconds, seeds = (3.0, 1) if opts.quick else (opts.seconds, opts.seeds)
+    scenarios = [s for s in SCENARIOS if not opts.scenario or any(p in s.name for p in opts.scenario)]
+    for extra in opts.node:
+        name, _, path = extra.partition("=")
+        NODES[name] = [sys.executable, path]
+    nodes = [opts.only] if opts.only else list(NODES)
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    started = time.monotonic()
+    for s in scenarios:
+        for node in nodes:
+            runs = raw.setdefault(s.name, {}).setdefault(node, [])
+            for seed in range(1, seeds + 1):
+                runs.append(measure(s, NODES[node], seconds, seed, opts.node_args.split()))
+                print(f"{s.name} / {node} / seed {seed}: {runs[-1]}", file=sys.stderr, flush=True)
+    header = ["scenario", "node", "ops", "linearizable", "origin msgs/op", "× pass-through", "server msgs/op",
+              "× pass-through", "read p50 / p99 ms", "write p50 / p99 ms"]
+    rows = []
+    for s in scenarios:
+        base = raw[s.name].get("passthrough")
+        for node, runs in raw[s.name].items():
+            origin, servers = median(runs, "origin_per_op"), median(runs, "servers_per_op")
+            rows.append([
+                s.name, node, f"{sum(r['ops'] for r in runs):,}",
+                f"{sum(r['linearizable'] for r in runs)}/{len(runs)}",
+                f"{origin:.2f}", f"{origin / median(base, 'origin_per_op'):.2f}x" if base else "-",
+                f"{servers:.2f}", f"{servers / median(base, 'servers_per_op'):.2f}x" if base else "-",
+                f"{median(runs, 'read_p50_ms'):.1f} / {median(runs, 'read_p99_ms'):.1f}",
+                f"{median(runs, 'write_p50_ms'):.1f} / {median(runs, 'write_p99_ms'):.1f}",
+            ])
+    print(f"{seeds} run(s) of {seconds:g} s per row, 100 ops/s, concurrency 2n, 10 ms mean latency "
+          f"(constant unless named); medians over the runs; took {time.monotonic() - started:.0f} s.\n")
+    print(table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)))
+    for s in scenarios:
+        for node, runs in raw[s.name].items():
+            for r in runs:
+                if r["explanation"]:
+                    print(f"\n{s.name} / {node}: not linearizable\n```\n{r['explanation']}\n```")
+    if opts.json:
+        with open(opts.json, "w") as out:
+            json.dump(raw, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""A Maelstrom node that caches nothing: every read, write and cas goes to lin-kv,
+and lin-kv's answer goes back to the client. The baseline for origin messages
+per operation (bench/linkv.py) and a node that must pass the lin-kv checker.
+
+With `--cache-reads` it is a deliberately broken cache for the tests: it keeps
+every value it reads or writes, forever, and never hears of other nodes' writes.
+
+Standard library only, one thread: lin-kv's replies arrive on stdin too.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+SERVICE = "lin-kv"
+FORWARDED = ("read", "write", "cas")
+
+
+class Passthrough:
+    def __init__(self, cache_reads: bool = False) -> None:
+        self.cache: dict[str, Any] | None = {} if cache_reads else None  # canonical key -> value
+        self.node_id = ""
+        self.next_msg_id = 0
+        self.pending: dict[int, tuple[str, Any, dict[str, Any]]] = {}  # our msg_id -> (client, its msg_id, request)
+
+    def send(self, dest: str, body: dict[str, Any]) -> None:
+        body["msg_id"] = self.next_msg_id
+        self.next_msg_id += 1
+        sys.stdout.write(json.dumps({"src": self.node_id, "dest": dest, "body": body}, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+
+    def handle(self, msg: dict[str, Any]) -> None:
+        body = msg["body"]
+        kind = body.get("type")
+        if kind == "init":
+            self.node_id = body["node_id"]
+            self.send(msg["src"], {"type": "init_ok", "in_reply_to": body["msg_id"]})
+        elif "in_reply_to" in body:  # lin-kv's answer: relay it with the client's msg_id
+            client = self.pending.pop(body["in_reply_to"], None)
+            if client is not None:
+                reply = {k: v for k, v in body.items() if k not in ("msg_id", "in_reply_to")}
+                self.remember(client[2], reply)
+                self.send(client[0], {**reply, "in_reply_to": client[1]})
+        elif kind == "read" and self.cache is not None and key_of(body) in self.cache:
+            self.send(msg["src"], {"type": "read_ok", "in_reply_to": body["msg_id"], "value": self.cache[key_of(body)]})
+        elif kind in FORWARDED:
+            request = {k: v for k, v in body.items() if k != "msg_id"}
+            self.pending[self.next_msg_id] = (msg["src"], body["msg_id"], request)
+            self.send(SERVICE, request)
+        else:
+            self.send(msg["src"], {"type": "error", "in_reply_to": body.get("msg_id"), "code": 10,
+                                   "text": f"unsupported {kind!r}"})
+
+
+    def remember(self, request: dict[str, Any], reply: dict[str, Any]) -> None:
+        if self.cache is None:
+            return
+        key, kind = key_of(request), reply.get("type")
+        if kind == "read_ok":
+            self.cache[key] = reply.get("value")
+        elif kind == "write_ok":
+            self.cache[key] = request.get("value")
+        elif kind == "cas_ok":
+            self.cache[key] = request.get("to")
+
+
+def key_of(body: dict[str, Any]) -> str:
+    return json.dumps(body.get("key"), sort_keys=True)
+
+
+def main() -> None:
+    node = Passthrough(cache_reads="--cache-reads" in sys.argv[1:])
+    for line in sys.stdin:
+        if line.strip():
+            node.handle(json.loads(line))
+
+
+if __name__ == "__main__":
+    main()

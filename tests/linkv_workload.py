@@ -1,0 +1,527 @@
+"""Maelstrom's lin-kv workload, emulated around real node processes, and its history.
+
+What follows Maelstrom (jepsen-io/maelstrom at cb7f072) and jepsen (c4c7473d):
+
+* Network (maelstrom/net.clj). Every message between two non-clients (node to
+  node, node to lin-kv and back) gets a latency drawn from the test's
+  distribution, in whole milliseconds: `constant` (the mean), `uniform`
+  (incanter's integer-distribution 0..2*mean, an integer in [0, 2*mean)), or
+  `exponential` (rate 1/mean, truncated to a long). A message that involves a
+  client has latency 0. Each receiver has one priority queue ordered by
+  deadline, and one thread that takes the head, sleeps until its deadline and
+  delivers it: so messages reorder whenever their latencies differ.
+* Partitions (jepsen.nemesis.combined/partition-package, maelstrom's
+  jepsen-net): a grudge maps a receiver to the senders it drops; it is checked
+  when a message is taken off the queue, so it also drops messages already in
+  flight. Only nodes are in a grudge: links to clients and to lin-kv are never
+  cut. Shapes: `one` (one node isolated), `minority-third` (up to but not
+  including a third of the nodes split off: nothing at 3 nodes), `majority`
+  (a clean split, the smaller half first), `majorities-ring` (each node sees a
+  majority, and no two the same one: one-way cuts, as jepsen's
+  majorities-ring-perfect). The nemesis alternates start (a random shape) and
+  stop, each after a wait uniform in [0, 2*interval) (gen/stagger).
+* lin-kv (maelstrom/service.clj): one store, one thread taking messages in
+  deadline order and answering each at once (so it is linearizable); read of a
+  missing key is error 20, cas 20 or 22. Played by maelstrom_net.KV.
+* Clients (maelstrom/workload/lin_kv.clj, client.clj, jepsen's interpreter):
+  concurrency 2n by default; client thread t always talks to node t mod n and
+  waits for one reply at a time, for max(10 x mean latency, 1 s). Errors:
+  codes 1, 10, 11, 12, 14, 20, 21, 22, 30 are definite (`fail`); anything else
+  and a timeout is `fail` for a read (idempotent) and `info` for write and cas.
+  After an `info` the thread's process becomes process + concurrency.
+* Generator (jepsen.tests.linearizable-register, jepsen.independent): threads
+  in groups of 2n; each group works on one key at a time, keys 0, 1, 2, ...; in
+  a group the first n threads read, the other n write or cas (gen/mix of w,
+  cas, cas); values 0-4. A key's generator is process-limited to 20 distinct
+  processes (Maelstrom passes no per-key-limit), then the group takes the next
+  key. Operations come at a global rate, each after a wait uniform in
+  [0, 2/rate) (gen/stagger), to a free thread.
+
+Also a read-heavy mix for benchmarks (`mix="read-heavy"`): any thread, a key
+among `keys`, reads with probability `read_fraction`, else write or cas as above.
+
+Counts, as Maelstrom's net checker does (messages sent, by unique id, over the
+invoked operations): `origin` (to or from lin-kv), `peer` (node to node),
+`servers` (both), `client`.
+
+    result = run(Workload(nodes=3, latency=Latency(10, "uniform"), time_limit=5, seed=1))
+    assert result.check().valid
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+import statistics
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from linearizability import CAS, FAIL, INFO, OK, READ, WRITE, Op, Result, check
+from maelstrom_net import SERVICES, Message, Net, encode
+
+DEFINITE = {1, 10, 11, 12, 14, 20, 21, 22, 30}  # maelstrom resources/errors.edn
+SHAPES = ("one", "minority-third", "majority", "majorities-ring")
+Grudge = dict[str, set[str]]  # receiver -> the senders it drops
+
+
+def is_client(node_id: Any) -> bool:
+    return isinstance(node_id, str) and node_id.startswith("c")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Maelstrom's --latency (mean, ms) and --latency-dist."""
+
+    mean_ms: float = 0.0
+    dist: str = "constant"
+
+    def draw(self, rng: random.Random) -> float:
+        """One message's latency in seconds."""
+        if self.mean_ms <= 0:
+            return 0.0
+        if self.dist == "constant":
+            ms = float(int(self.mean_ms))
+        elif self.dist == "uniform":
+            ms = float(rng.randrange(0, int(2 * self.mean_ms)))
+        elif self.dist == "exponential":
+            ms = float(int(rng.expovariate(1.0 / self.mean_ms)))
+        else:
+            raise ValueError(f"unknown latency distribution {self.dist!r}")
+        return ms / 1000.0
+
+    @property
+    def client_timeout(self) -> float:
+        """lin_kv.clj: (max (* 10 (:mean (:latency test))) 1000) ms."""
+        return max(10 * self.mean_ms, 1000) / 1000.0
+
+
+# -- partitions (jepsen.nemesis, jepsen.nemesis.combined) -----------------------------------
+
+
+def complete_grudge(components: Sequence[Sequence[str]]) -> Grudge:
+    universe = {n for c in components for n in c}
+    return {n: universe - set(c) for c in components for n in c}
+
+
+def majorities_ring(nodes: Sequence[str], rng: random.Random) -> Grudge:
+    """jepsen's majorities-ring-perfect (exact for up to 5 nodes): the middle node of each
+    ring window of a majority drops everything from outside its window."""
+    ring = list(nodes)
+    rng.shuffle(ring)
+    n, m = len(ring), len(ring) // 2 + 1
+    grudge: Grudge = {}
+    for i in range(n):
+        window = [ring[(i + j) % n] for j in range(m)]
+        grudge[window[m // 2]] = set(ring) - set(window)
+    return grudge
+
+
+def grudge_for(shape: str, nodes: Sequence[str], rng: random.Random) -> Grudge:
+    shuffled = list(nodes)
+    rng.shuffle(shuffled)
+    if shape == "one":
+        loner = rng.choice(list(nodes))
+        return complete_grudge([[loner], [n for n in nodes if n != loner]])
+    if shape == "majority":
+        half = len(shuffled) // 2
+        return complete_grudge([shuffled[:half], shuffled[half:]])
+    if shape == "minority-third":
+        third = (len(shuffled) - 1) // 3
+        return complete_grudge([shuffled[:third], shuffled[third:]])
+    if shape == "majorities-ring":
+        return majorities_ring(nodes, rng)
+    raise ValueError(f"unknown partition shape {shape!r}")
+
+
+# -- the network ---------------------------------------------------------------------------
+
+
+class _Inbox:
+    """One receiver's queue, ordered by deadline, emptied by one thread (net.clj's recv!)."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, Message]] = []
+        self.ready = threading.Condition()
+        self.closed = False
+
+
+class LatencyNet(Net):
+    """maelstrom_net.Net with Maelstrom's latency, reordering and one-way partitions between
+    non-clients, and message counts. Clients' messages go straight through, as in Maelstrom."""
+
+    def __init__(self, nodes: int = 1, latency: Latency = Latency(), seed: int = 0, **kw: Any) -> None:
+        self.latency = latency
+        self.rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
+        self.grudge: Grudge = {}
+        self.counts: Counter[str] = Counter()
+        self._seq = itertools.count()
+        self._inboxes: dict[str, _Inbox] = {}
+        self._threads: list[threading.Thread] = []
+        for dest in [*(f"n{i}" for i in range(1, nodes + 1)), *SERVICES]:
+            inbox = self._inboxes[dest] = _Inbox()
+            thread = threading.Thread(target=self._deliver_loop, args=(dest, inbox), name=f"net-{dest}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        try:
+            super().__init__(nodes=nodes, **kw)
+        except BaseException:
+            self._stop_delivery()
+            raise
+
+    def _route_message(self, msg: Message) -> None:
+        src, dest = msg.get("src"), msg["dest"]
+        self._count(src, dest)
+        if is_client(src) or is_client(dest) or dest not in self._inboxes:
+            super()._route_message(msg)
+            return
+        with self._rng_lock:
+            delay = self.latency.draw(self.rng)
+        inbox = self._inboxes[dest]
+        with inbox.ready:
+            heapq.heappush(inbox.heap, (time.monotonic() + delay, next(self._seq), msg))
+            inbox.ready.notify()
+
+    def _count(self, src: Any, dest: Any) -> None:
+        if is_client(src) or is_client(dest):
+            kind = "client"
+        elif src in SERVICES or dest in SERVICES:
+            kind = "origin"
+        else:
+            kind = "peer"
+        with self._rng_lock:
+            self.counts[kind] += 1
+
+    def _deliver_loop(self, dest: str, inbox: _Inbox) -> None:
+        while True:
+            with inbox.ready:
+                while not inbox.heap and not inbox.closed:
+                    inbox.ready.wait()
+                if inbox.closed:
+                    return
+                deadline, _, msg = heapq.heappop(inbox.heap)
+            pause = deadline - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)  # as net.clj's recv!: the head is held until due, whatever comes meanwhile
+            src = msg.get("src")
+            if src in self.grudge.get(dest, ()) or frozenset((src, dest)) in self._cut:
+                with self._rng_lock:
+                    self.counts["dropped"] += 1
+                continue
+            try:
+                if dest in SERVICES:
+                    self.kv.handle(msg)
+                else:
+                    self.nodes[dest].inbox.put(encode(msg))
+            except Exception as exc:  # keep delivering: the failure shows up in net.problems
+                self._problem(f"delivering {msg} failed: {exc!r}")
+
+    def partition(self, grudge: Grudge) -> None:
+        self.grudge = {dest: set(srcs) for dest, srcs in grudge.items() if srcs}
+
+    def heal_partition(self) -> None:
+        self.grudge = {}
+
+    def _stop_delivery(self) -> None:
+        for inbox in self._inboxes.values():
+            with inbox.ready:
+                inbox.closed = True
+                inbox.ready.notify_all()
+
+    def close(self, timeout: float = 15.0) -> dict[str, int]:
+        try:
+            return super().close(timeout)
+        finally:
+            self._stop_delivery()
+
+
+# -- the workload --------------------------------------------------------------------------
+
+
+@dataclass
+class Workload:
+    nodes: int = 3
+    latency: Latency = field(default_factory=Latency)
+    time_limit: float = 3.0  # seconds of operations
+    rate: float = 100.0  # operations per second, over all threads
+    concurrency: int | None = None  # default 2n
+    mix: str = "maelstrom"  # or "read-heavy"
+    keys: int = 10  # read-heavy: how many keys
+    read_fraction: float = 0.9  # read-heavy: share of reads
+    process_limit: int = 20
+    per_key_limit: int | None = None  # maelstrom: none
+    nemesis: Sequence[str] = ()  # partition shapes to draw from; empty: no faults
+    nemesis_interval: float = 0.5  # mean seconds between partition starts and stops (Maelstrom: 10)
+    seed: int = 0
+    args: Sequence[str] = ("--origin", "lin-kv")
+    env: dict[str, str] | None = None
+    cmd: list[str] | None = None  # replaces `python3 main.py`
+
+
+@dataclass
+class Event:
+    """One operation as the client saw it (times: monotonic seconds; order: a global sequence)."""
+
+    process: int
+    thread: int
+    node: str
+    f: str
+    key: Any
+    value: Any
+    call: int
+    call_time: float
+    status: str = ""
+    ret: int | None = None
+    ret_time: float | None = None
+    error: Any = None
+
+
+@dataclass
+class RunResult:
+    workload: Workload
+    events: list[Event]
+    counts: Counter[str]
+    partitions: list[tuple[float, str, Grudge]]
+    problems: list[str]
+    duration: float
+    exit_codes: dict[str, int]
+
+    def ops(self) -> list[Op]:
+        out = []
+        for i, e in enumerate(self.events):
+            status = e.status if e.status else INFO  # never answered by the end: unknown
+            ret = e.ret if status == OK else None
+            out.append(Op(e.key, e.f, e.value, status, e.call, ret, e.process, i))
+        return out
+
+    def check(self) -> Result:
+        return check(self.ops())
+
+    @property
+    def invoked(self) -> int:
+        return len(self.events)
+
+    def per_op(self, kind: str) -> float:
+        count = self.counts["origin"] + self.counts["peer"] if kind == "servers" else self.counts[kind]
+        return count / self.invoked if self.invoked else math.nan
+
+    def latencies(self, fs: Sequence[str]) -> list[float]:
+        """Seconds from invoke to completion of every completed op (timeouts at the timeout)."""
+        return [e.ret_time - e.call_time for e in self.events if e.f in fs and e.ret_time is not None]
+
+    def outcomes(self) -> Counter[str]:
+        return Counter(f"{e.f}:{e.status or INFO}" for e in self.events)
+
+    def summary(self) -> dict[str, Any]:
+        reads, writes = self.latencies([READ]), self.latencies([WRITE, CAS])
+        return {
+            "ops": self.invoked, "origin_per_op": self.per_op("origin"), "servers_per_op": self.per_op("servers"),
+            "read_p50_ms": percentile(reads, 50) * 1000, "read_p99_ms": percentile(reads, 99) * 1000,
+            "write_p50_ms": percentile(writes, 50) * 1000, "write_p99_ms": percentile(writes, 99) * 1000,
+            "outcomes": dict(self.outcomes()), "partitions": sum(1 for p in self.partitions if p[1] != "heal"),
+        }
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    if not values:
+        return math.nan
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1] if p < 100 else max(values)
+
+
+class _Runner:
+    def __init__(self, w: Workload, net: LatencyNet) -> None:
+        self.w, self.net = w, net
+        self.n = w.nodes
+        self.concurrency = w.concurrency or 2 * self.n
+        group = 2 * self.n
+        if w.mix == "maelstrom" and self.concurrency % group:
+            raise ValueError(f"jepsen.independent needs a concurrency that is a multiple of {group}")
+        self.rng = random.Random(w.seed * 7919 + 1)
+        self.timeout = w.latency.client_timeout
+        self.lock = threading.Condition()
+        self.events: list[Event] = []
+        self.seq = itertools.count()
+        self.free = set(range(self.concurrency))
+        self.process = list(range(self.concurrency))
+        self.work: list[list[Event | None]] = [[] for _ in range(self.concurrency)]
+        # jepsen.independent: one key per group of 2n threads; keys 0, 1, 2, ...
+        groups = max(1, self.concurrency // group)
+        self.group_key = list(range(groups))
+        self.next_key = groups
+        self.group_processes: list[set[int]] = [set() for _ in range(groups)]
+        self.group_ops = [0] * groups
+        self.group_limit = [self._key_limit() for _ in range(groups)]
+        self.partitions: list[tuple[float, str, Grudge]] = []
+        self.stop = threading.Event()
+
+    def _key_limit(self) -> float:
+        if self.w.per_key_limit is None:
+            return math.inf
+        return int((0.9 + 0.1 * self.rng.random()) * self.w.per_key_limit)
+
+    # -- generator -------------------------------------------------------------------------
+
+    def _op_for(self, thread: int) -> tuple[str, Any, Any]:
+        """(f, key, value) for a free thread (under self.lock)."""
+        rng = self.rng
+        if self.w.mix == "read-heavy":
+            key: Any = rng.randrange(self.w.keys)
+            return (READ, key, None) if rng.random() < self.w.read_fraction else self._update(key)
+        group, rank = divmod(thread, 2 * self.n)
+        process = self.process[thread]
+        seen = self.group_processes[group]
+        process_limited = process not in seen and len(seen) >= self.w.process_limit
+        if process_limited or self.group_ops[group] >= self.group_limit[group]:
+            self.group_key[group], self.next_key = self.next_key, self.next_key + 1
+            seen.clear()
+            self.group_ops[group] = 0
+            self.group_limit[group] = self._key_limit()
+        seen.add(process)
+        self.group_ops[group] += 1
+        key = self.group_key[group]
+        return (READ, key, None) if rank < self.n else self._update(key)  # gen/reserve n r (mix [w cas cas])
+
+    def _update(self, key: Any) -> tuple[str, Any, Any]:
+        rng = self.rng
+        if rng.randrange(3) == 0:
+            return WRITE, key, rng.randrange(5)
+        return CAS, key, (rng.randrange(5), rng.randrange(5))
+
+    def generate(self, until: float) -> None:
+        next_at = time.monotonic()
+        while True:
+            next_at += self.rng.uniform(0, 2 / self.w.rate)
+            if next_at >= until:
+                break
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            with self.lock:
+                if not self.lock.wait_for(lambda: bool(self.free), until - time.monotonic()):
+                    break
+                thread = self.rng.choice(sorted(self.free))
+                self.free.discard(thread)
+                f, key, value = self._op_for(thread)
+                event = Event(self.process[thread], thread, self.net.node_ids[thread % self.n], f, key, value,
+                              next(self.seq), time.monotonic())
+                self.events.append(event)
+                self.work[thread].append(event)
+                self.lock.notify_all()
+        with self.lock:
+            for queue in self.work:
+                queue.append(None)
+            self.lock.notify_all()
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def client(self, thread: int) -> None:
+        client_id = f"c{100 + thread}"
+        while True:
+            with self.lock:
+                self.lock.wait_for(lambda: bool(self.work[thread]))
+                event = self.work[thread].pop(0)
+            if event is None:
+                return
+            self._perform(event, client_id)
+            with self.lock:
+                if event.status == INFO:
+                    self.process[thread] += self.concurrency
+                self.free.add(thread)
+                self.lock.notify_all()
+
+    def _perform(self, e: Event, client_id: str) -> None:
+        body: dict[str, Any] = {"type": e.f, "key": e.key}
+        if e.f == WRITE:
+            body["value"] = e.value
+        elif e.f == CAS:
+            body["from"], body["to"] = e.value
+        try:
+            reply: dict[str, Any] | None = self.net.call(e.node, body, timeout=self.timeout, client=client_id)
+        except TimeoutError:
+            reply = None
+        except AssertionError as exc:  # a problem elsewhere on the net: this op's fate is unknown
+            self.net.problems.append(f"{client_id}: {exc}")
+            reply = None
+        with self.lock:
+            e.ret, e.ret_time = next(self.seq), time.monotonic()
+            e.status, e.error, value = _outcome(e.f, reply)
+            if e.f == READ and e.status == OK:
+                e.value = value
+
+    # -- nemesis ---------------------------------------------------------------------------
+
+    def nemesis(self, until: float) -> None:
+        rng = random.Random(self.w.seed * 104729 + 3)
+        cut = False
+        while not self.stop.wait(rng.uniform(0, 2 * self.w.nemesis_interval)):
+            if time.monotonic() >= until:
+                break
+            if cut:
+                self.net.heal_partition()
+                self.partitions.append((time.monotonic(), "heal", {}))
+            else:
+                shape = rng.choice(list(self.w.nemesis))
+                grudge = grudge_for(shape, self.net.node_ids, rng)
+                self.net.partition(grudge)
+                self.partitions.append((time.monotonic(), shape, grudge))
+            cut = not cut
+
+
+def _outcome(f: str, reply: dict[str, Any] | None) -> tuple[str, Any, Any]:
+    """(status, error, value read) as maelstrom's client/with-errors records it."""
+    if reply is None:
+        return (FAIL if f == READ else INFO), "net-timeout", None
+    if reply.get("type") == "error":
+        code = reply.get("code")
+        definite = code in DEFINITE
+        return (FAIL if definite or f == READ else INFO), code, None
+    expected = {READ: "read_ok", WRITE: "write_ok", CAS: "cas_ok"}[f]
+    if reply.get("type") != expected:
+        return (FAIL if f == READ else INFO), f"unexpected {reply.get('type')!r}", None
+    return OK, None, reply.get("value")
+
+
+def run(w: Workload) -> RunResult:
+    """Start the nodes, run the workload for w.time_limit, wait for every op, stop the nodes."""
+    net = LatencyNet(nodes=w.nodes, latency=w.latency, seed=w.seed, args=list(w.args), env=w.env, cmd=w.cmd)
+    try:
+        net.counts.clear()  # init is not part of the workload
+        runner = _Runner(w, net)
+        start = time.monotonic()
+        until = start + w.time_limit
+        clients = [threading.Thread(target=runner.client, args=(t,), daemon=True) for t in range(runner.concurrency)]
+        for thread in clients:
+            thread.start()
+        nemesis = None
+        if w.nemesis:
+            nemesis = threading.Thread(target=runner.nemesis, args=(until,), daemon=True)
+            nemesis.start()
+        runner.generate(until)
+        for thread in clients:
+            thread.join(runner.timeout + 10)
+        runner.stop.set()
+        if nemesis is not None:
+            nemesis.join(5)
+        net.heal_partition()
+        duration = time.monotonic() - start
+        counts = Counter(net.counts)
+    finally:
+        codes = net.close()
+    return RunResult(w, runner.events, counts, runner.partitions, list(net.problems), duration, codes)
+
+
+if __name__ == "__main__":  # a quick look: python3 tests/linkv_workload.py [nodes] [mean_ms] [dist] [seconds]
+    argv = sys.argv[1:]
+    latency = Latency(float(argv[1]) if len(argv) > 1 else 10, argv[2] if len(argv) > 2 else "uniform")
+    workload = Workload(nodes=int(argv[0]) if argv else 3, latency=latency,
+                        time_limit=float(argv[3]) if len(argv) > 3 else 3)
+    result = run(workload)
+    print(result.summary())
+    print(result.check().explain())

@@ -1,0 +1,172 @@
+"""read / write / cas on a cluster, step by step (collapsed_forwarding/leases.py).
+
+Real node processes on tests/maelstrom_net.py, the test playing lin-kv. The
+randomised, Maelstrom-shaped runs are in test_linearizable_cluster.py; these
+pin each rule down on its own.
+"""
+
+from __future__ import annotations
+
+import time
+
+from maelstrom_net import Net
+
+from collapsed_forwarding.cluster import owner
+from collapsed_forwarding.keys import cache_key
+
+NODES = ["n1", "n2", "n3"]
+LEASE = 0.3
+
+
+def key_owned_by(node: str, prefix: str = "k") -> str:
+    return next(f"{prefix}{i}" for i in range(1000) if owner(cache_key(f"{prefix}{i}"), NODES) == node)
+
+
+def cluster(*args: str) -> Net:
+    return Net(nodes=3, args=["--origin", "lin-kv", "--lease", str(LEASE), *args])
+
+
+def read(net: Net, node: str, key: str) -> object:
+    reply = net.call(node, {"type": "read", "key": key})
+    assert reply["type"] == "read_ok", reply
+    assert set(reply) == {"type", "in_reply_to", "msg_id", "value"}  # lin-kv's closed schema
+    return reply["value"]
+
+
+def stats(net: Net, node: str) -> dict:
+    return net.call(node, {"type": "stats"})
+
+
+def test_a_second_read_gets_a_lease_and_the_third_is_served_from_the_copy() -> None:
+    with cluster() as net:
+        key = key_owned_by("n1")
+        assert net.call("n1", {"type": "write", "key": key, "value": 7})["type"] == "write_ok"
+        assert [read(net, "n2", key) for _ in range(3)] == [7, 7, 7]
+        n2, n1 = stats(net, "n2"), stats(net, "n1")
+        assert (n2["reads_forwarded"], n2["reads_leased"]) == (2, 1)
+        assert n1["leases_granted"] == 1
+        assert net.kv.count("read") == 0  # the owner knew the value from its own write
+
+
+def test_a_write_anywhere_revokes_the_copy_before_write_ok() -> None:
+    with cluster() as net:
+        key = key_owned_by("n1")
+        net.kv.set(key, 1)
+        assert [read(net, "n2", key) for _ in range(3)] == [1, 1, 1]  # n2 holds a lease
+        assert net.call("n3", {"type": "write", "key": key, "value": 2})["type"] == "write_ok"
+        assert read(net, "n2", key) == 2
+        assert stats(net, "n1")["revokes_sent"] == 1
+        assert net.kv.count("write") == 1
+
+
+def test_a_cut_off_holder_is_waited_out_and_then_reads_the_origin() -> None:
+    """The issue's example: write 1; n2 reads 1; n2 is cut off; write 2 is acknowledged; n2 must read 2."""
+    with cluster("--peer-timeout", "0.3") as net:
+        key = key_owned_by("n1")
+        assert net.call("n1", {"type": "write", "key": key, "value": 1})["type"] == "write_ok"
+        assert [read(net, "n2", key) for _ in range(2)] == [1, 1]  # the second read brought a lease
+        net.cut("n2", "n1", "n3")  # nodes only: n2 still reaches lin-kv and its clients
+        started = time.monotonic()
+        assert net.call("n1", {"type": "write", "key": key, "value": 2})["type"] == "write_ok"
+        took = time.monotonic() - started
+        assert LEASE * 0.5 < took < 1.0, took  # it waited for n2's lease, and within a client's timeout
+        assert read(net, "n2", key) == 2  # its lease ran out: the owner is out of reach, so the origin
+        assert stats(net, "n2")["reads_direct"] >= 1
+        net.heal()
+        assert read(net, "n2", key) == 2
+
+
+def test_the_owner_answers_a_mismatched_cas_itself() -> None:
+    with cluster() as net:
+        key = key_owned_by("n2")
+        assert net.call("n1", {"type": "write", "key": key, "value": 3})["type"] == "write_ok"
+        mismatch = net.call("n3", {"type": "cas", "key": key, "from": 4, "to": 0})
+        assert (mismatch["type"], mismatch["code"]) == ("error", 22)
+        assert net.kv.count("cas") == 0
+        assert net.call("n3", {"type": "cas", "key": key, "from": 3, "to": 0})["type"] == "cas_ok"
+        assert net.kv.count("cas") == 1
+        assert {read(net, node, key) for node in NODES} == {0}
+        missing = net.call("n1", {"type": "cas", "key": key_owned_by("n2", "absent"), "from": 1, "to": 2})
+        assert (missing["type"], missing["code"]) == ("error", 20)
+
+
+def test_a_fetch_sent_before_a_write_fills_nothing() -> None:
+    """The owner's read of the origin is answered after a write it made: its waiter may have the
+    old value (it asked first), but the copy must be the written one."""
+    with cluster() as net:
+        key = key_owned_by("n1")
+        net.kv.set(key, "old")
+        net.kv.hold = True
+        first = net.send("n1", {"type": "read", "key": key})
+        net.kv.wait_count("read", 1)
+        write = net.send("n1", {"type": "write", "key": key, "value": "new"})
+        net.kv.wait_count("write", 1)
+        net.kv.hold = False
+        net.kv.release()  # the read's reply ("old") first, then the write's
+        assert net.reply(first)["value"] in ("old", "new")
+        assert net.reply(write)["type"] == "write_ok"
+        assert read(net, "n1", key) == "new"
+        assert read(net, "n2", key) == "new"
+        assert net.kv.count("read") == 1
+
+
+def test_an_update_of_unknown_outcome_is_not_cached() -> None:
+    with cluster("--origin-timeout", "0.3") as net:
+        key = key_owned_by("n1")
+        net.kv.set(key, 1)
+        net.kv.fail = "drop"
+        lost = net.call("n2", {"type": "write", "key": key, "value": 2}, timeout=5)
+        assert (lost["type"], lost["code"]) == ("error", 0)  # a timeout: Maelstrom records it as unknown
+        net.kv.fail = None
+        net.kv.set(key, 2)  # as if the lost write landed late
+        reads = net.kv.count("read")
+        assert [read(net, "n1", key) for _ in range(3)] == [2, 2, 2]
+        assert net.kv.count("read") == reads + 3  # every read went to the origin: nothing cached meanwhile
+
+
+def test_a_cut_off_writer_gets_an_unknown_outcome_not_a_false_ok() -> None:
+    with cluster("--peer-timeout", "0.2") as net:
+        key = key_owned_by("n1")
+        net.cut("n3", "n1")
+        reply = net.call("n3", {"type": "write", "key": key, "value": 5}, timeout=5)
+        assert (reply["type"], reply["code"]) == ("error", 0)
+        assert net.kv.count("write") == 0
+
+
+def test_get_still_caches_and_a_write_drops_its_copies() -> None:
+    with cluster() as net:
+        key = key_owned_by("n1")
+        net.kv.set(key, "v1")
+        assert {net.call(n, {"type": "get", "key": key})["value"] for n in NODES} == {"v1"}
+        assert {net.call(n, {"type": "get", "key": key})["cache"] for n in NODES} == {"hit"}
+        assert net.call("n2", {"type": "write", "key": key, "value": "v2"})["type"] == "write_ok"
+        assert {net.call(n, {"type": "get", "key": key})["value"] for n in NODES} == {"v2"}
+
+
+class _FakeNode:
+    """Enough of wire.Node for LinearKeys: records what it would send."""
+
+    node_id, node_ids = "n1", NODES
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict]] = []
+        self.scheduler = self
+
+    def rpc(self, dest: str, body: dict, on_reply: object, timeout: float) -> None:
+        self.sent.append((dest, body))
+
+    def call_later(self, delay: float, fn: object, *args: object) -> None:
+        pass
+
+
+def test_the_owners_table_is_bounded_and_a_forgotten_keys_get_copies_are_dropped() -> None:
+    from collapsed_forwarding.leases import LinearKeys
+
+    node = _FakeNode()
+    keys = LinearKeys(node, origin=None, owner_of=lambda key: "n1", lease=LEASE, peer_timeout=0.5,  # type: ignore[arg-type]
+                      origin_timeout=1.0, drop_get=lambda key: None, max_keys=10)
+    for i in range(100):
+        keys.note_get_holder(f"k{i}", "n2")
+    assert len(keys.owned) <= 10
+    revoked = {body["key"] for dest, body in node.sent if dest == "n2" and body["type"] == "cf_revoke"}
+    assert len(revoked) >= 90 and "k99" not in revoked  # every forgotten key, and only those

@@ -1,0 +1,96 @@
+"""read, write and cas through the cluster, as Maelstrom's lin-kv workload drives them
+(tests/linkv_workload.py), judged by the linearizability checker (tests/linearizability.py).
+
+Each scenario runs real node processes for a couple of seconds. The soak tests run the
+same scenarios over more seeds and longer: `SOAK_SECONDS` (default 1) and
+`SOAK_SEEDS` (default 1) set how long and how many (`SOAK_SECONDS=30 SOAK_SEEDS=3
+python3 -m pytest -m soak tests/test_linearizable_cluster.py`); `bench/linkv.py --only main
+--seconds 60` runs the benchmark's scenarios as long, and checks each history too.
+`LINKV_MAIN=/other/checkout/main.py` runs the scenarios against another version of the node.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from linkv_workload import SHAPES, Latency, RunResult, Workload, run
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSTHROUGH = [sys.executable, str(ROOT / "bench" / "passthrough_node.py")]
+BROKEN_CACHE = [*PASSTHROUGH, "--cache-reads"]
+SECONDS = 1.5
+RATE = 300.0  # ops/s: enough overlap between reads and writes to show a stale copy within seconds
+
+# (nodes, mean ms, distribution, partitions?)
+SCENARIOS = [
+    (1, 0, "constant", False),
+    (1, 10, "exponential", False),
+    (3, 0, "constant", False),
+    (3, 10, "constant", False),
+    (3, 10, "uniform", False),
+    (3, 10, "exponential", False),
+    (3, 10, "uniform", True),
+    (5, 10, "uniform", False),
+    (5, 10, "exponential", True),
+]
+
+
+def scenario_id(s: tuple[int, int, str, bool]) -> str:
+    nodes, ms, dist, partitions = s
+    return f"{nodes}n-{ms}ms-{dist}{'-partitions' if partitions else ''}"
+
+
+def workload(nodes: int, ms: int, dist: str, partitions: bool, seed: int, seconds: float = SECONDS,
+             cmd: list[str] | None = None) -> Workload:
+    if cmd is None and os.environ.get("LINKV_MAIN"):  # another checkout's node, e.g. to see an old one fail
+        cmd = [sys.executable, os.environ["LINKV_MAIN"]]
+    return Workload(nodes=nodes, latency=Latency(ms, dist), time_limit=seconds, rate=RATE, seed=seed,
+                    nemesis=SHAPES if partitions else (), nemesis_interval=0.3, cmd=cmd)
+
+
+def assert_linearizable(result: RunResult) -> None:
+    verdict = result.check()
+    summary = result.summary()
+    assert verdict.valid, f"{summary}\n{verdict.explain()}"
+    assert not result.problems, result.problems
+    assert summary["ops"] > 50 * result.workload.time_limit, summary  # the run did run
+    assert all(code == 0 for code in result.exit_codes.values()), result.exit_codes
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=scenario_id)
+def test_scenario_is_linearizable(scenario: tuple[int, int, str, bool]) -> None:
+    nodes, ms, dist, partitions = scenario
+    result = run(workload(nodes, ms, dist, partitions, seed=SCENARIOS.index(scenario)))
+    assert_linearizable(result)
+    if partitions:
+        assert result.partitions, "the nemesis never cut the network"
+
+
+def test_the_passthrough_node_is_linearizable_under_partitions() -> None:
+    """The baseline forwards everything: linearizable, two origin messages per operation."""
+    result = run(workload(3, 10, "exponential", True, seed=5, cmd=PASSTHROUGH))
+    assert_linearizable(result)
+    assert result.per_op("origin") == pytest.approx(2.0, abs=0.05)  # only the ops unanswered at the end differ
+
+
+def test_the_workload_catches_a_cache_that_does_not_drop_on_write() -> None:
+    """A node that keeps what it read and never hears of another node's write is caught at once."""
+    result = run(workload(3, 0, "constant", False, seed=1, seconds=1.5, cmd=BROKEN_CACHE))
+    verdict = result.check()
+    assert not verdict.valid
+    assert "no linearization" in verdict.explain()
+
+
+SOAK = [s for s in SCENARIOS if s[0] > 1 and (s[3] or s[2] == "exponential")]
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("scenario", SOAK, ids=scenario_id)
+def test_soak(scenario: tuple[int, int, str, bool]) -> None:
+    """The suite runs these for a second each; SOAK_SECONDS=30 SOAK_SEEDS=5 makes them soak."""
+    seconds = float(os.environ.get("SOAK_SECONDS", "1"))
+    for seed in range(100, 100 + int(os.environ.get("SOAK_SEEDS", "1"))):
+        assert_linearizable(run(workload(*scenario, seed=seed, seconds=seconds)))
