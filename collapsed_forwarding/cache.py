@@ -192,7 +192,7 @@ class CollapsedForwardingProxy:
     def request(self, key: Key, on_answer: OnAnswer, ttl: float | None = None) -> Answer | None:
         """Non-blocking: the Answer now if it can be given now, else None and
         `on_answer(answer)` is called once, from another thread, when it can."""
-        ttl = _checked_ttl(ttl)
+        ttl = checked_ttl(ttl)
         with self.lock:
             answer, flight, launch = self._admit(key, ttl, force=False)
             if flight is not None:
@@ -357,7 +357,7 @@ class CollapsedForwardingProxy:
     # -- flights -----------------------------------------------------------
 
     def _wait(self, key: Key, ttl: float | None, force: bool) -> Answer:
-        ttl = _checked_ttl(ttl)
+        ttl = checked_ttl(ttl)
         with self.lock:
             answer, flight, launch = self._admit(key, ttl, force)
             if flight is not None and flight.event is None:
@@ -471,7 +471,7 @@ def _answer(entry: Entry, cache: str) -> Answer:
     return Answer(value, None, cache, entry[1])
 
 
-def _checked_ttl(ttl: Any) -> float | None:
+def checked_ttl(ttl: Any) -> float | None:
     """A request's own ttl, refused at the call if it is no number of seconds
     a deadline can be counted in, so a bad one costs its caller, not the herd."""
     if ttl is None:
