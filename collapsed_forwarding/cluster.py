@@ -33,7 +33,7 @@ ORIGIN_ANSWERS = (ErrorCode.TIMEOUT, ErrorCode.TEMPORARILY_UNAVAILABLE, ErrorCod
 
 
 def owner(key: Hashable, node_ids: list[str]) -> str:
-    text = key_text(key).encode()
+    text = key_text(key).encode("utf-8", "surrogatepass")  # "\ud800" is a key too; every node encodes alike
     return max(node_ids, key=lambda node_id: hashlib.blake2b(node_id.encode() + b"\0" + text, digest_size=8).digest())
 
 
