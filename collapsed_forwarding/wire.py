@@ -136,6 +136,15 @@ class Node:
             raise exc
         self.on_output_closed()
 
+    def flush_if_free(self, wait: float = 0.5) -> None:
+        """Flush what is written, unless the output lock stays taken (a signal
+        handler may run in the very thread that holds it)."""
+        if self._output_lock.acquire(timeout=wait):
+            try:
+                self._flush()
+            finally:
+                self._output_lock.release()
+
     def unanswered(self) -> int:
         """Requests read and not yet answered (a racy count: for a log line)."""
         return self._requests_read - self._replies_sent
