@@ -35,7 +35,7 @@ def _number(text: str, kind: type = float, low: float = 0.0, high: float = math.
 
 
 def seconds(text: str) -> float:
-    return _number(text)
+    return _number(text, high=1e12)  # some 30,000 years: "forever", and still a number a clock can add
 
 
 def fraction(text: str) -> float:

@@ -26,7 +26,8 @@ OnAnswer = Callable[[Any], None]
 class Flight:
     """One call to the origin for one key, and the requests waiting on it."""
 
-    __slots__ = ("key", "started", "ttl", "led", "waiters", "callbacks", "event", "answers", "detached", "timer")
+    __slots__ = ("key", "started", "ttl", "led", "waiters", "callbacks", "event", "answers", "detached", "timer",
+                 "calling", "crash")
 
     def __init__(self, key: Hashable, started: float, ttl: float, led: bool) -> None:
         self.key, self.started, self.ttl, self.led = key, started, ttl, led
@@ -36,6 +37,8 @@ class Flight:
         self.answers: tuple[Any, Any] | None = None  # (the leader's, a follower's), once settled
         self.detached = False  # invalidated: answers its own waiters, but fills nothing and takes no more
         self.timer: Timer | None = None
+        self.calling = False  # a blocking backend call for it is running (it may outlive the deadline)
+        self.crash: BaseException | None = None  # what the call raised that is no Exception, for the leader
 
     def wait(self, timeout: float) -> bool:
         """Block until settled (a blocking waiter has made `event`); False at the timeout."""
