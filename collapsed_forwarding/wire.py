@@ -223,7 +223,7 @@ class Node:
             self._draining = True
             if self._replies_sent >= self._requests_read:
                 self._drained.set()
-        if not self._drained.wait(drain_timeout):
+        if not self._drained.wait(min(drain_timeout, threading.TIMEOUT_MAX)):  # (a huge timeout would overflow)
             log.error("exiting with %d requests unanswered", self._requests_read - self._replies_sent)
 
     def handle_line(self, line: bytes) -> None:

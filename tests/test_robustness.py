@@ -432,3 +432,17 @@ def test_a_bad_flag_still_names_the_flag():
     done = subprocess.run([sys.executable, str(MAIN), "--ttl", "abc"], input=b"", capture_output=True,
                           timeout=20, env=clean_env(CF_TTL="5"))
     assert done.returncode == 2 and "--ttl" in done.stderr.decode() and "CF_TTL" not in done.stderr.decode()
+
+
+def test_a_huge_origin_timeout_at_end_of_input_waits_instead_of_crashing():
+    """Item 5, at end of input: with a fetch the service never answers and --origin-timeout 1e11, the node
+    waits for it (as told) rather than dying of OverflowError on the wait."""
+    with Net(args=[*LIN_KV, "--origin-timeout", "1e11"]) as net:
+        net.kv.fail = "drop"
+        net.send("n1", {"type": "get", "key": "k"})
+        net.kv.wait_count("read", 1)
+        net.nodes["n1"].inbox.put(None)  # end of input
+        with pytest.raises(subprocess.TimeoutExpired):
+            net.nodes["n1"].proc.wait(timeout=1.5)
+        assert_quiet_stderr(net.stderr())
+        net.nodes["n1"].proc.terminate()
