@@ -132,7 +132,7 @@ class Fragment:
     def begin(self, text: str) -> bool:
         """Open a fragment with this line if it is the beginning of a JSON object (and no more)."""
         prefix = JsonPrefix()
-        if prefix.feed(text) is not Shape.OPEN:
+        if len(text) > self.max_bytes or prefix.feed(text) is not Shape.OPEN:  # (a long line is not tokenized)
             return False
         self.prefix, self.lines, self.size, self.skipping = prefix, [text], len(text), False
         self._bound()
@@ -141,6 +141,9 @@ class Fragment:
     def add(self, text: str) -> Shape:
         """One more line. WHOLE: `take()` the message's text; BROKEN: the fragment is dropped."""
         assert self.prefix is not None
+        if len(text) > self.max_bytes:  # no line of a message a person wrote: not worth tokenizing
+            self.drop()
+            return Shape.BROKEN
         shape = self.prefix.feed(text)
         if shape is Shape.BROKEN:
             self.drop()
