@@ -91,7 +91,7 @@ class Run:
 
     def fail(self, text: str) -> None:
         if len(self.failures) < 50:
-            self.failures.append(text[:500])
+            self.failures.append(text[:3000])
 
 
 class Node:
@@ -158,8 +158,8 @@ class Node:
             self.next_msg_id = body["msg_id"] + 1
         if not isinstance(msg.get("src"), str):
             self.run.fail(f"src is no string: {line[:200]!r}")
-        if msg["dest"] == "lin-kv" and "in_reply_to" not in body:
-            self._serve(msg["src"], body)
+        if msg["dest"] in ("lin-kv", "n2") and "in_reply_to" not in body:
+            (self._serve if msg["dest"] == "lin-kv" else self._peer)(msg["src"], body)
             return
         key = (canonical(msg["dest"]), canonical(body.get("in_reply_to")))
         with self.arrived:
@@ -229,6 +229,33 @@ class Node:
                 reply["extra"] = INF
             self._reply(node, {**reply, "in_reply_to": msg_id})
 
+    def _peer(self, node: str, body: dict) -> None:
+        """Play n2, a peer that owns half the keys: it answers cf_fetch and cf_drop, sometimes oddly."""
+        rng, msg_id, type_ = self.rng, body.get("msg_id"), body.get("type")
+        if type_ == "cf_fetch":
+            reply = {"type": "cf_fetch_ok", "value": "from-n2", "ttl_left": rng.choice([0, 0.5, 5])}
+        else:
+            reply = {"type": "cf_drop_ok"}
+        if str(body.get("key", "")).startswith("probe-") or rng.random() >= self.odd_rate:
+            self._reply(node, {**reply, "in_reply_to": msg_id}, "n2")
+            return
+        odd = rng.randrange(6)
+        if odd == 0:
+            return  # a dead peer: the node must act alone after --peer-timeout
+        if odd == 1:
+            reply["ttl_left"] = rng.choice([INF, 10**400, 10**20, -5, "5", None, True, 1e300, [1]])
+        elif odd == 2:
+            reply = {"type": "error", "code": rng.choice([0, 11, 20, 13, 22, "0", None]), "text": "odd",
+                     **({"ttl_left": rng.choice([1, INF, -1])} if rng.random() < 0.7 else {})}
+        elif odd == 3:
+            reply["type"] = rng.choice(["cf_drop_ok", "cf_fetch_ok", "read_ok", None])
+        elif odd == 4:
+            reply["value"] = rng.choice([INF, nested(200), "\ud800", 10**rng.randrange(20, 4000)])
+        else:
+            reply.pop("ttl_left", None)
+            reply.pop("value", None)
+        self._reply(node, {**reply, "in_reply_to": msg_id}, "n2")
+
     def _answer(self, body: dict) -> dict:
         type_, key = body.get("type"), canonical(body.get("key"))
         if type_ == "read":
@@ -249,9 +276,9 @@ class Node:
             return {"type": "cas_ok"}
         return {"type": "error", "code": 10, "text": "unsupported"}
 
-    def _reply(self, node: str, body: dict) -> None:
+    def _reply(self, node: str, body: dict, src: str = "lin-kv") -> None:
         body = {"msg_id": next(_service_ids), **body}
-        self.send(to_text({"src": "lin-kv", "dest": node, "body": body}, self.rng).encode("utf-8", "backslashreplace")
+        self.send(to_text({"src": src, "dest": node, "body": body}, self.rng).encode("utf-8", "backslashreplace")
                   + b"\n")
 
     # -- the end ------------------------------------------------------------------
@@ -373,9 +400,11 @@ class Generator:
 
 
 def run_once(seed: int, batches: int = 4, batch_size: int = 150, odd_rate: float = 0.3) -> Run:
-    """One node's life under fuzz; the Run holds its counts and what failed."""
+    """One node's life under fuzz; the Run holds its counts and what failed. Odd seeds make
+    the node one of two (n1, n2), n2 played here: half the keys are n2's, asked for by cf_fetch."""
     rng = random.Random(seed)
     run = Run(seed)
+    node_ids = ["n1", "n2"] if seed % 2 else ["n1"]
     args = ["--origin", "lin-kv", "--origin-timeout", "0.3", "--peer-timeout", "0.2"]
     args += rng.choice([[], ["--max-waiters", "3"], ["--ttl", "0.2", "--grace", "1", "--stale-if-error", "5"],
                         ["--error-ttl", "0.2", "--negative-ttl", "0"], ["--early-refresh", "1", "--jitter", "0.5"],
@@ -383,7 +412,7 @@ def run_once(seed: int, batches: int = 4, batch_size: int = 150, odd_rate: float
     node = Node(run, args, rng, odd_rate)
     gen = Generator(rng)
     try:
-        _before_init(node, gen, run)
+        _before_init(node, gen, run, node_ids)
         for batch in range(batches):
             _batch(node, gen, run, batch, batch_size)
         code = node.close(timeout=15)
@@ -400,7 +429,7 @@ def run_once(seed: int, batches: int = 4, batch_size: int = 150, odd_rate: float
     return run
 
 
-def _before_init(node: Node, gen: Generator, run: Run) -> None:
+def _before_init(node: Node, gen: Generator, run: Run, node_ids: list[str]) -> None:
     rng = gen.rng
     answered, unanswered = [], []
     for _ in range(8):
@@ -410,7 +439,7 @@ def _before_init(node: Node, gen: Generator, run: Run) -> None:
             msg, client = gen.request(dest=dest)
         node.send(gen.line(msg))
         (answered if isinstance(dest, str) else unanswered).append((client, msg["body"]["msg_id"]))
-    init = {"src": "c0", "dest": "n1", "body": {"type": "init", "msg_id": 1, "node_id": "n1", "node_ids": ["n1"]}}
+    init = {"src": "c0", "dest": "n1", "body": {"type": "init", "msg_id": 1, "node_id": "n1", "node_ids": node_ids}}
     node.send(gen.line(init, indent=rng.choice([None, 2])))
     missing = node.wait_replies([*answered, ("c0", 1)], timeout=10)
     if missing:

@@ -446,3 +446,37 @@ def test_a_huge_origin_timeout_at_end_of_input_waits_instead_of_crashing():
             net.nodes["n1"].proc.wait(timeout=1.5)
         assert_quiet_stderr(net.stderr())
         net.nodes["n1"].proc.terminate()
+
+
+# -- found by the fuzzer: an owner's odd answer ----------------------------------------------------------
+
+ODD_OWNER_REPLIES = {
+    "a 401-digit ttl_left": '"type":"cf_fetch_ok","value":"v","ttl_left":1' + "0" * 400,
+    "no value": '"type":"cf_fetch_ok","ttl_left":1',
+    "a value nested 200 deep": '"type":"cf_fetch_ok","ttl_left":1,"value":' + nested_json(200).decode(),
+    "an error code true": '"type":"error","code":true,"text":"odd","ttl_left":1',
+}
+
+
+@pytest.mark.parametrize("case", ODD_OWNER_REPLIES)
+def test_an_odd_answer_from_the_owner_makes_the_node_act_alone(case):
+    """n2 (played here) owns the key and answers cf_fetch oddly: n1 fetches from its origin at once,
+    well before --peer-timeout, with no traceback."""
+    from collapsed_forwarding.cluster import owner
+
+    key = next(f"k{i}" for i in range(100) if owner(f"k{i}", ["n1", "n2"]) == "n2")
+    with Net(init=False, args=[*FAST, "--peer-timeout", "20"]) as net:
+        net.call("n1", {"type": "init", "node_id": "n1", "node_ids": ["n1", "n2"]}, client="c0")
+        msg_id = net.send("n1", {"type": "get", "key": key})
+        deadline = time.monotonic() + 5
+        while not any(m["dest"] == "n2" for m in net.client_messages):
+            assert time.monotonic() < deadline, "no cf_fetch to n2"
+            time.sleep(0.01)
+        ask = next(m for m in net.client_messages if m["dest"] == "n2")["body"]
+        assert ask["type"] == "cf_fetch"
+        net.send_raw("n1", f'{{"src":"n2","dest":"n1","body":{{"in_reply_to":{ask["msg_id"]},"msg_id":5,'
+                           f'{ODD_OWNER_REPLIES[case]}}}}}\n'.encode())
+        reply = net.reply(msg_id, timeout=5)
+        assert (reply["type"], reply["value"]) == ("get_ok", "value-" + key), reply
+        assert_quiet_stderr(net.stderr())
+        assert net.call("n1", {"type": "stats"})["peer_fallbacks"] == 1
