@@ -227,7 +227,7 @@ class Node:
             log.error("exiting with %d requests unanswered", self._requests_read - self._replies_sent)
 
     def handle_line(self, line: bytes) -> None:
-        if self._fragment.open:
+        if self._fragment.prefix is not None:  # (an attribute, not a property: this is every line's path)
             self._continue_fragment(line)
             return
         self._number_too_large = False
