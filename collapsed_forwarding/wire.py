@@ -219,6 +219,9 @@ class Node:
                         self.handle_line(line)
                     except Exception:  # no line, however odd, stops the node
                         log.exception("could not handle the line %.200r", line)
+        if self._fragment.prefix is not None:
+            log.warning("input ended inside an unfinished message of %d lines: dropped", len(self._fragment.lines))
+            self._fragment.drop()
         with self._output_lock:
             self._draining = True
             if self._replies_sent >= self._requests_read:

@@ -480,3 +480,10 @@ def test_an_odd_answer_from_the_owner_makes_the_node_act_alone(case):
         assert (reply["type"], reply["value"]) == ("get_ok", "value-" + key), reply
         assert_quiet_stderr(net.stderr())
         assert net.call("n1", {"type": "stats"})["peer_fallbacks"] == 1
+
+
+def test_input_ending_inside_an_unfinished_message_is_logged_and_the_node_exits_0():
+    data = json.dumps(INIT).encode() + b'\n{\n  "src": "c1",\n'
+    done = subprocess.run([sys.executable, str(MAIN)], input=data, capture_output=True, timeout=20, env=clean_env())
+    assert done.returncode == 0 and done.stdout.count(b"\n") == 1
+    assert "unfinished message" in done.stderr.decode()
