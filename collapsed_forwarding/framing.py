@@ -62,7 +62,7 @@ class JsonPrefix:
                 if kind == "bad" or not self._take(token):
                     self.broken = True
                     break
-        if self.broken:
+        if self.broken or self.expect == _START:  # (nothing at all is not the beginning of an object)
             return Shape.BROKEN
         return Shape.WHOLE if self.expect == _DONE else Shape.OPEN
 
