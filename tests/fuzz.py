@@ -327,7 +327,8 @@ class Generator:
     def body(self) -> dict:
         rng = self.rng
         type_ = rng.choice(["get", "get", "get", "read", "read", "write", "cas", "invalidate", "stats", "stats",
-                            "cf_fetch", "cf_drop", "init", "frobnicate", "get_ok", ""])
+                            "cf_fetch", "cf_drop", "cf_read", "cf_update", "cf_revoke", "init", "frobnicate",
+                            "get_ok", ""])
         body: dict[str, Any] = {"type": type_, "msg_id": next(self.msg_ids)}
         if type_ == "init":
             body.update(node_id=rng.choice(["n1", "n2", 5, "x" * 5000]), node_ids=rng.choice([["n1"], [], "n1"]))
