@@ -433,7 +433,7 @@ class CollapsedForwardingProxy:
                 self._returned_late(flight, result)
         if not late:
             self.settle(flight, result)
-        if flight.crash is not None and not leader_waits:
+        if flight.crash is not None and (late or not leader_waits):  # (no leader waits for it any more)
             raise flight.crash
 
     def _returned_late(self, flight: Flight, result: Value | BaseException) -> None:

@@ -47,7 +47,7 @@ MAX_LINE = 64 * 1024 * 1024  # a longer line is skipped, so one huge input canno
 MAX_FRAGMENT = 1024 * 1024  # the most a message spread over lines may hold (a person types less)
 # What `rpc`'s on_reply is given for a reply that arrived but cannot be read as sent
 # (a number no double holds): an error no service sends, so no one mistakes it for an answer.
-UNREADABLE_REPLY_CODE = 13
+UNREADABLE_REPLY_CODE = ErrorCode.CRASH
 
 def _no_json_form(value: Any) -> None:
     raise TypeError(f"a {type(value).__name__} has no JSON form")
