@@ -9,8 +9,9 @@ Two kinds of origin:
 
 * a blocking callable, ``backend(key) -> value``, that raises ``KeyError`` when
   the key does not exist and anything else when it fails. It is called in a
-  thread of its own, so the ``get`` that leads the flight waits on it like every
-  other waiter, and returns at the deadline even if the origin hangs.
+  worker thread (see `flight.Workers`), so the ``get`` that leads the flight
+  waits on it like every other waiter, and returns at the deadline even if the
+  origin hangs.
 * a non-blocking one, an object with ``start_fetch(key, done)``: it starts the
   fetch and later calls ``done(result, ttl=None)`` from any thread, with the
   value or an exception. The node uses this, so no waiting request holds a thread.
@@ -43,7 +44,7 @@ from functools import partial
 from typing import Any
 
 from .errors import CacheError, KeyMissing, OriginTimeout, Overloaded, as_cache_error
-from .flight import Flight, Flights, OnAnswer
+from .flight import Flight, Flights, OnAnswer, shared_workers
 from .timers import Scheduler, default_scheduler
 
 Key = Hashable
@@ -177,6 +178,7 @@ class CollapsedForwardingProxy:
         self._key_counts: dict[Key, KeyCounts] = {}  # for keys with an entry, a flight or a failure
         self._failures: OrderedDict[Key, Answer] = OrderedDict()  # remembered for error_ttl
         self._hung: dict[Key, Flight] = {}  # blocking calls past their deadline, holding their key (lock_age)
+        self._workers = shared_workers()  # the threads blocking calls run in
         # Lock-free hits append their key here (list.append is atomic, with or
         # without the GIL); they are folded into counters and LRU order under
         # the lock, oldest first, before anything reads either.
@@ -413,8 +415,7 @@ class CollapsedForwardingProxy:
     def _start_call(self, flight: Flight, leader_waits: bool) -> None:
         """A blocking call runs in a thread of its own, so every waiter, the leader too, can leave at the deadline."""
         try:
-            threading.Thread(target=self._call_backend, args=(flight, leader_waits), name="fetch",
-                             daemon=True).start()
+            self._workers.submit(self._call_backend, flight, leader_waits)
         except BaseException:
             flight.calling = False
             raise
