@@ -123,6 +123,7 @@ def hung(backend: Backend, **settings) -> CollapsedForwardingProxy:
     backend.hold("k")
     started = time.monotonic()
     leader = in_thread(cache.get, "k")
+    backend.wait_entered("k")
     assert isinstance(outcome(leader, timeout=5), OriginTimeout)
     assert time.monotonic() - started < TIMEOUT + 2, "the leader's get waited on the hung origin"
     assert backend.active["k"] == 1
