@@ -234,8 +234,10 @@ class Node:
         rng, msg_id, type_ = self.rng, body.get("msg_id"), body.get("type")
         if type_ == "cf_fetch":
             reply = {"type": "cf_fetch_ok", "value": "from-n2", "ttl_left": rng.choice([0, 0.5, 5])}
-        else:
-            reply = {"type": "cf_drop_ok"}
+        elif type_ == "cf_read":
+            reply = {"type": "cf_read_ok", "value": "from-n2", "lease": rng.choice([0, 0.3, 5])}
+        else:  # cf_drop, cf_update, cf_revoke, and whatever else a node may ask
+            reply = {"type": f"{type_}_ok"}
         if str(body.get("key", "")).startswith("probe-") or rng.random() >= self.odd_rate:
             self._reply(node, {**reply, "in_reply_to": msg_id}, "n2")
             return
@@ -243,7 +245,8 @@ class Node:
         if odd == 0:
             return  # a dead peer: the node must act alone after --peer-timeout
         if odd == 1:
-            reply["ttl_left"] = rng.choice([INF, 10**400, 10**20, -5, "5", None, True, 1e300, [1]])
+            reply["ttl_left" if type_ == "cf_fetch" else "lease"] = rng.choice([INF, 10**400, 10**20, -5, "5", None,
+                                                                                 True, 1e300, [1]])
         elif odd == 2:
             reply = {"type": "error", "code": rng.choice([0, 11, 20, 13, 22, "0", None]), "text": "odd",
                      **({"ttl_left": rng.choice([1, INF, -1])} if rng.random() < 0.7 else {})}

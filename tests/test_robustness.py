@@ -487,3 +487,30 @@ def test_input_ending_inside_an_unfinished_message_is_logged_and_the_node_exits_
     done = subprocess.run([sys.executable, str(MAIN)], input=data, capture_output=True, timeout=20, env=clean_env())
     assert done.returncode == 0 and done.stdout.count(b"\n") == 1
     assert "unfinished message" in done.stderr.decode()
+
+
+ODD_LEASE_REPLIES = {
+    "a 401-digit lease": '"type":"cf_read_ok","value":"v","lease":1' + "0" * 400,
+    "a lease of true": '"type":"cf_read_ok","value":"v","lease":true',
+}
+
+
+@pytest.mark.parametrize("case", ODD_LEASE_REPLIES)
+def test_an_odd_lease_from_the_owner_still_answers_the_read(case):
+    """Found by the fuzzer in the lease code: n2 (played here) owns the key and answers cf_read with a
+    lease no clock can count; n1 answers the read with the value, at once, and keeps no lease."""
+    from collapsed_forwarding.cluster import owner
+
+    key = next(f"k{i}" for i in range(100) if owner(f"k{i}", ["n1", "n2"]) == "n2")
+    with Net(init=False, args=[*LIN_KV, "--peer-timeout", "20"]) as net:
+        net.call("n1", {"type": "init", "node_id": "n1", "node_ids": ["n1", "n2"]}, client="c0")
+        msg_id = net.send("n1", {"type": "read", "key": key})
+        deadline = time.monotonic() + 5
+        while not any(m["dest"] == "n2" and m["body"]["type"] == "cf_read" for m in net.client_messages):
+            assert time.monotonic() < deadline, "no cf_read to n2"
+            time.sleep(0.01)
+        ask = next(m for m in net.client_messages if m["dest"] == "n2" and m["body"]["type"] == "cf_read")["body"]
+        net.send_raw("n1", f'{{"src":"n2","dest":"n1","body":{{"in_reply_to":{ask["msg_id"]},"msg_id":5,'
+                           f'{ODD_LEASE_REPLIES[case]}}}}}\n'.encode())
+        assert net.reply(msg_id, timeout=5) == {"type": "read_ok", "in_reply_to": msg_id, "msg_id": 2, "value": "v"}
+        assert_quiet_stderr(net.stderr())
