@@ -8,14 +8,23 @@ counters; the origin is never called while it is held.
 Two kinds of origin:
 
 * a blocking callable, ``backend(key) -> value``, that raises ``KeyError`` when
-  the key does not exist and anything else when it fails. A blocking ``get``
-  that leads a flight calls it in its own thread, as Go's singleflight does.
+  the key does not exist and anything else when it fails. It is called in a
+  worker thread (see `flight.Workers`), so the ``get`` that leads the flight
+  waits on it like every other waiter, and returns at the deadline even if the
+  origin hangs.
 * a non-blocking one, an object with ``start_fetch(key, done)``: it starts the
   fetch and later calls ``done(result, ttl=None)`` from any thread, with the
   value or an exception. The node uses this, so no waiting request holds a thread.
 
 Every flight has a deadline (`timeout`): an origin that raises, hangs or never
 calls back still releases every waiter, with the error or OriginTimeout.
+
+A hung blocking call (one that outlives its deadline) still holds its key, as
+nginx's proxy_cache_lock_age does: until it returns, or until `lock_age`
+seconds after it began, no second call for that key starts, and requests for
+it fail fast with OriginTimeout (or get the stale entry, within grace or
+stale_if_error). If the call then returns a value, the value is cached, unless
+the key was invalidated meanwhile.
 
 Memory and the garbage collector: an entry is a plain tuple of atoms, which
 the collector stops tracking after its first look, and per-key counters exist
@@ -35,7 +44,7 @@ from functools import partial
 from typing import Any
 
 from .errors import CacheError, KeyMissing, OriginTimeout, Overloaded, as_cache_error
-from .flight import Flight, Flights, OnAnswer
+from .flight import Flight, Flights, OnAnswer, shared_workers
 from .timers import Scheduler, default_scheduler
 
 Key = Hashable
@@ -112,7 +121,8 @@ class CollapsedForwardingProxy:
     stale when its refresh fails; early_refresh: XFetch's beta (0 = off);
     jitter: fraction by which each TTL is randomly shortened; error_ttl: seconds
     a failure is remembered and answered without a fetch; max_waiters: the most
-    requests that may wait on one fetch (0 = no limit); clock: what TTLs are
+    requests that may wait on one fetch (0 = no limit); lock_age: seconds a hung
+    blocking call holds its key before one more call may start; clock: what TTLs are
     counted on (by default the scheduler's clock, which deadlines are counted
     on; a test may fake it to move TTLs by hand); random: for jitter and XFetch;
     scheduler: where deadlines are kept (by default one shared per process).
@@ -132,12 +142,25 @@ class CollapsedForwardingProxy:
         jitter: float = 0,
         error_ttl: float = 0,
         max_waiters: int = 0,
+        lock_age: float = 5.0,
         clock: Callable[[], float] | None = None,
         random: Callable[[], float] = _random.random,
         scheduler: Scheduler | None = None,
     ) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
+        for name, seconds in (("ttl", ttl), ("timeout", timeout), ("negative_ttl", negative_ttl), ("grace", grace),
+                              ("stale_if_error", stale_if_error), ("early_refresh", early_refresh),
+                              ("error_ttl", error_ttl), ("lock_age", lock_age)):
+            checked_ttl(seconds, name)
+        for name, number, low in (("max_entries", max_entries, 1), ("max_waiters", max_waiters, 0)):
+            if type(number) is not int:
+                raise TypeError(f"{name} must be an int, not {type(number).__name__}")
+            if number < low:
+                raise ValueError(f"{name} must be at least {low}")
+        if type(jitter) not in (int, float):
+            raise TypeError(f"jitter must be a number, not {type(jitter).__name__}")
+        if not 0 <= jitter < 1:
+            raise ValueError(f"jitter must be in [0, 1), not {jitter!r}")
+        self.lock_age = lock_age
         self.backend = backend
         self._start_fetch: Callable[..., None] | None = getattr(backend, "start_fetch", None)
         self.ttl, self.timeout, self.negative_ttl, self.max_entries = ttl, timeout, negative_ttl, max_entries
@@ -154,6 +177,8 @@ class CollapsedForwardingProxy:
         self._entries: OrderedDict[Key, Entry] = OrderedDict()  # least recently used first
         self._key_counts: dict[Key, KeyCounts] = {}  # for keys with an entry, a flight or a failure
         self._failures: OrderedDict[Key, Answer] = OrderedDict()  # remembered for error_ttl
+        self._hung: dict[Key, Flight] = {}  # blocking calls past their deadline, holding their key (lock_age)
+        self._workers = shared_workers()  # the threads blocking calls run in
         # Lock-free hits append their key here (list.append is atomic, with or
         # without the GIL); they are folded into counters and LRU order under
         # the lock, oldest first, before anything reads either.
@@ -192,7 +217,7 @@ class CollapsedForwardingProxy:
     def request(self, key: Key, on_answer: OnAnswer, ttl: float | None = None) -> Answer | None:
         """Non-blocking: the Answer now if it can be given now, else None and
         `on_answer(answer)` is called once, from another thread, when it can."""
-        ttl = _checked_ttl(ttl)
+        ttl = checked_ttl(ttl)
         with self.lock:
             answer, flight, launch = self._admit(key, ttl, force=False)
             if flight is not None:
@@ -213,6 +238,7 @@ class CollapsedForwardingProxy:
         with self.lock:
             self._entries.pop(key, None)
             self._failures.pop(key, None)
+            self._hung.pop(key, None)  # its value, if it ever comes, was fetched before this
             self.flights.detach(key)
 
     def ttl_left(self, answer: Answer) -> float:
@@ -259,12 +285,18 @@ class CollapsedForwardingProxy:
                     refresh = self._early_refresh(key, entry, now) if self.early_refresh else None
                     return self._serve(key, _answer(entry, "hit")), None, refresh
                 if now < fresh_until + self.grace:
-                    quiet = key in self.flights.in_air or key in self._failing(now)  # one refresh at a time
+                    quiet = key in self.flights.in_air or key in self._failing(now) or key in self._hung
                     refresh = None if quiet else self._start(key, self.ttl, now, led=False)
                     return self._serve(key, _answer(entry, "stale")), None, refresh
         failure = self._failing(now).get(key)
         if failure is not None and not force:
             return self._serve(key, self._stale_or(key, failure, now)), None, None
+        hung = self._hung.get(key)
+        if hung is not None:
+            if now - hung.started < self.lock_age:  # one call per key: fail fast meanwhile
+                error = OriginTimeout(f"an origin call for this key has not returned in {now - hung.started:.3g}s")
+                return self._serve(key, self._stale_or(key, Answer(None, error, "hit"), now)), None, None
+            del self._hung[key]  # past lock_age: one more call may start; the hung one's value will be ignored
         flight = self.flights.in_air.get(key)
         if flight is not None:
             if self.max_waiters and flight.waiters >= self.max_waiters:
@@ -298,7 +330,7 @@ class CollapsedForwardingProxy:
     def _early_refresh(self, key: Key, entry: Entry, now: float) -> Flight | None:
         """XFetch (Vattani et al., VLDB 2015): refresh before expiry with a
         probability that rises as expiry nears and with the fetch's cost."""
-        if key in self.flights.in_air or key in self._failing(now):
+        if key in self.flights.in_air or key in self._failing(now) or key in self._hung:
             return None
         if now - entry[2] * self.early_refresh * math.log(1.0 - self.random()) < _fresh_until(entry):
             return None
@@ -357,32 +389,63 @@ class CollapsedForwardingProxy:
     # -- flights -----------------------------------------------------------
 
     def _wait(self, key: Key, ttl: float | None, force: bool) -> Answer:
-        ttl = _checked_ttl(ttl)
+        ttl = checked_ttl(ttl)
         with self.lock:
             answer, flight, launch = self._admit(key, ttl, force)
             if flight is not None and flight.event is None:
                 flight.event = threading.Event()
         if launch is not None:
-            self._launch(launch, inline=flight is launch and self._start_fetch is None)
+            self._launch(launch, leader_waits=flight is launch)
         if flight is None:
             return answer  # type: ignore[return-value]
-        if not flight.wait(self.timeout):
+        if not flight.wait(min(self.timeout, threading.TIMEOUT_MAX)):
             self.flights.time_out(flight)  # the timer thread is late; the flight's deadline has passed
+        if flight is launch and flight.crash is not None:
+            raise flight.crash  # what the call raised that is no Exception goes on in its leader's thread
         return flight.answers[0 if flight is launch else 1]  # type: ignore[index]
 
-    def _launch(self, flight: Flight, inline: bool = False) -> None:
+    def _launch(self, flight: Flight, leader_waits: bool = False) -> None:
         """Start the origin fetch; called without the lock."""
         if self._start_fetch is not None:
             self.flights.launch(flight, lambda f: self._start_fetch(f.key, partial(self.settle, f)))  # type: ignore[misc]
-        elif inline:
-            self.flights.launch(flight, self._call_backend)
         else:
-            thread = threading.Thread(target=self.flights.launch, args=(flight, self._call_backend),
-                                      name="fetch", daemon=True)
-            thread.start()
+            flight.calling = True
+            self.flights.launch(flight, partial(self._start_call, leader_waits=leader_waits))
 
-    def _call_backend(self, flight: Flight) -> None:
-        self.settle(flight, self.backend(flight.key))
+    def _start_call(self, flight: Flight, leader_waits: bool) -> None:
+        """A blocking call runs in a thread of its own, so every waiter, the leader too, can leave at the deadline."""
+        try:
+            self._workers.submit(self._call_backend, flight, leader_waits)
+        except BaseException:
+            flight.calling = False
+            raise
+
+    def _call_backend(self, flight: Flight, leader_waits: bool) -> None:
+        try:
+            result = self.backend(flight.key)
+        except BaseException as exc:
+            result = exc
+            if not isinstance(exc, Exception):
+                flight.crash = exc  # (a blocking leader raises it; else it ends this thread, as before)
+        with self.lock:
+            flight.calling = False
+            late = flight.answers is not None
+            if late:
+                self._returned_late(flight, result)
+        if not late:
+            self.settle(flight, result)
+        if flight.crash is not None and (late or not leader_waits):  # (no leader waits for it any more)
+            raise flight.crash
+
+    def _returned_late(self, flight: Flight, result: Value | BaseException) -> None:
+        """Under the lock: a hung call came back. Its value fills the cache, if it still holds its key."""
+        if self._hung.get(flight.key) is not flight:
+            return
+        del self._hung[flight.key]
+        error = as_cache_error(result) if isinstance(result, BaseException) else None
+        if error is None or isinstance(error, KeyMissing):
+            now = self.clock()
+            self._fill(flight.key, None if error else result, error, flight.ttl, now - flight.started, now)
 
     def _timeout_error(self) -> CacheError:
         return OriginTimeout(f"origin fetch took longer than {self.timeout}s")
@@ -410,6 +473,8 @@ class CollapsedForwardingProxy:
                 follower = self._fill(key, value, error, flight.ttl if ttl is None else ttl, now - flight.started, now)
             else:
                 follower = self._stale_or(key, follower, now)
+                if flight.calling:  # the deadline passed with the call still running: it holds the key
+                    self._hold_hung(flight)
                 if self.error_ttl:
                     self._remember_failure(key, Answer(value, error, "hit", now + self.error_ttl))
         leader = follower if follower.cache == "stale" else follower.served_as("miss")
@@ -452,6 +517,12 @@ class CollapsedForwardingProxy:
             self._forget_counts(old_key)
         return Answer(value, error, "collapsed", expires)
 
+    def _hold_hung(self, flight: Flight) -> None:
+        hung = self._hung
+        hung[flight.key] = flight
+        if len(hung) > self.max_entries:  # keys whose call never came back: forget the oldest
+            del hung[next(iter(hung))]
+
     def _remember_failure(self, key: Key, failure: Answer) -> None:
         self._failures[key] = failure
         self._failures.move_to_end(key)
@@ -471,13 +542,13 @@ def _answer(entry: Entry, cache: str) -> Answer:
     return Answer(value, None, cache, entry[1])
 
 
-def _checked_ttl(ttl: Any) -> float | None:
-    """A request's own ttl, refused at the call if it is no number of seconds
-    a deadline can be counted in, so a bad one costs its caller, not the herd."""
+def checked_ttl(ttl: Any, name: str = "ttl") -> float | None:
+    """A number of seconds (a request's own ttl, or a setting), refused at the call
+    if it is no number a clock can count in, so a bad one costs its caller, not the herd."""
     if ttl is None:
         return None
     if type(ttl) not in (int, float):
-        raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
+        raise TypeError(f"{name} must be a number of seconds, not {type(ttl).__name__}")
     if not 0 <= ttl < 1e15:  # beyond that, a float clock cannot add it meaningfully (and 10**400 overflows)
-        raise ValueError(f"ttl must be between 0 and 1e15 seconds, not {ttl!r}")
+        raise ValueError(f"{name} must be between 0 and 1e15 seconds, not {str(ttl)[:50]}")
     return float(ttl)

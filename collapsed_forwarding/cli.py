@@ -10,11 +10,15 @@ import argparse
 import logging
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from .node import CacheNode
+
+log = logging.getLogger("collapsed_forwarding.cli")
 
 DESCRIPTION = ("collapsed-forwarding: a Maelstrom cache node in which concurrent misses of a key share one "
                "origin fetch. Messages, flags and errors: docs/protocol.md.")
@@ -31,7 +35,7 @@ def _number(text: str, kind: type = float, low: float = 0.0, high: float = math.
 
 
 def seconds(text: str) -> float:
-    return _number(text)
+    return _number(text, high=1e12)  # some 30,000 years: "forever", and still a number a clock can add
 
 
 def fraction(text: str) -> float:
@@ -74,24 +78,75 @@ ORIGINS = ("sim", "lin-kv", "seq-kv", "lww-kv")
 
 
 def parse_flags(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> argparse.Namespace:
+    """The flags; each one not given on the command line is read from CF_<NAME>, then
+    its default. An error names where the bad value came from: the flag or the variable."""
     parser = argparse.ArgumentParser(prog="collapsed-forwarding", description=DESCRIPTION)
     for name, kind, default, text in FLAGS:
-        env = "CF_" + name.upper().replace("-", "_")
-        parser.add_argument("--" + name, type=kind, default=environ.get(env, default), help=f"{text} (${env})")
+        parser.add_argument("--" + name, type=kind, default=None, help=f"{text} (${env_name(name)}; default {default})")
     flags = parser.parse_args(argv)
+    source, given = {}, {}  # where each value came from, and its text as given there
+    for name, kind, default, _ in FLAGS:
+        dest, env = name.replace("-", "_"), env_name(name)
+        if getattr(flags, dest) is not None:
+            source[dest] = "--" + name
+            continue
+        source[dest], text = (env, environ[env]) if env in environ else ("the default", default)
+        given[dest] = text
+        try:
+            setattr(flags, dest, kind(text))
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            parser.error(f"{env}: {exc}")
     if flags.origin not in ORIGINS:
-        parser.error(f"--origin must be one of {', '.join(ORIGINS)}, not {flags.origin!r}")
+        origin = given.get("origin", flags.origin)
+        parser.error(f"{source['origin']} must be one of {', '.join(ORIGINS)}, not {origin!r}")
     if flags.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        parser.error(f"--log-level {flags.log_level!r} is not a logging level")
+        parser.error(f"{source['log_level']} {given.get('log_level', flags.log_level)!r} is not a logging level")
     return flags
+
+
+def env_name(flag: str) -> str:
+    return "CF_" + flag.upper().replace("-", "_")
+
+
+class BoundedFormatter(logging.Formatter):
+    """Every line of a log record cut at MAX_LOG_LINE characters: a 5 MB field in
+    a message is logged as its first kilobyte and its length, not whole."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if len(text) <= MAX_LOG_LINE:
+            return text
+        return "\n".join(line if len(line) <= MAX_LOG_LINE else f"{line[:MAX_LOG_LINE]}... ({len(line)} characters)"
+                         for line in text.split("\n"))
+
+
+MAX_LOG_LINE = 1000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     flags = parse_flags(argv)
-    logging.basicConfig(stream=sys.stderr, level=flags.log_level,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(BoundedFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=flags.log_level, handlers=[handler])
     output = open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False)  # lives as long as the process
     sys.stdout = sys.stderr  # a stray print() must never corrupt the message stream
-    CacheNode(flags, output).serve(sys.stdin.buffer)
+    node = CacheNode(flags, output)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, partial(_stop, node))
+    node.serve(sys.stdin.buffer)
     return 0
 
+
+def _stop(node: CacheNode, signum: int, _frame: object) -> None:
+    """SIGINT or SIGTERM: stop now. Requests still waiting get no reply (say how
+    many); replies already made are flushed; then the process dies by that signal,
+    as a shell or supervisor expects, with no traceback."""
+    unanswered = node.node.unanswered()
+    log.warning("stopping on %s: %d request%s unanswered", signal.Signals(signum).name, unanswered,
+                "" if unanswered == 1 else "s")
+    node.node.flush_if_free()
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    os._exit(128 + signum)  # (not reached: the default action of both is to end the process)

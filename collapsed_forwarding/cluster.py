@@ -25,7 +25,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from .codes import error_of
-from .keys import key_text, wire_key
+from .keys import key_text, too_deep, wire_key
 from .wire import Body, ErrorCode, Node
 
 # Errors an owner passes on from its origin: shared with our waiters, as a local fetch's would be.
@@ -33,7 +33,7 @@ ORIGIN_ANSWERS = (ErrorCode.TIMEOUT, ErrorCode.TEMPORARILY_UNAVAILABLE, ErrorCod
 
 
 def owner(key: Hashable, node_ids: list[str]) -> str:
-    text = key_text(key).encode()
+    text = key_text(key).encode("utf-8", "surrogatepass")  # "\ud800" is a key too; every node encodes alike
     return max(node_ids, key=lambda node_id: hashlib.blake2b(node_id.encode() + b"\0" + text, digest_size=8).digest())
 
 
@@ -62,9 +62,7 @@ class Cluster:
                       lambda reply: self._answered(key, done, sent, reply), self.peer_timeout)
 
     def _answered(self, key: Hashable, done: Callable[..., None], sent: float, reply: Body | None) -> None:
-        kind = reply.get("type") if reply else None
-        code = reply.get("code") if reply else None
-        if kind != "cf_fetch_ok" and not (kind == "error" and code in ORIGIN_ANSWERS):
+        if not _usable(reply):  # no answer, or one that makes no sense: act alone
             with self._count_lock:
                 self.peer_fallbacks += 1
             if self.fallback_ttl is None:
@@ -74,9 +72,9 @@ class Cluster:
             return
         assert reply is not None
         # The copy lives no longer than the owner's entry: its clock started before the owner's reply.
-        ttl_left = reply.get("ttl_left")
-        ttl = max(0.0, ttl_left - (self.clock() - sent)) if isinstance(ttl_left, (int, float)) else 0.0
-        result = reply.get("value") if kind == "cf_fetch_ok" else error_of(code, f"owner: {reply.get('text')}")
+        ttl = max(0.0, reply["ttl_left"] - (self.clock() - sent))
+        kind, code = reply["type"], reply.get("code")
+        result = reply["value"] if kind == "cf_fetch_ok" else error_of(code, f"owner: {str(reply.get('text'))[:200]}")
         done(result, ttl=ttl)
 
     def drop_everywhere(self, key: Hashable, drop_here: Callable[[], None], then: Callable[[], None]) -> None:
@@ -123,3 +121,16 @@ class Alone:
     def stats() -> dict[str, int]:
         return {"forwards": 0, "peer_fallbacks": 0}
 
+
+def _usable(reply: Body | None) -> bool:
+    """An owner's reply to cf_fetch that can be passed on: a value (no deeper than a
+    request's may be) or one of the origin's own errors, with the seconds its entry
+    has left (a number a clock can count: 10**400 would overflow)."""
+    if reply is None:
+        return False
+    kind, code, ttl_left = reply.get("type"), reply.get("code"), reply.get("ttl_left", -1)
+    if type(ttl_left) not in (int, float) or not 0 <= ttl_left < 1e15:
+        return False
+    if kind == "cf_fetch_ok":
+        return "value" in reply and not too_deep(reply["value"])
+    return kind == "error" and type(code) is int and code in ORIGIN_ANSWERS

@@ -6,18 +6,23 @@ them to Maelstrom's error codes at its boundary (see `codes.py`).
 
 from __future__ import annotations
 
-import copy
-
 
 class CacheError(Exception):
     """An answer that is an error, shared by every request that waited on one fetch."""
 
     def again(self) -> CacheError:
         """A copy to raise in one more thread: raising one shared instance
-        everywhere would chain every waiter's traceback onto it. A shallow
-        copy works whatever the subclass's __init__ takes."""
-        err = copy.copy(self)
-        err.__cause__, err.__traceback__ = self.__cause__, None
+        everywhere would chain every waiter's traceback onto it. Made without
+        calling __init__ (a subclass's may take anything), with the same args
+        and attributes; if even that fails, the instance itself."""
+        cls = type(self)
+        try:
+            err = cls.__new__(cls, *self.args)
+            err.__dict__.update(self.__dict__)
+        except Exception:
+            return self
+        err.args = self.args
+        err.__cause__, err.__suppress_context__ = self.__cause__, self.__suppress_context__
         return err
 
 

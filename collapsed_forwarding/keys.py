@@ -30,3 +30,21 @@ def wire_key(key: Hashable) -> Any:
 def key_text(key: Hashable) -> str:
     """A cache key's canonical JSON text."""
     return canonical(key) if type(key) is str else key[0]  # type: ignore[index]
+
+
+MAX_DEPTH = 128  # nesting a key or value may have (serde_json's limit): far from Python's recursion limit
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether `value` nests lists and objects more than `limit` deep (without recursing)."""
+    if type(value) not in (list, dict):
+        return False
+    stack = [(value, 1)]
+    while stack:
+        container, depth = stack.pop()
+        if depth > limit:
+            return True
+        for item in container.values() if type(container) is dict else container:
+            if type(item) in (list, dict):
+                stack.append((item, depth + 1))
+    return False

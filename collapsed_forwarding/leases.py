@@ -52,7 +52,7 @@ from typing import Any
 
 from .codes import error_of
 from .errors import CacheError, KeyMissing, OriginTimeout, OriginUnavailable, PreconditionFailed
-from .keys import canonical, wire_key
+from .keys import canonical, too_deep, wire_key
 from .wire import Body, Node
 
 log = logging.getLogger("collapsed_forwarding.leases")
@@ -406,9 +406,11 @@ class LinearKeys:
                 self.counts["reads_direct"] += 1
             self.origin.start_fetch(key, done)
             return
-        kind, lease = reply.get("type"), reply.get("lease")
-        if kind == "cf_read_ok":
-            result: Result = reply.get("value")
+        kind, lease = reply.get("type"), reply.get("lease", 0)
+        if kind == "cf_read_ok" and ("value" not in reply or too_deep(reply["value"])):
+            result: Result = OriginUnavailable(f"owner {owner_id} sent cf_read_ok with no value, or one too deep")
+        elif kind == "cf_read_ok":
+            result = reply["value"]
         elif kind == "error":
             result = error_from(reply)
         else:
@@ -416,9 +418,10 @@ class LinearKeys:
         with self._lock:
             self.suspect_until.pop(owner_id, None)
             held = self.held.get(key)
-            usable = isinstance(lease, (int, float)) and lease > 0 and not isinstance(result, CacheError)
+            # (a lease of 10**400 would overflow: a number a clock can count, or none)
+            usable = type(lease) in (int, float) and 0 < lease < 1e15 and not isinstance(result, CacheError)
             if usable and held is asked[0] and held.revokes == asked[1]:
-                held.value, held.expires = result, sent + float(lease)  # type: ignore[arg-type]
+                held.value, held.expires = result, sent + float(lease)
         done(result)
 
     def _update_result(self, reply: Body | None) -> CacheError | None:

@@ -12,11 +12,11 @@ from collections.abc import Callable, Hashable
 from functools import partial
 from typing import Any, BinaryIO
 
-from .cache import Answer, CollapsedForwardingProxy
+from .cache import Answer, CollapsedForwardingProxy, checked_ttl
 from .cluster import Alone, Cluster
 from .codes import code_of
 from .errors import CacheError
-from .keys import cache_key
+from .keys import MAX_DEPTH, cache_key, too_deep
 from .leases import LinearKeys, Update
 from .origins import KvOrigin, SimOrigin
 from .timers import Scheduler
@@ -26,22 +26,28 @@ log = logging.getLogger("collapsed_forwarding.node")
 
 
 def request_key(body: Body) -> Hashable:
-    if "key" not in body:
-        raise Malformed(f"{body.get('type')} needs a key")
-    return cache_key(body["key"])
+    key = field(body, "key")
+    if type(key) is str:
+        return key
+    if too_deep(key):
+        raise Malformed(f"key is nested more than {MAX_DEPTH} deep")
+    return cache_key(key)
 
 
 def field(body: Body, name: str) -> Any:
     if name not in body:
         raise Malformed(f"{body.get('type')} needs {name}")
-    return body[name]
+    value = body[name]
+    if too_deep(value):  # it could be stored, but not sent back: refuse it now
+        raise Malformed(f"{name} is nested more than {MAX_DEPTH} deep")
+    return value
 
 
 def request_ttl(body: Body) -> float | None:
-    ttl = body.get("ttl")
-    if ttl is not None and (type(ttl) not in (int, float) or ttl < 0):
-        raise Malformed(f"ttl must be a non-negative number of seconds, not {ttl!r}")
-    return ttl
+    try:
+        return checked_ttl(body.get("ttl"))
+    except (TypeError, ValueError) as exc:
+        raise Malformed(str(exc)) from None
 
 
 class CacheNode:
@@ -134,7 +140,7 @@ class CacheNode:
             fields = {"value": answer.value, "cache": answer.cache} if with_cache else {"value": answer.value}
             try:
                 memo = self._last_encoded = (answer, ok, fields_json(**fields))
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, RecursionError):
                 self.node.reply(msg, ok, **fields)  # says why, and answers with an error
                 return
         self.node.reply_encoded(msg, ok, memo[2])

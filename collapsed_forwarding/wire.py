@@ -8,16 +8,20 @@ with Maelstrom's error codes.
 
 from __future__ import annotations
 
+import errno
 import json
 import json.encoder
 import logging
 import math
+import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import IntEnum
 from typing import Any, BinaryIO
 
+from .framing import Fragment, Shape
 from .timers import Scheduler, Timer
 
 log = logging.getLogger("collapsed_forwarding.wire")
@@ -40,6 +44,10 @@ class ErrorCode(IntEnum):
     PRECONDITION_FAILED = 22
 
 MAX_LINE = 64 * 1024 * 1024  # a longer line is skipped, so one huge input cannot exhaust memory
+MAX_FRAGMENT = 1024 * 1024  # the most a message spread over lines may hold (a person types less)
+# What `rpc`'s on_reply is given for a reply that arrived but cannot be read as sent
+# (a number no double holds): an error no service sends, so no one mistakes it for an answer.
+UNREADABLE_REPLY_CODE = ErrorCode.CRASH
 
 def _no_json_form(value: Any) -> None:
     raise TypeError(f"a {type(value).__name__} has no JSON form")
@@ -100,14 +108,46 @@ class Node:
         self._number_too_large = False  # set by the decoder, read by the reader thread that runs it
         self._batching = threading.local()  # .depth > 0: this thread's messages wait for one flush
         self._decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=self._parse_float).decode
+        self._fragment = Fragment(MAX_FRAGMENT)  # a message spread over lines, while its lines come
+        # Called (under the output lock) once stdout is found closed: nothing can be
+        # answered any more, so by default the process ends at once, quietly.
+        self.on_output_closed: Callable[[], None] = _exit_quietly
 
     # -- sending ---------------------------------------------------------
 
     def _write(self, line: bytes) -> None:
         """Under the output lock: one whole line, flushed unless this thread is batching."""
-        self._output.write(line)
-        if not getattr(self._batching, "depth", 0):
+        try:
+            self._output.write(line)
+            if not getattr(self._batching, "depth", 0):
+                self._output.flush()
+        except OSError as exc:
+            self._output_failed(exc)
+
+    def _flush(self) -> None:
+        """Under the output lock."""
+        try:
             self._output.flush()
+        except OSError as exc:
+            self._output_failed(exc)
+
+    def _output_failed(self, exc: OSError) -> None:
+        if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.EBADF):
+            raise exc
+        self.on_output_closed()
+
+    def flush_if_free(self, wait: float = 0.5) -> None:
+        """Flush what is written, unless the output lock stays taken (a signal
+        handler may run in the very thread that holds it)."""
+        if self._output_lock.acquire(timeout=wait):
+            try:
+                self._flush()
+            finally:
+                self._output_lock.release()
+
+    def unanswered(self) -> int:
+        """Requests read and not yet answered (a racy count: for a log line)."""
+        return self._requests_read - self._replies_sent
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -122,12 +162,12 @@ class Node:
             local.depth = depth
             if not depth:
                 with self._output_lock:
-                    self._output.flush()
+                    self._flush()
 
     def reply(self, request: Message, type_: str, **fields: Any) -> None:
         try:
             encoded = fields_json(**fields)
-        except (ValueError, TypeError) as exc:  # a value with no JSON form: still one reply, an error
+        except (ValueError, TypeError, RecursionError) as exc:  # no JSON form: still one reply, an error
             log.exception("could not encode a %s reply", type_)
             type_, encoded = "error", fields_json(code=ErrorCode.CRASH, text=f"reply could not be encoded: {exc}")
         self.reply_encoded(request, type_, encoded)
@@ -179,25 +219,88 @@ class Node:
                         self.handle_line(line)
                     except Exception:  # no line, however odd, stops the node
                         log.exception("could not handle the line %.200r", line)
+        if self._fragment.prefix is not None:
+            log.warning("input ended inside an unfinished message of %d lines: dropped", len(self._fragment.lines))
+            self._fragment.drop()
         with self._output_lock:
             self._draining = True
             if self._replies_sent >= self._requests_read:
                 self._drained.set()
-        if not self._drained.wait(drain_timeout):
+        if not self._drained.wait(min(drain_timeout, threading.TIMEOUT_MAX)):  # (a huge timeout would overflow)
             log.error("exiting with %d requests unanswered", self._requests_read - self._replies_sent)
 
     def handle_line(self, line: bytes) -> None:
+        if self._fragment.prefix is not None:  # (an attribute, not a property: this is every line's path)
+            self._continue_fragment(line)
+            return
         self._number_too_large = False
         try:
             msg = self._decode(line.decode())
         except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
-            log.warning("ignoring a line that is not JSON (%s): %.200r", exc, line)
+            self._not_one_line(line, exc)
             return
+        self._dispatch(msg, line)
+
+    def _not_one_line(self, line: bytes, exc: Exception) -> None:
+        """A line that is no message on its own: blank, the first of several, or not JSON."""
+        if not line.strip():
+            return  # blank lines are ignored quietly
+        try:
+            text = line.decode()
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and not isinstance(exc, RecursionError) and self._fragment.begin(text):
+            return
+        log.warning("ignoring a line that is not JSON (%.200s): %.200r", exc, line)
+
+    def _continue_fragment(self, line: bytes) -> None:
+        """One more line while a message spread over lines is open."""
+        fragment = self._fragment
+        try:
+            text = line.decode()
+        except UnicodeDecodeError:
+            text = ""
+            shape = Shape.BROKEN
+        else:
+            self._number_too_large = False
+            try:
+                alone = self._decode(text)
+            except (ValueError, RecursionError):
+                alone = None
+            if isinstance(alone, dict) and "body" in alone:  # a whole message is never swallowed by a fragment
+                log.warning("dropped an unfinished message of %d lines: a whole one came", len(fragment.lines))
+                fragment.drop()
+                self._dispatch(alone, line)
+                return
+            if not text.strip():
+                return
+            shape = fragment.add(text)
+        if shape is Shape.BROKEN:
+            log.warning("dropped an unfinished message: a line could not continue it: %.200r", line)
+            fragment.drop()
+            self.handle_line(line)  # read afresh: it may begin a message, or be one
+        elif shape is Shape.WHOLE:
+            whole = fragment.take()
+            if whole is None:
+                log.warning("skipped a message spread over lines: over the %d-byte limit", MAX_FRAGMENT)
+                return
+            self._number_too_large = False
+            try:
+                msg = self._decode(whole)
+            except (ValueError, RecursionError) as exc:
+                log.warning("ignoring a message spread over lines that is not JSON (%.200s)", exc)
+                return
+            self._dispatch(msg, line)
+
+    def _dispatch(self, msg: Any, line: bytes) -> None:
         body = msg.get("body") if isinstance(msg, dict) else None
         if isinstance(body, dict) and "in_reply_to" in body:
             self._handle_reply(body)
         elif not isinstance(body, dict) or not isinstance(msg.get("src"), str) or type(body.get("msg_id")) is not int:
             log.warning("ignoring a message with no src, no object body or no integer msg_id: %.200r", line)
+        elif self.node_id is None and not isinstance(msg.get("dest"), str):
+            # Before init a reply is signed with the request's dest: only a string can sign one.
+            log.warning("ignoring a request before init whose dest is not a string: %.200r", line)
         elif self._number_too_large:
             self._requests_read += 1
             self.error(msg, ErrorCode.MALFORMED_REQUEST, "a number in this message is too large for a double")
@@ -212,13 +315,17 @@ class Node:
         return value
 
     def _handle_reply(self, body: Body) -> None:
-        with self._output_lock:
-            pending = self._rpcs.pop(body["in_reply_to"], None) if isinstance(body["in_reply_to"], int) else None
+        in_reply_to = body["in_reply_to"]
+        with self._output_lock:  # only an integer matches: true is not 1
+            pending = self._rpcs.pop(in_reply_to, None) if type(in_reply_to) is int else None
         if pending is None:
             log.info("ignoring a reply to nothing pending: %.200r", body)
             return
         on_reply, timer = pending
         timer.cancel()
+        if self._number_too_large:  # its value was read as 0.0: it must not be taken for an answer
+            body = {"type": "error", "in_reply_to": in_reply_to, "code": UNREADABLE_REPLY_CODE,
+                    "text": "the reply held a number too large for a double"}
         try:
             on_reply(body)
         except Exception:
@@ -271,3 +378,13 @@ def _line_batches(stream: BinaryIO) -> Iterator[list[bytes]]:
         yield lines
     if pieces and not skipped:
         yield [b"".join(pieces)]
+
+
+def _exit_quietly() -> None:
+    """stdout is closed (`... | main.py | head -1`): no reply can be sent any
+    more, so end now, with one line on stderr, from whichever thread found it."""
+    log.warning("stdout is closed: exiting")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+    os._exit(0)

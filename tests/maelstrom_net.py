@@ -50,7 +50,8 @@ Message = dict[str, Any]
 
 def encode(msg: Message) -> bytes:
     """One message as one compact JSON line."""
-    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    # backslashreplace: a lone surrogate ("\ud800", valid JSON) goes as its \u escape, as the node writes it
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "backslashreplace") + b"\n"
 
 
 def canonical(value: Any) -> str:

@@ -65,6 +65,7 @@ def test_herd_of_200_cold_misses_makes_one_origin_call(backend: Backend, clock: 
 
     futures = [in_thread(client) for _ in range(200)]
     wait_waiting(proxy, "k", 200)
+    backend.wait_entered("k")  # the call runs on a worker thread: it may enter a moment after the 200 wait
     assert backend.calls["k"] == 1
     backend.release("k")
     answers = [f.result(WAIT) for f in futures]
@@ -179,10 +180,10 @@ def test_hanging_backend_times_out_every_waiter(backend: Backend, clock: FakeClo
     assert all(isinstance(e, OriginTimeout) for e in errors), errors
     assert elapsed < 5
     assert backend.calls["k"] == 1, "the waiters joined the hanging flight"
-    backend.release("k")
-    late = outcome(leader)  # the leader runs the blocking call itself, so it returns once released
+    late = outcome(leader, timeout=5)  # the leader too leaves at the deadline, the origin still hanging
     assert isinstance(late, OriginTimeout)
-    assert not proxy.is_cached("k"), "a value arriving after the deadline must not fill the cache"
+    backend.release("k")
+    wait_until(lambda: proxy.is_cached("k"), "the value that came back late to be cached")  # (lock_age policy)
     assert proxy.stats()["origin_errors"] == 1
 
 

@@ -1,0 +1,52 @@
+"""A long fuzz of the node: `python3 bench/fuzz.py --seconds 300 [--seed N] [--batches B] [--batch-size S]`.
+
+Runs tests/fuzz.py's `run_once` with seeds N, N+1, ... (one node process each)
+until the time is up, then prints the lines sent, the requests that had to be
+answered, and every failure with the seed that reproduces it. Exit status 1 if
+anything failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from fuzz import run_once  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--batches", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=300)
+    parser.add_argument("--odd-rate", type=float, default=0.3, help="fraction of service replies made odd")
+    args = parser.parse_args()
+    started = time.monotonic()
+    runs = lines_in = lines_out = expected = failed = 0
+    seed = args.seed
+    while time.monotonic() - started < args.seconds:
+        run = run_once(seed, args.batches, args.batch_size, args.odd_rate)
+        runs += 1
+        lines_in += run.lines_in
+        lines_out += run.lines_out
+        expected += run.expected
+        if run.failures:
+            failed += 1
+            print(f"seed {seed}: {len(run.failures)} failures", flush=True)
+            for failure in run.failures[:10]:
+                print("   ", failure, flush=True)
+        seed += 1
+    elapsed = time.monotonic() - started
+    print(f"{runs} runs (seeds {args.seed}..{seed - 1}) in {elapsed:.0f}s: {lines_in} lines sent to the node "
+          f"({lines_in / elapsed:.0f}/s), {lines_out} lines read back, {expected} requests that had to be "
+          f"answered; {failed} runs failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
