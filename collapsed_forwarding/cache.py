@@ -9,7 +9,7 @@ Two kinds of origin:
 
 * a blocking callable, ``backend(key) -> value``, that raises ``KeyError`` when
   the key does not exist and anything else when it fails. It is called in a
-  worker thread (see `flight.Workers`), so the ``get`` that leads the flight
+  worker thread (see `workers.py`), so the ``get`` that leads the flight
   waits on it like every other waiter, and returns at the deadline even if the
   origin hangs.
 * a non-blocking one, an object with ``start_fetch(key, done)``: it starts the
@@ -44,8 +44,9 @@ from functools import partial
 from typing import Any
 
 from .errors import CacheError, KeyMissing, OriginTimeout, Overloaded, as_cache_error
-from .flight import Flight, Flights, OnAnswer, shared_workers
+from .flight import Flight, Flights, OnAnswer
 from .timers import Scheduler, default_scheduler
+from .workers import shared_workers
 
 Key = Hashable
 Value = Any
