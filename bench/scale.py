@@ -92,8 +92,9 @@ def fill(node: nb.Driven, start: int, stop: int, step: int = 5_000) -> int:
     return bad
 
 
-def miss_burst(node: nb.Driven, start: int, count: int) -> float:
-    """Seconds from writing `count` distinct gets at once to reading their last reply."""
+def miss_burst(node: nb.Driven, start: int, count: int) -> tuple[float, int]:
+    """Seconds from writing `count` distinct gets at once to reading their last
+    reply, and how many replies were not misses (errors: a timeout in a pause)."""
     batch = gets(start, start + count)
     began: list[float] = []
 
@@ -106,10 +107,7 @@ def miss_burst(node: nb.Driven, start: int, count: int) -> float:
     replies = nt.read_lines(node.stdout, count, nap=nt.NAP)
     elapsed = time.perf_counter() - began[0]
     writer.join()
-    misses = replies.count(b'"cache":"miss"')
-    if misses != count:
-        raise RuntimeError(f"{misses} of {count} replies were misses")
-    return elapsed
+    return elapsed, count - replies.count(b'"cache":"miss"')
 
 
 HIT_REPLY = re.compile(rb'"in_reply_to":(\d+),[^\n]*"cache":"hit"')
@@ -184,21 +182,20 @@ def node_sweep_once(sizes: Sequence[int], burst: int, stream: int, log: Log) -> 
             fill_s = time.perf_counter() - t0
             rss = node.status("VmRSS")
             n_burst = burst_at(filled, burst)
-            burst_s = miss_burst(node, filled, n_burst)
+            burst_s, burst_errors = miss_burst(node, filled, n_burst)
             filled += n_burst
             n_stream = stream_at(size, stream)
             pause = hit_stream(node, filled, n_stream)
             filled += n_stream
             points.append({"entries": size, "fill_s": fill_s, "rss_kb": rss - rss0, "burst": n_burst,
-                           "burst_s": burst_s, **{f"stream_{k}": v for k, v in pause.items()}})
+                           "burst_s": burst_s, "burst_errors": burst_errors, "fill_errors": bad,
+                           **{f"stream_{k}": v for k, v in pause.items()}})
             log(f"    node at {size:,} entries: {burst_s / n_burst * 1e6:.1f} µs per miss, "
                 f"longest gap {pause['max_gap_s'] * 1e3:.0f} ms, latency {pause['max_latency_s'] * 1e3:.0f} ms")
         stats = node.ask({"type": "stats", "msg_id": 3})
     finally:
         node.close()
-    if bad or stats["entries"] != filled + 1:
-        raise RuntimeError(f"{bad} failed fills; the node holds {stats['entries']} entries, not {filled + 1}")
-    return {"points": points}
+    return {"points": points, "entries_at_end": stats["entries"], "keys_asked": filled + 1}
 
 
 # -- library sweep (a child process per run) ---------------------------------------
@@ -451,12 +448,12 @@ def hit_vs_floor(reps: int, log: Log) -> dict:
 
 # -- the whole run ------------------------------------------------------------------------
 
-def run(quick: bool, log: Log) -> dict:
+def run(quick: bool, log: Log, node_runs: int = 0) -> dict:
     gc.collect()
     r: dict[str, Any] = {"quick": quick}
     sizes = [1_000, 10_000, 50_000] if quick else [1_000, 10_000, 100_000, 200_000, 1_000_000]
     top = max(sizes)
-    node_runs = 1 if quick else 3
+    node_runs = node_runs or (1 if quick else 3)
     burst = 5_000 if quick else 20_000
     t0 = time.perf_counter()
     log("node sweep:")
@@ -466,11 +463,11 @@ def run(quick: bool, log: Log) -> dict:
         empty = nb.Driven(*NODE_FLAGS, "--max-entries", str(4 * burst))
         try:
             empty.ask({"type": "get", "msg_id": 2, "key": "hot"})
-            empty_s = miss_burst(empty, 0, burst)
+            empty_s, empty_errors = miss_burst(empty, 0, burst)
         finally:
             empty.close()
         sweep = node_sweep_once(sizes, burst, stream=5_000 if quick else 50_000, log=log)
-        sweep["empty_burst_s"] = empty_s
+        sweep["empty_burst_s"], sweep["empty_burst_errors"] = empty_s, empty_errors
         r["node_sweep"]["runs"].append(sweep)
         log(f"  node sweep run {i + 1}/{node_runs}: empty {empty_s / burst * 1e6:.1f} µs per miss")
     r["node_sweep"]["burst"] = burst
@@ -599,6 +596,7 @@ def sweep_table(r: dict) -> str:
             med_range([p["stream_max_gap_s"] * 1e3 for p in pts]) if pts else "-",
             med_range([p["stream_max_latency_s"] * 1e3 for p in pts]) if pts else "-",
             med_range([p["rss_kb"] * 1024 / size for p in pts]) if pts else "-",
+            ", ".join(str(p.get("fill_errors", 0) + p.get("burst_errors", 0)) for p in pts) if pts else "-",
             med_range([p["batch_s"] / p["batch"] * 1e6 for p in lpts], 1) if lpts else "-",
             med_range([p["longest_s"] * 1e3 for p in lpts], 1) if lpts else "-",
             med_range([p["full_gc_s"] * 1e3 for p in lpts], 1) if lpts else "-",
@@ -606,7 +604,8 @@ def sweep_table(r: dict) -> str:
             fmt(dict_b),
         ])
     return table(["entries", "node µs/miss", "node longest hit gap, ms", "node longest hit latency, ms",
-                  "node B/entry", "library µs/miss", "library longest miss, ms", "library: gc.collect(), ms",
+                  "node B/entry", "node error replies (fill + burst), run by run",
+                  "library µs/miss", "library longest miss, ms", "library: gc.collect(), ms",
                   "library B/entry", "dict B/entry"], rows)
 
 
@@ -747,6 +746,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run (results go under bench/out/)")
     parser.add_argument("--baseline", help="an earlier scale results JSON, shown as 'before'")
+    parser.add_argument("--node-runs", type=int, default=0, help="runs of the node sweep (default 3; 1 quick)")
     parser.add_argument("--report", metavar="JSON", help="only redo the section and plots from a results JSON")
     parser.add_argument("--out", help="where to write (default: bench/, or bench/out/ with --quick)")
     args = parser.parse_args()
@@ -757,9 +757,9 @@ def main() -> int:
         r = json.load(open(args.report))
     else:
         info = machine()
-        r = run(args.quick, stderr)
+        r = run(args.quick, stderr, args.node_runs)
         r["machine"] = info
-        r["command"] = "python3 bench/scale.py" + (" --quick" if args.quick else "")
+        r["command"] = " ".join(["python3 bench/scale.py", *sys.argv[1:]])
         with open(os.path.join(out_dir, "scale_results.json"), "w") as f:
             json.dump(r, f, indent=1)
     plot_dir = os.path.join(out_dir, "plots")
