@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import random as _random
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable
 from functools import partial
 from typing import Any
@@ -186,6 +186,7 @@ class CollapsedForwardingProxy:
         self._hit_log: list[Key] = []
         self._totals = dict.fromkeys((*KEY_COUNTERS, "in_flight", "evictions", "refreshes"), 0)
         self._shed = Answer(None, Overloaded(f"more than {max_waiters} requests already wait on this key"), "shed")
+        self.get = self._bound_get()  # type: ignore[method-assign]
 
     # -- the public API -------------------------------------------------
 
@@ -204,6 +205,30 @@ class CollapsedForwardingProxy:
                     self._fold_hits()
             return entry[0]
         return self._wait(key, ttl, force=False).result()
+
+    def _bound_get(self) -> Callable[..., Value]:
+        """`get`, as each instance answers it: the same steps, in a closure over
+        pre-bound methods (as functools.lru_cache builds its wrapper), which
+        spares a hit five attribute lookups: 220 ns against the floor's 80 ns
+        as a method, 2.75x, where the goal is 2x (bench/scale.py)."""
+        entry_of, hit_clock, log, fold = self._entries.get, self._hit_clock, self._hit_log, self._fold_hits_locked
+        record, wait = log.append, self._wait
+
+        def get(key: Key, ttl: float | None = None) -> Value:
+            entry = entry_of(key)
+            if entry is not None and hit_clock() < entry[1]:
+                record(key)
+                if len(log) >= HIT_LOG_LIMIT:
+                    fold()
+                return entry[0]
+            return wait(key, ttl, force=False).result()
+
+        get.__doc__ = CollapsedForwardingProxy.get.__doc__
+        return get
+
+    def _fold_hits_locked(self) -> None:
+        with self.lock:
+            self._fold_hits()
 
     def lookup(self, key: Key, ttl: float | None = None) -> Answer:
         """Like `get`, but returns the Answer, which says how it was served."""
@@ -381,9 +406,11 @@ class CollapsedForwardingProxy:
         hits = log[:n]
         del log[:n]  # appends made since the slice stay for the next fold
         touch, entries, counts_of = self._entries.move_to_end, self._entries, self._counts_of
-        for key in hits:
+        times = Counter(hits)  # counted in C: a hot key costs the loop below once, not once per hit
+        # Each key once, in the order of its last hit: the same LRU order as a move per hit.
+        for key in reversed(dict.fromkeys(reversed(hits))):
             if key in entries:  # (an evicted key's counters start again from zero)
-                counts_of(key).hits += 1  # type: ignore[attr-defined]
+                counts_of(key).hits += times[key]  # type: ignore[attr-defined]
                 touch(key)
         self._totals["hits"] += n
 
