@@ -3,7 +3,7 @@
 
     python3 bench/scale.py            # the full run: a few minutes on 2 cores
     python3 bench/scale.py --quick    # a smoke run, under a minute; writes under bench/out/ only
-    python3 bench/scale.py --baseline bench/scale_before.json   # adds a 'before' column
+    python3 bench/scale.py --baseline bench/scale_before.json   # adds a column for that earlier run
 
 The node is driven as `python3 main.py` through its pipes (node_bench.Driven),
 the library is imported as `from proxy import CollapsedForwardingProxy`.
@@ -568,18 +568,23 @@ def runs(values: Sequence[float]) -> str:
     return f"{len(values)} run{'s' if len(values) != 1 else ''}"
 
 
-def goals_table(r: dict, before: dict | None = None) -> str:
+def label(res: dict) -> str:
+    return str(res["machine"]["commit"]).split()[0]
+
+
+def goals_table(r: dict, befores: Sequence[dict] = ()) -> str:
+    """The goals, with a column for each earlier run (oldest first) and one for this run."""
     rows = []
-    old = {g[0]: g for g in goals(before)} if before else {}
+    olds = [{g[0]: g for g in goals(b)} for b in befores]
     for name, values, unit, goal, direction in goals(r):
         row = [name, f"{direction} {goal:g}{'x' if unit == 'x' else ' ' + unit}"]
-        if before is not None:
+        for old in olds:
             prev = old.get(name)
             row.append(f"{show(prev[1], unit)} ({runs(prev[1])})" if prev else "-")
         row += [f"{show(values, unit)} ({runs(values)})", met(values, goal, direction)]
         rows.append(row)
-    header = ["measure", "goal"] + (["before"] if before is not None else []) + ["now", "met?"]
-    return table(header, rows, ["l", "r"] + (["r"] if before is not None else []) + ["r", "c"])
+    header = ["measure", "goal"] + [f"at {label(b)}" for b in befores] + [f"now ({label(r)})", "met now?"]
+    return table(header, rows, ["l", "r"] + ["r"] * len(befores) + ["r", "c"])
 
 
 def sweep_table(r: dict) -> str:
@@ -636,7 +641,7 @@ def detail_table(r: dict) -> str:
     return table(["measure", "median (min–max)"], [list(x) for x in rows], ["l", "r"])
 
 
-def plots(r: dict, plot_dir: str, before: dict | None) -> list[str]:
+def plots(r: dict, plot_dir: str, befores: Sequence[dict] = ()) -> list[str]:
     try:
         import matplotlib
     except ImportError:
@@ -657,12 +662,11 @@ def plots(r: dict, plot_dir: str, before: dict | None) -> list[str]:
     def draw(filename: str, ylabel: str, title: str, lines: list[tuple[str, str, Callable[[dict], float]]],
              goal: float | None = None) -> None:
         fig, ax = plt.subplots(figsize=(7.5, 4.2))
-        for label, which, field in lines:
-            for res, style, tag in ((before, "--", " (before)"), (r, "-", "")):
-                if res is None:
-                    continue
+        for name, which, field in lines:
+            for res, style, tag in [*((b, ":" if i else "--", f" ({label(b)})") for i, b in enumerate(befores)),
+                                    (r, "-", f" ({label(r)})")]:
                 xs, ys = series(res, which, field)
-                ax.plot(xs, ys, style, marker="o", label=label + tag)
+                ax.plot(xs, ys, style, marker="o", label=name + tag)
         if goal is not None:
             ax.axhline(goal, color="grey", linestyle=":", label="goal")
         ax.set_xscale("log")
@@ -697,9 +701,10 @@ def plots(r: dict, plot_dir: str, before: dict | None) -> list[str]:
 SECTION_MARKS = ("<!-- scale:start -->", "<!-- scale:end -->")
 
 
-def section(r: dict, before: dict | None, plot_prefix: str) -> str:
+def section(r: dict, befores: Sequence[dict], plot_prefix: str) -> str:
     m = r["machine"]
-    base = f" The 'before' column is {before['machine']['commit']} ({before['machine']['date']})." if before else ""
+    base = "".join(f" The column at {label(b)} was measured {b['machine']['date']} by `{b.get('command', '-')}`."
+                   for b in befores)
     return f"""## Scale: costs against the size of the cache (issue 11)
 
 Made by `{r['command']}` on {m['nproc']} cores ({m['cpu']}), CPython {m['python']}; project commit
@@ -707,7 +712,7 @@ Made by `{r['command']}` on {m['nproc']} cores ({m['cpu']}), CPython {m['python'
 Figures are medians with (min–max) of the runs; ratios are run by run.{base} How each is measured is in
 the docstring of `bench/scale.py`.
 
-{goals_table(r, before)}
+{goals_table(r, befores)}
 
 Against the number of entries (node: `--sim-latency 0 --ttl 3600`, {r['node_sweep']['burst']:,}-miss bursts;
 hits one per 5 ms while 5,000 misses/s arrive; library: `get` with an inline origin, batches of
@@ -745,14 +750,15 @@ def machine() -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run (results go under bench/out/)")
-    parser.add_argument("--baseline", help="an earlier scale results JSON, shown as 'before'")
+    parser.add_argument("--baseline", action="append", default=[],
+                        help="an earlier scale results JSON, shown beside this run (repeat, oldest first)")
     parser.add_argument("--node-runs", type=int, default=0, help="runs of the node sweep (default 3; 1 quick)")
     parser.add_argument("--report", metavar="JSON", help="only redo the section and plots from a results JSON")
     parser.add_argument("--out", help="where to write (default: bench/, or bench/out/ with --quick)")
     args = parser.parse_args()
     out_dir = args.out or (os.path.join(BENCH, "out") if args.quick else BENCH)
     os.makedirs(out_dir, exist_ok=True)
-    before = json.load(open(args.baseline)) if args.baseline else None
+    befores = [json.load(open(path)) for path in args.baseline]
     if args.report:
         r = json.load(open(args.report))
     else:
@@ -763,10 +769,10 @@ def main() -> int:
         with open(os.path.join(out_dir, "scale_results.json"), "w") as f:
             json.dump(r, f, indent=1)
     plot_dir = os.path.join(out_dir, "plots")
-    made = plots(r, plot_dir, before)
+    made = plots(r, plot_dir, befores)
     results = os.path.join(out_dir, "RESULTS.md")
-    splice(results, section(r, before, "plots/"))
-    print(goals_table(r, before))
+    splice(results, section(r, befores, "plots/"))
+    print(goals_table(r, befores))
     stderr(f"wrote {results}, {', '.join(made)}; {datetime.datetime.now(datetime.timezone.utc):%H:%M} UTC")
     return 0
 
