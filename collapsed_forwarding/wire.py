@@ -50,6 +50,11 @@ MAX_FRAGMENT = 1024 * 1024  # the most a message spread over lines may hold (a p
 # (a number no double holds): an error no service sends, so no one mistakes it for an answer.
 UNREADABLE_REPLY_CODE = ErrorCode.CRASH
 READ_AHEAD = 64 * 1024 * 1024  # bytes of requests read and not yet handled, at most
+# The reader thread reads this much at a time: each read gives up the GIL, and taking
+# it back from a busy handler thread can take a switch interval (5 ms), so 64 KiB a
+# read let a burst of 100,000 gets take 1.2 s to read, and replies behind it time out.
+READ_AHEAD_CHUNK = 1 << 20
+BATCH_LINES = 512  # requests handed over at a time: a reply waits at most for one batch
 
 def _no_json_form(value: Any) -> None:
     raise TypeError(f"a {type(value).__name__} has no JSON form")
@@ -247,12 +252,14 @@ class Node:
     def _read_ahead(self, stream: BinaryIO, ahead: _Ahead) -> None:
         """The reader thread: it only reads and sorts lines, replies from requests."""
         try:
-            for lines in _line_batches(stream):
+            for lines in _line_batches(stream, READ_AHEAD_CHUNK):
                 requests: list[bytes] = []
                 replies: list[bytes] = []
                 for line in lines:
                     (replies if b'"in_reply_to"' in line and _is_reply(line) else requests).append(line)
-                ahead.put(requests, replies)
+                ahead.put([], replies)
+                for at in range(0, len(requests), BATCH_LINES):
+                    ahead.put(requests[at:at + BATCH_LINES], [])
         except Exception:  # stdin failed: what was read is still handled, then the node drains
             log.exception("could not read the input")
         finally:
@@ -449,14 +456,14 @@ class _Ahead:
             yield lines, replies
 
 
-def _line_batches(stream: BinaryIO) -> Iterator[list[bytes]]:
+def _line_batches(stream: BinaryIO, read_size: int = 1 << 16) -> Iterator[list[bytes]]:
     """The stream's lines, as many at a time as one read brings, so their
     replies can share a flush. A line longer than MAX_LINE is skipped (and
     logged) without ever being held whole."""
     read = getattr(stream, "read1", stream.read)
     pieces: list[bytes] = []  # the line being read, when no newline has come yet
     size = skipped = 0
-    while chunk := read(1 << 16):
+    while chunk := read(read_size):
         if skipped:
             end = chunk.find(b"\n")
             if end < 0:
