@@ -131,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False)  # lives as long as the process
     sys.stdout = sys.stderr  # a stray print() must never corrupt the message stream
     node = CacheNode(flags, output)
+    node.freeze_gc = True  # this process is the node's alone
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, partial(_stop, node))
     node.serve(sys.stdin.buffer)

@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import IntEnum
@@ -48,6 +49,12 @@ MAX_FRAGMENT = 1024 * 1024  # the most a message spread over lines may hold (a p
 # What `rpc`'s on_reply is given for a reply that arrived but cannot be read as sent
 # (a number no double holds): an error no service sends, so no one mistakes it for an answer.
 UNREADABLE_REPLY_CODE = ErrorCode.CRASH
+READ_AHEAD = 64 * 1024 * 1024  # bytes of requests read and not yet handled, at most
+# The reader thread reads this much at a time: each read gives up the GIL, and taking
+# it back from a busy handler thread can take a switch interval (5 ms), so 64 KiB a
+# read let a burst of 100,000 gets take 1.2 s to read, and replies behind it time out.
+READ_AHEAD_CHUNK = 1 << 20
+BATCH_LINES = 512  # requests handed over at a time: a reply waits at most for one batch
 
 def _no_json_form(value: Any) -> None:
     raise TypeError(f"a {type(value).__name__} has no JSON form")
@@ -103,9 +110,9 @@ class Node:
         self._drained = threading.Event()
         self._next_msg_id = 0
         self._rpcs: dict[int, tuple[Callable[[Body | None], None], Timer]] = {}
-        self._requests_read = 0  # only the reader thread writes this
+        self._requests_read = 0  # only the thread that runs the handlers writes this
         self._replies_sent = 0  # only written under _output_lock
-        self._number_too_large = False  # set by the decoder, read by the reader thread that runs it
+        self._number_too_large = False  # set by the decoder, read by the thread that handles the lines
         self._batching = threading.local()  # .depth > 0: this thread's messages wait for one flush
         self._decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=self._parse_float).decode
         self._fragment = Fragment(MAX_FRAGMENT)  # a message spread over lines, while its lines come
@@ -211,12 +218,25 @@ class Node:
 
     def serve(self, stream: BinaryIO, drain_timeout: float) -> None:
         """Handle every line of `stream`; at its end, wait (up to drain_timeout)
-        until every request read has been answered."""
-        for lines in _line_batches(stream):
+        until every request read has been answered.
+
+        A reader thread reads ahead of the handlers and puts the replies to this
+        node's RPCs (a KV service's, a peer's) ahead of the requests read before
+        them: otherwise, under a flood of requests, a reply would wait behind
+        all of them while the deadline of the fetch it answers ran, and the fetch
+        would time out although the service answered at once. This thread still
+        handles every line, so the handlers and the replies never contend for
+        a lock, which under the GIL would cost a switch interval each time.
+        """
+        ahead = _Ahead(READ_AHEAD)
+        reader = threading.Thread(target=self._read_ahead, args=(stream, ahead), name="reader", daemon=True)
+        reader.start()
+        for lines, replies in ahead:
+            handle = self._handle_reply_line if replies else self.handle_line
             with self.batch():
                 for line in lines:
                     try:
-                        self.handle_line(line)
+                        handle(line)
                     except Exception:  # no line, however odd, stops the node
                         log.exception("could not handle the line %.200r", line)
         if self._fragment.prefix is not None:
@@ -228,6 +248,28 @@ class Node:
                 self._drained.set()
         if not self._drained.wait(min(drain_timeout, threading.TIMEOUT_MAX)):  # (a huge timeout would overflow)
             log.error("exiting with %d requests unanswered", self._requests_read - self._replies_sent)
+
+    def _read_ahead(self, stream: BinaryIO, ahead: _Ahead) -> None:
+        """The reader thread: it only reads and sorts lines, replies from requests."""
+        try:
+            for lines in _line_batches(stream, READ_AHEAD_CHUNK):
+                requests: list[bytes] = []
+                replies: list[bytes] = []
+                for line in lines:
+                    (replies if b'"in_reply_to"' in line and _is_reply(line) else requests).append(line)
+                ahead.put([], replies)
+                for at in range(0, len(requests), BATCH_LINES):
+                    ahead.put(requests[at:at + BATCH_LINES], [])
+        except Exception:  # stdin failed: what was read is still handled, then the node drains
+            log.exception("could not read the input")
+        finally:
+            ahead.close()
+
+    def _handle_reply_line(self, line: bytes) -> None:
+        """A line the reader found to be one whole reply: handled as such, apart
+        from whatever the requests' lines are in the middle of."""
+        self._number_too_large = False
+        self._handle_reply(self._decode(line.decode())["body"])
 
     def handle_line(self, line: bytes) -> None:
         if self._fragment.prefix is not None:  # (an attribute, not a property: this is every line's path)
@@ -349,14 +391,79 @@ class Node:
                 self.error(msg, ErrorCode.CRASH, f"internal error: {exc!r}")
 
 
-def _line_batches(stream: BinaryIO) -> Iterator[list[bytes]]:
+def _is_reply(line: bytes) -> bool:
+    """Whether a line is one whole message whose body answers an RPC (decoded
+    apart from the handlers' decoder, which only the handling thread uses)."""
+    try:
+        msg = _classify(line.decode())
+    except (ValueError, RecursionError):  # (UnicodeDecodeError is a ValueError)
+        return False
+    body = msg.get("body") if isinstance(msg, dict) else None
+    return isinstance(body, dict) and "in_reply_to" in body
+
+
+_classify = json.JSONDecoder().decode
+
+
+class _Ahead:
+    """What the reader thread has read and the handlers have not: replies,
+    handed out first, and batches of requests, in order, at most `limit` bytes
+    of them (then the reader waits: bounded memory)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._replies: deque[list[bytes]] = deque()
+        self._requests: deque[tuple[list[bytes], int]] = deque()
+        self._size = 0
+        self._closed = False
+        self._changed = threading.Condition(threading.Lock())
+
+    def put(self, requests: list[bytes], replies: list[bytes]) -> None:
+        size = sum(map(len, requests))
+        with self._changed:
+            if replies:  # never held back: the handlers take them first
+                self._replies.append(replies)
+                self._changed.notify_all()
+            if not requests:
+                return
+            while self._size > self._limit and self._requests:
+                self._changed.wait()
+            self._requests.append((requests, size))
+            self._size += size
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    def __iter__(self) -> Iterator[tuple[list[bytes], bool]]:
+        """(lines, whether they are replies) until closed and empty: the replies
+        waiting, if any, else the next batch of requests."""
+        while True:
+            with self._changed:
+                while not self._replies and not self._requests and not self._closed:
+                    self._changed.wait()
+                replies = bool(self._replies)
+                if replies:
+                    lines = self._replies.popleft()
+                elif self._requests:
+                    lines, size = self._requests.popleft()
+                    self._size -= size
+                    self._changed.notify_all()
+                else:
+                    return
+            yield lines, replies
+
+
+def _line_batches(stream: BinaryIO, read_size: int = 1 << 16) -> Iterator[list[bytes]]:
     """The stream's lines, as many at a time as one read brings, so their
     replies can share a flush. A line longer than MAX_LINE is skipped (and
     logged) without ever being held whole."""
     read = getattr(stream, "read1", stream.read)
     pieces: list[bytes] = []  # the line being read, when no newline has come yet
     size = skipped = 0
-    while chunk := read(1 << 16):
+    while chunk := read(read_size):
         if skipped:
             end = chunk.find(b"\n")
             if end < 0:

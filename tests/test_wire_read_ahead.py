@@ -1,0 +1,115 @@
+"""The wire's reader thread (issue 11): replies to the node's RPCs are handled
+ahead of the requests read before them and not yet handled, the requests keep
+their order, and the requests read ahead are bounded."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+
+from collapsed_forwarding.timers import Scheduler
+from collapsed_forwarding.wire import Node, _Ahead
+
+
+def line(msg: dict) -> bytes:
+    return json.dumps(msg, separators=(",", ":")).encode() + b"\n"
+
+
+def request(type_: str, msg_id: int, **fields: object) -> bytes:
+    return line({"src": "c1", "dest": "n1", "body": {"type": type_, "msg_id": msg_id, **fields}})
+
+
+class Chunks:
+    """A stream that gives one chunk per read, then sets `ended` at its end."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.ended = threading.Event()
+
+    def read1(self, size: int) -> bytes:
+        if self.chunks:
+            return self.chunks.pop(0)
+        self.ended.set()
+        return b""
+
+    read = read1
+
+
+def started_node() -> tuple[Node, io.BytesIO]:
+    out = io.BytesIO()
+    node = Node(out, Scheduler())
+    node.node_id, node.node_ids = "n1", ["n1"]
+    return node, out
+
+
+def test_a_reply_read_after_waiting_requests_is_handled_before_them():
+    node, out = started_node()
+    order: list[str] = []
+    stream = Chunks([request("step", 1, name="first"),
+                     request("step", 2, name="second")
+                     + line({"src": "lin-kv", "dest": "n1",
+                             "body": {"type": "read_ok", "in_reply_to": 0, "msg_id": 9, "value": 1}})
+                     + request("step", 3, name="third")])
+
+    def step(msg: dict, body: dict) -> None:
+        order.append(body["name"])
+        if body["name"] == "first":  # handled while the reader reads the rest, to its end
+            stream.ended.wait(10)
+        node.reply(msg, "step_ok")
+
+    node.handlers["step"] = step
+    node.rpc("lin-kv", {"type": "read", "key": "k"}, lambda body: order.append("reply"), timeout=30)  # msg_id 0
+    node.serve(stream, drain_timeout=5)  # type: ignore[arg-type]
+    assert [name for name in order if name != "reply"] == ["first", "second", "third"]
+    assert order.index("reply") < order.index("second")  # read after "second", handled before it
+    assert out.getvalue().count(b'"step_ok"') == 3
+
+
+def test_requests_are_handled_in_the_order_read_and_every_one_is_answered():
+    node, out = started_node()
+    seen: list[int] = []
+
+    def echo(msg: dict, body: dict) -> None:
+        seen.append(body["msg_id"])
+        node.reply(msg, "echo_ok")
+
+    node.handlers["echo"] = echo
+    count = 20_000  # several reads' worth, so batches cross the reader's hand-over
+    node.serve(io.BytesIO(b"".join(request("echo", i) for i in range(count))), drain_timeout=5)
+    assert seen == list(range(count))
+    assert out.getvalue().count(b'"echo_ok"') == count
+
+
+def test_a_line_that_only_mentions_in_reply_to_is_a_request_handled_in_order():
+    node, out = started_node()
+    seen: list[object] = []
+
+    def note(msg: dict, body: dict) -> None:
+        seen.append(body.get("key"))
+        node.reply(msg, "note_ok")
+
+    node.handlers["note"] = note
+    stream = io.BytesIO(request("note", 1, key="a") + request("note", 2, key={"in_reply_to": 5})
+                        + b'{"in_reply_to": not json\n' + b'"in_reply_to" \xff\n' + request("note", 3, key="c"))
+    node.serve(stream, drain_timeout=5)
+    assert seen == ["a", {"in_reply_to": 5}, "c"]
+    assert out.getvalue().count(b'"note_ok"') == 3
+
+
+def test_read_ahead_is_bounded_and_replies_are_never_held_back():
+    ahead = _Ahead(limit=100)
+    ahead.put([b"x" * 80], [])
+    ahead.put([b"y" * 80], [])  # over the limit now: the next put of requests waits
+    third = threading.Thread(target=ahead.put, args=([b"z"], []))
+    third.start()
+    third.join(0.2)
+    assert third.is_alive(), "a put over the limit must wait for the handlers"
+    ahead.put([], [b"reply"])  # replies go in at once, whatever the limit
+    batches = iter(ahead)
+    assert next(batches) == ([b"reply"], True)
+    assert next(batches) == ([b"x" * 80], False)  # taking a batch frees room
+    third.join(5)
+    assert not third.is_alive()
+    ahead.close()
+    assert list(batches) == [([b"y" * 80], False), ([b"z"], False)]
