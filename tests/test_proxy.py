@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 from conftest import WAIT, AsyncBackend, Backend, FakeClock, Recorder, in_thread, outcome, wait_until
@@ -734,3 +735,18 @@ def test_stress_lock_free_hits_keep_counts_exact_and_the_bound(clock: FakeClock)
     assert stats["hits"] > 0 and stats["evictions"] > 0
     holding = sum(proxy.is_cached(key) for key in keys)
     assert stats["entries"] == holding <= 40
+
+
+def test_a_subclass_get_is_not_bypassed(clock: FakeClock) -> None:
+    """A subclass that overrides get is called, and super().get still serves hits and misses."""
+    calls: list[str] = []
+
+    class Recording(CollapsedForwardingProxy):
+        def get(self, key: Any, ttl: float | None = None) -> Any:
+            calls.append(key)
+            return super().get(key, ttl)
+
+    proxy = Recording(lambda key: f"value-{key}", 60, clock=clock)
+    assert [proxy.get("k"), proxy.get("k")] == ["value-k", "value-k"]
+    assert calls == ["k", "k"]
+    assert (proxy.stats()["misses"], proxy.stats()["hits"]) == (1, 1)
