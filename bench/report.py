@@ -469,26 +469,18 @@ the smallest and largest of those runs.
 
 
 def readme_section(r: dict) -> str:
-    return f"""## Benchmarks
-
-```sh
-python3 -m pip install -e '.[bench]'
-python3 bench/run.py            # a few minutes on 2 cores; --quick for a smoke run
-```
-
-It writes [bench/RESULTS.md](bench/RESULTS.md) and the plots below. The contestants share one origin (a function
-that sleeps, as a database call would, and counts its calls) and the same keys; each peer uses its own documented
-stampede protection: dogpile.cache's dogpile lock (`region.get_or_create`), cachetools' `@cached(...,
-condition=threading.Condition())`, cachebox's `@cached` (per-key lock, on by default), and PyPI's
-`singleflight` guarding the fill of a TTL dict (it has no cache of its own). The naive TTL dict has no
-protection, so its readers see the herd. Figures are medians of several runs with (min–max).
+    """A short summary for the README: the goals and two plots; the detail lives in bench/RESULTS.md."""
+    return f"""### In-process and the node (`bench/run.py`)
 
 {header(r)}
 
-{tables_block(r, 'bench/plots/', '###')}
-### Reading
+{goals_table(r)}
 
-{reading(r)}
+![ns per hit against the floor and the peers](bench/plots/hit_cost.png)
+![origin calls against herd size](bench/plots/herd_origin_calls.png)
+
+Each peer with its own documented stampede protection, the method, every table and a reading of them:
+[bench/RESULTS.md](bench/RESULTS.md).
 """
 
 
