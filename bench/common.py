@@ -37,3 +37,32 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]], align: Sequence[
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(marks[a] for a in align) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def splice_section(path: str, name: str, text: str) -> None:
+    """Put `text` between the `<!-- name:start -->` and `<!-- name:end -->` markers of the
+    file at `path` (appended, with them, if absent), leaving the rest of the file as it is."""
+    import os
+
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    old = open(path).read() if os.path.exists(path) else ""
+    head, found, rest = old.partition(start)
+    _, found_end, tail = rest.partition(end)
+    if not (found and found_end):
+        head, tail = old.rstrip() + "\n\n", "\n"
+    with open(path, "w") as f:
+        f.write(f"{head}{start}\n{text.strip()}\n{end}{tail}")
+
+
+def marked_sections(path: str) -> str:
+    """Every `<!-- name:start -->...<!-- name:end -->` section of the file, markers included,
+    so that a part that rewrites the file whole keeps what the other parts wrote."""
+    import re
+
+    try:
+        text = open(path).read()
+    except OSError:
+        return ""
+    found = re.findall(r"<!-- (\w+):start -->.*?<!-- \1:end -->", text, flags=re.S)
+    blocks = [re.search(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", text, flags=re.S) for name in found]
+    return "".join(f"\n{block.group(0)}\n" for block in blocks if block)

@@ -33,7 +33,7 @@ ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, BENCH)
 
-from common import table  # noqa: E402
+from common import splice_section, table  # noqa: E402
 from linkv_workload import SHAPES, Latency, Workload, run  # noqa: E402
 
 NODES = {
@@ -77,6 +77,28 @@ def median(rows: list[dict[str, Any]], field: str) -> float:
     return statistics.median(r[field] for r in rows)
 
 
+METHOD = """Each row runs real node processes under `tests/linkv_workload.py`, an emulation of Maelstrom's
+lin-kv workload (latency drawn per message and delivered in deadline order, one-way partitions of node
+links only, jepsen's generator: concurrency 2n, thread t on node t mod n, values 0–4), then checks each
+history with `tests/linearizability.py`. `main` is this project's node (leases, `--lease 0.3`);
+`passthrough` is `bench/passthrough_node.py`, which forwards every operation to lin-kv. Messages per
+operation are counted as Maelstrom's net checker does: messages sent between non-clients (origin: to
+or from lin-kv; server: origin plus node to node) over the operations invoked. Latency: every completed
+operation, timeouts included (at the 1 s client timeout); write = write and cas. Partitions: the
+nemesis cuts and heals (one, minority-third, majority, majorities-ring) at random, on average every
+second. Goals (issue 9): at most 0.6x the pass-through's origin messages on the read-heavy mix, at most
+1.2x its server messages on Maelstrom's mix, every history linearizable."""
+
+
+def results_section(command: str, lines: list[str]) -> str:
+    import run as bench_run
+
+    m = bench_run.machine()
+    return (f"## Maelstrom's lin-kv workload (issue 9)\n\nMade by `{command}` "
+            f"on {m['nproc']} cores, CPython {m['python']}; project commit {m['commit']}, {m['date']}.\n\n"
+            f"{METHOD}\n\n" + "\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -88,6 +110,7 @@ def main() -> None:
     parser.add_argument("--scenario", action="append", help="substring of the scenarios to run")
     parser.add_argument("--node-args", default="", help="extra flags for main.py, space-separated")
     parser.add_argument("--json", help="write the raw figures here")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md as it is")
     opts = parser.parse_args()
     seconds, seeds = (3.0, 1) if opts.quick else (opts.seconds, opts.seeds)
     scenarios = [s for s in SCENARIOS if not opts.scenario or any(p in s.name for p in opts.scenario)]
@@ -118,14 +141,18 @@ def main() -> None:
                 f"{median(runs, 'read_p50_ms'):.1f} / {median(runs, 'read_p99_ms'):.1f}",
                 f"{median(runs, 'write_p50_ms'):.1f} / {median(runs, 'write_p99_ms'):.1f}",
             ])
-    print(f"{seeds} run(s) of {seconds:g} s per row, 100 ops/s, concurrency 2n, 10 ms mean latency "
-          f"(constant unless named); medians over the runs; took {time.monotonic() - started:.0f} s.\n")
-    print(table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)))
+    lines = [f"{seeds} run(s) of {seconds:g} s per row, 100 ops/s, concurrency 2n, 10 ms mean latency "
+             f"(constant unless named); medians over the runs; took {time.monotonic() - started:.0f} s.\n",
+             table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2))]
     for s in scenarios:
         for node, runs in raw[s.name].items():
             for r in runs:
                 if r["explanation"]:
-                    print(f"\n{s.name} / {node}: not linearizable\n```\n{r['explanation']}\n```")
+                    lines.append(f"\n{s.name} / {node}: not linearizable\n```\n{r['explanation']}\n```")
+    print("\n".join(lines))
+    if not opts.quick and not opts.no_write:
+        command = " ".join(["python3 bench/linkv.py", *sys.argv[1:]])
+        splice_section(os.path.join(BENCH, "RESULTS.md"), "linkv", results_section(command, lines))
     if opts.json:
         with open(opts.json, "w") as out:
             json.dump(raw, out, indent=1)

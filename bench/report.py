@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
 
-from common import fmt, med_range, summary, table  # noqa: E402
+from common import fmt, marked_sections, med_range, summary, table  # noqa: E402
 from contestants import COLLAPSED, CONTESTANTS, FLOOR, GRACE, NAIVE  # noqa: E402
 from inprocess import HARNESS  # noqa: E402
 
@@ -502,30 +502,13 @@ def splice_into_readme(section: str) -> bool:
     return True
 
 
-SCALE_MARKS = ("<!-- scale:start -->", "<!-- scale:end -->")
-
-
-def kept_scale_section(path: str) -> str:
-    """The section bench/scale.py wrote into RESULTS.md (between its markers), so
-    that a run of this part does not drop it; empty if there is none."""
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError:
-        return ""
-    start, end = SCALE_MARKS
-    _, found, rest = text.partition(start)
-    section, found_end, _ = rest.partition(end)
-    return f"\n{start}{section}{end}\n" if found and found_end else ""
-
-
 def write(r: dict, out_dir: str, log: Callable[[str], None] = print) -> list[str]:
     """RESULTS.md and plots/ in out_dir; the README's bench section too when out_dir is bench/ itself
     (a full run), else README_SECTION.md beside RESULTS.md (a --quick or --out run)."""
     made = plots(r, os.path.join(out_dir, "plots"))
     paths = []
     section = readme_section(r)
-    outputs = [("RESULTS.md", results_md(r) + kept_scale_section(os.path.join(out_dir, "RESULTS.md")))]
+    outputs = [("RESULTS.md", results_md(r) + marked_sections(os.path.join(out_dir, "RESULTS.md")))]
     if os.path.abspath(out_dir) == os.path.dirname(os.path.abspath(__file__)) and splice_into_readme(section):
         paths.append(README)
     else:

@@ -60,7 +60,7 @@ sys.path.insert(0, BENCH)
 
 import node_bench as nb  # noqa: E402
 import node_throughput as nt  # noqa: E402
-from common import fmt, med_range, table  # noqa: E402
+from common import fmt, med_range, splice_section, table  # noqa: E402
 
 Log = Callable[[str], None]
 
@@ -703,9 +703,6 @@ def plots(r: dict, plot_dir: str, befores: Sequence[dict] = ()) -> list[str]:
     return made
 
 
-SECTION_MARKS = ("<!-- scale:start -->", "<!-- scale:end -->")
-
-
 def section(r: dict, befores: Sequence[dict], plot_prefix: str) -> str:
     m = r["machine"]
     base = "".join(f" The column at {label(b)} was measured {b['machine']['date']} by `{b.get('command', '-')}`."
@@ -731,18 +728,6 @@ hits one per 5 ms while 5,000 misses/s arrive; library: `get` with an inline ori
 
 {detail_table(r)}
 """
-
-
-def splice(path: str, text: str) -> None:
-    """Put the section between the scale markers of `path` (appended, with them, if absent)."""
-    start, end = SECTION_MARKS
-    old = open(path).read() if os.path.exists(path) else ""
-    head, found, rest = old.partition(start)
-    _, found_end, tail = rest.partition(end)
-    if not (found and found_end):
-        head, tail = old.rstrip() + "\n\n", "\n"
-    with open(path, "w") as f:
-        f.write(f"{head}{start}\n{text.strip()}\n{end}{tail}")
 
 
 def machine() -> dict[str, Any]:
@@ -776,7 +761,7 @@ def main() -> int:
     plot_dir = os.path.join(out_dir, "plots")
     made = plots(r, plot_dir, befores)
     results = os.path.join(out_dir, "RESULTS.md")
-    splice(results, section(r, befores, "plots/"))
+    splice_section(results, "scale", section(r, befores, "plots/"))
     print(goals_table(r, befores))
     stderr(f"wrote {results}, {', '.join(made)}; {datetime.datetime.now(datetime.timezone.utc):%H:%M} UTC")
     return 0
