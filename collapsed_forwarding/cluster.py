@@ -26,7 +26,7 @@ from typing import Any
 
 from .codes import error_of
 from .keys import key_text, too_deep, wire_key
-from .wire import Body, ErrorCode, Node
+from .wire import Body, ErrorCode, Node, after_replies
 
 # Errors an owner passes on from its origin: shared with our waiters, as a local fetch's would be.
 ORIGIN_ANSWERS = (ErrorCode.TIMEOUT, ErrorCode.TEMPORARILY_UNAVAILABLE, ErrorCode.KEY_DOES_NOT_EXIST)
@@ -86,22 +86,11 @@ class Cluster:
 
     def _drop_at(self, node_ids: list[str], key: Hashable, drop_here: Callable[[], None],
                  then: Callable[[], None]) -> None:
-        pending = [len(node_ids)]
-        lock = threading.Lock()
-
-        def acknowledged(_reply: Body | None = None) -> None:
-            with lock:
-                pending[0] -= 1
-                last = pending[0] == 0
-            if last:
-                then()
-
-        if not node_ids:
-            then()
+        acknowledged = after_replies(len(node_ids), then)
         for node_id in node_ids:
             if node_id == self.node.node_id:
                 drop_here()
-                acknowledged()
+                acknowledged(None)
             else:
                 self.node.rpc(node_id, {"type": "cf_drop", "key": wire_key(key)}, acknowledged, self.peer_timeout)
 

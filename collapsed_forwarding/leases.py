@@ -53,7 +53,7 @@ from typing import Any
 from .codes import error_of
 from .errors import CacheError, KeyMissing, OriginTimeout, OriginUnavailable, PreconditionFailed
 from .keys import canonical, too_deep, wire_key
-from .wire import Body, Node
+from .wire import Body, Node, after_replies
 
 log = logging.getLogger("collapsed_forwarding.leases")
 
@@ -319,19 +319,7 @@ class LinearKeys:
         """Drop every copy (acknowledged, or its lease run out), then write to the origin."""
         self.drop_get(key)
         targets = set(holders) | get_holders
-        pending = [len(targets)]
-        lock = threading.Lock()
-
-        def acknowledged(_reply: Body | None = None) -> None:
-            with lock:
-                pending[0] -= 1
-                last = pending[0] == 0
-            if last:
-                self._write_origin(key, update, done)
-
-        if not targets:
-            self._write_origin(key, update, done)
-            return
+        acknowledged = after_replies(len(targets), partial(self._write_origin, key, update, done))
         now = self.clock()
         for target in targets:
             wait = max(holders.get(target, 0.0) - now, self.peer_timeout if target in get_holders else 0.0)

@@ -456,6 +456,24 @@ class _Ahead:
             yield lines, replies
 
 
+def after_replies(count: int, then: Callable[[], None]) -> Callable[[Body | None], None]:
+    """The on_reply to give `count` RPCs so that `then` runs once, when the last
+    of them has answered or timed out; `then` runs at once if `count` is 0."""
+    pending = [count]
+    lock = threading.Lock()
+
+    def one_more(_reply: Body | None = None) -> None:
+        with lock:
+            pending[0] -= 1
+            last = pending[0] == 0
+        if last:
+            then()
+
+    if count == 0:
+        then()
+    return one_more
+
+
 def _line_batches(stream: BinaryIO, read_size: int = 1 << 16) -> Iterator[list[bytes]]:
     """The stream's lines, as many at a time as one read brings, so their
     replies can share a flush. A line longer than MAX_LINE is skipped (and
