@@ -239,13 +239,18 @@ class CollapsedForwardingProxy:
         the proxy's), and return it."""
         return self._wait(key, ttl, force=True).result()
 
-    def request(self, key: Key, on_answer: OnAnswer, ttl: float | None = None) -> Answer | None:
+    def request(self, key: Key, on_answer: OnAnswer, ttl: float | None = None, *,
+                serve_stale: bool = True) -> Answer | None:
         """Non-blocking: the Answer now if it can be given now, else None and
-        `on_answer(answer)` is called once, from another thread, when it can."""
+        `on_answer(answer)` is called once, from another thread, when it can.
+        With serve_stale false, `grace` and `stale_if_error` never apply to
+        this request: it gets a fresh value or an error (as a `read` must)."""
         ttl = checked_ttl(ttl)
         with self.lock:
-            answer, flight, launch = self._admit(key, ttl, force=False)
+            answer, flight, launch = self._admit(key, ttl, force=False, serve_stale=serve_stale)
             if flight is not None:
+                if not serve_stale:
+                    on_answer = partial(self._unstale, flight, on_answer)
                 flight.callbacks.append((on_answer, flight is launch and flight.led))
         if launch is not None:
             self._launch(launch)
@@ -300,7 +305,8 @@ class CollapsedForwardingProxy:
 
     # -- admission: what a request gets, decided under the lock ------------
 
-    def _admit(self, key: Key, ttl: float | None, force: bool) -> tuple[Answer | None, Flight | None, Flight | None]:
+    def _admit(self, key: Key, ttl: float | None, force: bool,
+               serve_stale: bool = True) -> tuple[Answer | None, Flight | None, Flight | None]:
         """(answer now, or the flight to wait on) and the flight to launch once the lock is released."""
         self._fold_hits()
         now = self.clock()
@@ -312,18 +318,19 @@ class CollapsedForwardingProxy:
                 if now < fresh_until:
                     refresh = self._early_refresh(key, entry, now) if self.early_refresh else None
                     return self._serve(key, _answer(entry, "hit")), None, refresh
-                if now < fresh_until + self.grace:
+                if serve_stale and now < fresh_until + self.grace:
                     quiet = key in self.flights.in_air or key in self._failing(now) or key in self._hung
                     refresh = None if quiet else self._start(key, self.ttl, now, led=False)
                     return self._serve(key, _answer(entry, "stale")), None, refresh
         failure = self._failing(now).get(key)
         if failure is not None and not force:
-            return self._serve(key, self._stale_or(key, failure, now)), None, None
+            return self._serve(key, self._stale_or(key, failure, now) if serve_stale else failure), None, None
         hung = self._hung.get(key)
         if hung is not None:
             if now - hung.started < self.lock_age:  # one call per key: fail fast meanwhile
                 error = OriginTimeout(f"an origin call for this key has not returned in {now - hung.started:.3g}s")
-                return self._serve(key, self._stale_or(key, Answer(None, error, "hit"), now)), None, None
+                failed = Answer(None, error, "hit")
+                return self._serve(key, self._stale_or(key, failed, now) if serve_stale else failed), None, None
             del self._hung[key]  # past lock_age: one more call may start; the hung one's value will be ignored
         flight = self.flights.in_air.get(key)
         if flight is not None:
@@ -347,6 +354,18 @@ class CollapsedForwardingProxy:
         while failures and next(iter(failures.values())).expires <= now:
             failures.popitem(last=False)
         return failures
+
+    def _unstale(self, flight: Flight, on_answer: OnAnswer, answer: Answer) -> None:
+        """What a waiter that takes no stale value gets: the fetch's own error
+        where the others get the stale entry (and it is counted so)."""
+        if answer.cache == "stale":
+            with self.lock:
+                counts = self._counts_of(flight.key)
+                self._count(counts, "stale", -1)
+                self._count(counts, "collapsed")
+                self._count(counts, "errors")
+            answer = Answer(None, flight.error, "collapsed")
+        on_answer(answer)
 
     def _stale_or(self, key: Key, answer: Answer, now: float) -> Answer:
         """The stale entry instead of a failure, within stale_if_error of its expiry."""
@@ -506,6 +525,7 @@ class CollapsedForwardingProxy:
             and key not in self._entries and key not in self._hit_counts and not flight.detached
         counts = None if plain else self._counts_of(key)  # before the fill, which would make it look plain
         follower = Answer(value, error, "collapsed")
+        flight.error = error
         if not flight.detached:
             self.flights.land(flight)
             if answered:

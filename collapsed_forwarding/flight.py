@@ -27,7 +27,7 @@ class Flight:
     """One call to the origin for one key, and the requests waiting on it."""
 
     __slots__ = ("key", "started", "ttl", "led", "waiters", "callbacks", "event", "answers", "detached", "timer",
-                 "calling", "crash")
+                 "calling", "crash", "error")
 
     def __init__(self, key: Hashable, started: float, ttl: float, led: bool) -> None:
         self.key, self.started, self.ttl, self.led = key, started, ttl, led
@@ -39,6 +39,7 @@ class Flight:
         self.timer: Timer | None = None
         self.calling = False  # a blocking backend call for it is running (it may outlive the deadline)
         self.crash: BaseException | None = None  # what the call raised that is no Exception, for the leader
+        self.error: Any = None  # the error it settled with, for a waiter that takes no stale value instead
 
     def wait(self, timeout: float) -> bool:
         """Block until settled (a blocking waiter has made `event`); False at the timeout."""

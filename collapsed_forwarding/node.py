@@ -122,7 +122,8 @@ class CacheNode:
         if self.linear is not None:
             self.linear.read(request_key(body), partial(self._linear_read, msg))
             return
-        self._lookup(msg, request_key(body), request_ttl(body), self._read_answered)
+        # The freshness flags are for get, whose `cache` field says when it is stale; a read never is.
+        self._lookup(msg, request_key(body), request_ttl(body), self._read_answered, serve_stale=False)
 
     def _linear_read(self, msg: Message, result: Any) -> None:
         if isinstance(result, CacheError):
@@ -131,8 +132,8 @@ class CacheNode:
             self.node.reply(msg, "read_ok", value=result)
 
     def _lookup(self, msg: Message, key: Hashable, ttl: float | None,
-                answered: Callable[[Message, Answer], None]) -> None:
-        answer = self.proxy.request(key, partial(answered, msg), ttl)
+                answered: Callable[[Message, Answer], None], serve_stale: bool = True) -> None:
+        answer = self.proxy.request(key, partial(answered, msg), ttl, serve_stale=serve_stale)
         if answer is not None:
             answered(msg, answer)
 

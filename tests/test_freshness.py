@@ -440,3 +440,22 @@ def test_stats_invariant_over_a_mixed_workload(async_backend: AsyncBackend, cloc
     assert (stats["hits"], stats["stale"], stats["misses"], stats["collapsed"], stats["shed"]) == (2, 1, 2, 2, 2)
     assert stats["requests"] == 9
     assert_invariant(proxy)
+
+
+def test_a_request_that_takes_no_stale_value_gets_a_fresh_one_or_the_error(
+        async_backend: AsyncBackend, clock: FakeClock) -> None:
+    """serve_stale=False (what a node's `read` asks): grace does not serve the expired entry, the request waits
+    on the fetch; stale_if_error does not hide that fetch's error, though the get beside it is served stale."""
+    proxy = make(async_backend, clock, ttl=10, grace=60, stale_if_error=60)
+    fill(proxy, async_backend, "k", "v1", clock)
+    clock.advance(11)
+    fresh_only, stale_ok = Recorder(), Recorder()
+    assert proxy.request("k", fresh_only, serve_stale=False) is None  # waits: no stale answer for it
+    assert proxy.request("k", stale_ok).cache == "stale"  # type: ignore[union-attr]
+    async_backend.finish("k", RuntimeError("down"))
+    (answer,) = fresh_only.wait(1)
+    assert isinstance(answer.error, OriginUnavailable) and answer.value is None
+    assert proxy.request("k", Recorder()).value == "v1"  # type: ignore[union-attr]  # get: stale, as before
+    stats = proxy.stats()
+    assert stats["requests"] == stats["hits"] + stats["stale"] + stats["misses"] + stats["collapsed"]
+    assert stats["errors"] == 1

@@ -197,3 +197,25 @@ def test_max_waiters_sheds_the_rest_at_once():
     print(f"\nmax-waiters: 900 shed answers in {shed_s * 1000:.0f} ms")
     assert (stats["shed"], stats["requests"], stats["errors"]) == (900, 1000, 900)
     assert (key["shed"], key["misses"], key["collapsed"]) == (900, 1, 99)
+
+
+def test_read_is_never_served_stale_whatever_the_freshness_flags():
+    """--grace and --stale-if-error serve `get` stale, never `read`: a read of an expired entry waits for the
+    origin's current value, and a read whose refresh fails gets the error where a get gets the stale value."""
+    read_k = {"type": "read", "key": "k"}
+    with Net(args=[*LIN_KV, "--ttl", "0.2", "--grace", "30", "--stale-if-error", "30"]) as net:
+        net.kv.set("k", "old")
+        assert net.call("n1", read_k)["value"] == "old"
+        net.kv.set("k", "new")  # behind the cache's back, as another client of the service would
+        sleep_until(expiry_of(net) + 0.05)
+        assert net.call("n1", read_k)["value"] == "new"  # fetched, not the stale entry
+
+        net.kv.fail = "error"
+        sleep_until(expiry_of(net) + 0.05)
+        get, read = net.call("n1", GET_K), net.call("n1", read_k)
+        assert (get["value"], get["cache"]) == ("new", "stale")
+        assert (read["type"], read["code"]) == ("error", 11)
+        waiting = net.replies(net.send_many("n1", [read_k, GET_K]))  # the read waits on a fetch; the get does not
+        assert [r["type"] for r in waiting] == ["error", "get_ok"]
+        stats = net.call("n1", {"type": "stats"})
+        assert stats["requests"] == stats["hits"] + stats["stale"] + stats["misses"] + stats["collapsed"] + stats["shed"]
