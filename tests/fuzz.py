@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maelstrom_net import feed
+
 MAIN = Path(__file__).resolve().parent.parent / "main.py"
 CLIENTS = ("c1", "c2", "c3")  # the senders of requests that must be answered
 MUTANT_CLIENTS = ("m1", "m2")  # the senders of mutated lines, so a mutant never counts as an expected request
@@ -121,15 +123,7 @@ class Node:
         self.inbox.put(data)
 
     def _write(self) -> None:
-        stdin = self.proc.stdin
-        assert stdin is not None
-        try:
-            while (data := self.inbox.get()) is not None:
-                stdin.write(data)
-                stdin.flush()
-            stdin.close()
-        except OSError:
-            pass  # the node is gone: its exit code tells
+        feed(self.proc, self.inbox)
 
     # -- output: every line checked --------------------------------------------
 

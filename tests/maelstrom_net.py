@@ -169,6 +169,25 @@ class KV:
             timer.cancel()
 
 
+def feed(proc: subprocess.Popen, inbox: queue.Queue[bytes | None]) -> None:
+    """Write what `inbox` holds to the process's stdin, in order, each item whole, until
+    None comes; then close stdin (end of input). A node that is gone ends it quietly:
+    its exit code tells the test."""
+    stdin = proc.stdin
+    assert stdin is not None
+    try:
+        while (data := inbox.get()) is not None:
+            stdin.write(data)
+            stdin.flush()
+    except OSError:
+        pass
+    finally:
+        try:
+            stdin.close()
+        except OSError:
+            pass
+
+
 class _Process:
     """One node: its process, its stdin queue and writer thread, its reader thread."""
 
@@ -185,19 +204,7 @@ class _Process:
         self.reader.start()
 
     def _write(self) -> None:
-        stdin = self.proc.stdin
-        assert stdin is not None
-        try:
-            while (data := self.inbox.get()) is not None:
-                stdin.write(data)
-                stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass  # the node is gone; its exit code tells the test
-        finally:
-            try:
-                stdin.close()
-            except OSError:
-                pass
+        feed(self.proc, self.inbox)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
