@@ -176,7 +176,9 @@ class CollapsedForwardingProxy:
         self.lock = threading.Lock()  # guards everything below but _hit_log, which only grows without it
         self.flights = Flights(self.lock, self.scheduler, timeout, self._settle_locked, self._timeout_error)
         self._entries: OrderedDict[Key, Entry] = OrderedDict()  # least recently used first
-        self._key_counts: dict[Key, KeyCounts] = {}  # for keys with an entry, a flight or a failure
+        # For keys with more to count than the one miss that filled them; those of
+        # keys no longer held are swept once they are many (_sweep_counts).
+        self._key_counts: dict[Key, KeyCounts] = {}
         # Lock-free hits, folded in per key: a plain int each, not a KeyCounts, so
         # a million keys that have been hit add nothing for the collector to scan
         # (a KeyCounts each made a full collection 150 ms at 1,000,000 keys).

@@ -81,6 +81,13 @@ class Update:
     def written(self) -> Any:
         return self.value if self.kind == "write" else self.to
 
+    def send(self, origin: Any, key: Hashable, done: UpdateDone) -> None:
+        """Make this update at the origin (its write or its cas); `done(error or None)`."""
+        if self.kind == "write":
+            origin.write(key, self.value, done)
+        else:
+            origin.cas(key, self.from_, self.to, done)
+
 
 @dataclass
 class Owned:
@@ -328,11 +335,7 @@ class LinearKeys:
             self.node.rpc(target, {"type": "cf_revoke", "key": wire_key(key)}, acknowledged, max(wait, 0.001))
 
     def _write_origin(self, key: Hashable, update: Update, done: UpdateDone) -> None:
-        finish = lambda error: self._written(key, update, done, error)  # noqa: E731
-        if update.kind == "write":
-            self.origin.write(key, update.value, finish)
-        else:
-            self.origin.cas(key, update.from_, update.to, finish)
+        update.send(self.origin, key, lambda error: self._written(key, update, done, error))
 
     def _written(self, key: Hashable, update: Update, done: UpdateDone, error: CacheError | None) -> None:
         self.drop_get(key)  # anything a `get` fetched meanwhile

@@ -27,12 +27,7 @@ log = logging.getLogger("collapsed_forwarding.node")
 
 
 def request_key(body: Body) -> Hashable:
-    key = field(body, "key")
-    if type(key) is str:
-        return key
-    if too_deep(key):
-        raise Malformed(f"key is nested more than {MAX_DEPTH} deep")
-    return cache_key(key)
+    return cache_key(field(body, "key"))  # (field has refused a key nested too deep)
 
 
 def field(body: Body, name: str) -> Any:
@@ -42,6 +37,15 @@ def field(body: Body, name: str) -> Any:
     if too_deep(value):  # it could be stored, but not sent back: refuse it now
         raise Malformed(f"{name} is nested more than {MAX_DEPTH} deep")
     return value
+
+
+def update_of(body: Body, kind: Any) -> Update:
+    """The write or cas a request asks for."""
+    if kind == "write":
+        return Update("write", value=field(body, "value"))
+    if kind == "cas":
+        return Update("cas", from_=field(body, "from"), to=field(body, "to"))
+    raise Malformed(f"{body.get('type')} needs kind write or cas, not {kind!r}")
 
 
 def request_ttl(body: Body) -> float | None:
@@ -163,20 +167,17 @@ class CacheNode:
     # -- writes: through to the origin, then the entry is dropped ----------
 
     def write(self, msg: Message, body: Body) -> None:
-        key = request_key(body)
-        if self.linear is not None:
-            self.linear.update(key, Update("write", value=field(body, "value")),
-                               partial(self._updated, msg, "write_ok"))
-            return
-        self.origin.write(key, field(body, "value"), partial(self._written, msg, key, "write_ok"))
+        self._update(msg, body, "write")
 
     def cas(self, msg: Message, body: Body) -> None:
-        key = request_key(body)
+        self._update(msg, body, "cas")
+
+    def _update(self, msg: Message, body: Body, kind: str) -> None:
+        key, update, ok = request_key(body), update_of(body, kind), f"{kind}_ok"
         if self.linear is not None:
-            self.linear.update(key, Update("cas", from_=field(body, "from"), to=field(body, "to")),
-                               partial(self._updated, msg, "cas_ok"))
-            return
-        self.origin.cas(key, field(body, "from"), field(body, "to"), partial(self._written, msg, key, "cas_ok"))
+            self.linear.update(key, update, partial(self._updated, msg, ok))
+        else:
+            update.send(self.origin, key, partial(self._written, msg, key, ok))
 
     def _updated(self, msg: Message, ok: str, error: CacheError | None) -> None:
         if error is not None:
@@ -250,13 +251,7 @@ class CacheNode:
 
     def cf_update(self, msg: Message, body: Body) -> None:
         """Another node's write or cas of a key this node owns."""
-        kind = body.get("kind")
-        if kind == "write":
-            update = Update("write", value=field(body, "value"))
-        elif kind == "cas":
-            update = Update("cas", from_=field(body, "from"), to=field(body, "to"))
-        else:
-            raise Malformed(f"cf_update needs kind write or cas, not {kind!r}")
+        update = update_of(body, body.get("kind"))
         self._linear_keys().cf_update(request_key(body), update, partial(self._updated, msg, "cf_update_ok"))
 
     def cf_revoke(self, msg: Message, body: Body) -> None:
