@@ -265,19 +265,22 @@ class Node:
         finally:
             ahead.close()
 
+    def _parse(self, text: str) -> Any:
+        """One message's JSON; `_number_too_large` then says whether it held a number no double holds."""
+        self._number_too_large = False
+        return self._decode(text)
+
     def _handle_reply_line(self, line: bytes) -> None:
         """A line the reader found to be one whole reply: handled as such, apart
         from whatever the requests' lines are in the middle of."""
-        self._number_too_large = False
-        self._handle_reply(self._decode(line.decode())["body"])
+        self._handle_reply(self._parse(line.decode())["body"])
 
     def handle_line(self, line: bytes) -> None:
         if self._fragment.prefix is not None:  # (an attribute, not a property: this is every line's path)
             self._continue_fragment(line)
             return
-        self._number_too_large = False
         try:
-            msg = self._decode(line.decode())
+            msg = self._parse(line.decode())
         except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
             self._not_one_line(line, exc)
             return
@@ -304,9 +307,8 @@ class Node:
             text = ""
             shape = Shape.BROKEN
         else:
-            self._number_too_large = False
             try:
-                alone = self._decode(text)
+                alone = self._parse(text)
             except (ValueError, RecursionError):
                 alone = None
             if isinstance(alone, dict) and "body" in alone:  # a whole message is never swallowed by a fragment
@@ -326,9 +328,8 @@ class Node:
             if whole is None:
                 log.warning("skipped a message spread over lines: over the %d-byte limit", MAX_FRAGMENT)
                 return
-            self._number_too_large = False
             try:
-                msg = self._decode(whole)
+                msg = self._parse(whole)
             except (ValueError, RecursionError) as exc:
                 log.warning("ignoring a message spread over lines that is not JSON (%.200s)", exc)
                 return
