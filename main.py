@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 
-from collapsed_forwarding.cli import main  # noqa: E402
+from collapsed_forwarding.node.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

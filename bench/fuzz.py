@@ -1,6 +1,6 @@
 """A long fuzz of the node: `python3 bench/fuzz.py --seconds 300 [--seed N] [--batches B] [--batch-size S]`.
 
-Runs tests/fuzz.py's `run_once` with seeds N, N+1, ... (one node process each)
+Runs tests/support/fuzz.py's `run_once` with seeds N, N+1, ... (one node process each)
 until the time is up, then prints the lines sent, the requests that had to be
 answered, and every failure with the seed that reproduces it. Exit status 1 if
 anything failed.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fuzz import run_once  # noqa: E402
+from support.fuzz import run_once  # noqa: E402
 
 
 def main() -> int:

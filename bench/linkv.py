@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Maelstrom's lin-kv workload against the node and against a pass-through node.
 
-For each scenario and each node, runs tests/linkv_workload.py (real node
+For each scenario and each node, runs tests/support/workload.py (real node
 processes, Maelstrom's latencies, reordering and partitions), checks each
-history with tests/linearizability.py, and reports: operations, how many runs
+history with tests/support/linearizability.py, and reports: operations, how many runs
 were linearizable, origin (lin-kv) and server messages per operation (as
 Maelstrom's msgs-per-op counts them: messages sent between non-clients over the
 invoked operations), the ratio to the pass-through, and read and write (write +
@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, BENCH)
 
 from common import splice_section, table  # noqa: E402
-from linkv_workload import SHAPES, Latency, Workload, run  # noqa: E402
+from support.workload import SHAPES, Latency, Workload, run  # noqa: E402
 
 NODES = {
     "main": None,  # python3 main.py
@@ -77,10 +77,10 @@ def median(rows: list[dict[str, Any]], field: str) -> float:
     return statistics.median(r[field] for r in rows)
 
 
-METHOD = """Each row runs real node processes under `tests/linkv_workload.py`, an emulation of Maelstrom's
+METHOD = """Each row runs real node processes under `tests/support/workload.py`, an emulation of Maelstrom's
 lin-kv workload (latency drawn per message and delivered in deadline order, one-way partitions of node
 links only, jepsen's generator: concurrency 2n, thread t on node t mod n, values 0–4), then checks each
-history with `tests/linearizability.py`. `main` is this project's node (leases, `--lease 0.3`);
+history with `tests/support/linearizability.py`. `main` is this project's node (leases, `--lease 0.3`);
 `passthrough` is `bench/passthrough_node.py`, which forwards every operation to lin-kv. Messages per
 operation are counted as Maelstrom's net checker does: messages sent between non-clients (origin: to
 or from lin-kv; server: origin plus node to node) over the operations invoked. Latency: every completed

@@ -39,8 +39,8 @@ sys.path.insert(0, BENCH)
 import node_throughput as nt  # noqa: E402
 from contestants import Origin  # noqa: E402
 
-from collapsed_forwarding import cli  # noqa: E402
-from collapsed_forwarding import node as node_main  # noqa: E402
+from collapsed_forwarding.node import cli  # noqa: E402
+from collapsed_forwarding.node import handlers as node_main  # noqa: E402
 from proxy import CollapsedForwardingProxy  # noqa: E402
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.process  # starts node processes
+
 ROOT = Path(__file__).resolve().parent.parent
 INIT = b'{"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}\n'
 INIT_OK = b'{"src":"n1","dest":"c0","body":{"type":"init_ok","in_reply_to":1,"msg_id":0}}\n'
@@ -27,7 +29,7 @@ def test_the_wheel_holds_one_package_and_nothing_else_at_the_top(tmp_path: Path)
     tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
     assert {top for top in tops if not top.endswith(".dist-info")} == {"collapsed_forwarding"}
     modules = {name for name in zipfile.ZipFile(wheel).namelist() if name.endswith(".py")}
-    assert {f"collapsed_forwarding/{path.name}" for path in (ROOT / "collapsed_forwarding").glob("*.py")} == modules
+    assert {path.relative_to(ROOT).as_posix() for path in (ROOT / "collapsed_forwarding").rglob("*.py")} == modules
 
 
 def test_console_script_answers_init_exactly_beside_a_foreign_proxy_module(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import WAIT, AsyncBackend, Backend, FakeClock, Recorder, in_thread, outcome, wait_until
+from support.doubles import WAIT, AsyncBackend, Backend, FakeClock, Recorder, in_thread, outcome, wait_until
 
 from collapsed_forwarding import (
     Answer,

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from conftest import FakeClock
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from support.doubles import FakeClock
 
 from collapsed_forwarding import CollapsedForwardingProxy, KeyMissing
 

@@ -1,7 +1,7 @@
 """The cache node: one handler per Maelstrom message type, on top of the
-cache (`cache.py`), an origin (`origins.py`) and, on a cluster, the other
-nodes (`cluster.py`). The wire plumbing is in `wire.py`; the messages are
-described in docs/protocol.md.
+library's cache, an origin (the library's `SimOrigin`, or `kv.py`) and, on a
+cluster, the other nodes (`forwarding.py`, `leases.py`). The wire plumbing is
+in `wire.py` and `reader.py`; the messages are described in docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -13,15 +13,17 @@ from collections.abc import Callable, Hashable
 from functools import partial
 from typing import Any, BinaryIO
 
-from .cache import Answer, CollapsedForwardingProxy, checked_ttl
-from .cluster import Alone, Cluster
+from ..cache import Answer, CollapsedForwardingProxy, checked_ttl
+from ..errors import CacheError
+from ..keys import MAX_DEPTH, cache_key, too_deep
+from ..origin import SimOrigin
+from ..timers import Scheduler
 from .codes import code_of
-from .errors import CacheError
-from .keys import MAX_DEPTH, cache_key, too_deep
+from .forwarding import Alone, ForwardingOrigin
+from .kv import KvOrigin
 from .leases import LinearKeys, Update
-from .origins import KvOrigin, SimOrigin
-from .timers import Scheduler
-from .wire import Body, Malformed, Message, Node, fields_json
+from .reader import Reader
+from .wire import Body, Malformed, Message, Wire, fields_json
 
 log = logging.getLogger("collapsed_forwarding.node")
 
@@ -61,14 +63,15 @@ class CacheNode:
     def __init__(self, flags: argparse.Namespace, output: BinaryIO) -> None:
         self.flags = flags
         self.scheduler = Scheduler()
-        self.node = Node(output, self.scheduler)
-        self.scheduler.around = self.node.batch  # one flush for all a round of due timers sends
-        self.node.handlers.update(init=self.init, get=self.get, read=self.read, write=self.write,
+        self.wire = Wire(output, self.scheduler)
+        self.reader = Reader(self.wire)
+        self.scheduler.around = self.wire.batch  # one flush for all a round of due timers sends
+        self.wire.handlers.update(init=self.init, get=self.get, read=self.read, write=self.write,
                                   cas=self.cas, invalidate=self.invalidate, stats=self.stats,
                                   cf_fetch=self.cf_fetch, cf_drop=self.cf_drop, cf_read=self.cf_read,
                                   cf_update=self.cf_update, cf_revoke=self.cf_revoke)
         self.origin: Any = None
-        self.cluster: Cluster | Alone = Alone()
+        self.cluster: ForwardingOrigin | Alone = Alone()
         self.linear: LinearKeys | None = None  # read/write/cas on a cluster (leases.py)
         # The last answer's fields, encoded: every waiter of a fetch gets the same Answer.
         self._last_encoded: tuple[Answer | None, str, str] = (None, "", "")
@@ -76,14 +79,14 @@ class CacheNode:
         self.freeze_gc = False  # the process's owner (cli.main) sets it: see init
 
     def serve(self, stream: BinaryIO) -> None:
-        self.node.serve(stream, drain_timeout=self.flags.origin_timeout + 2 * self.flags.peer_timeout + 5)
+        self.reader.serve(stream, drain_timeout=self.flags.origin_timeout + 2 * self.flags.peer_timeout + 5)
 
     def init(self, msg: Message, body: Body) -> None:
         node_id, node_ids = body.get("node_id"), body.get("node_ids")
         if not (isinstance(node_id, str) and isinstance(node_ids, list) and all(isinstance(n, str) for n in node_ids)):
             raise Malformed("init needs node_id (a string) and node_ids (a list of strings)")
         if self.proxy is None:
-            self.node.node_id, self.node.node_ids = node_id, node_ids
+            self.wire.node_id, self.wire.node_ids = node_id, node_ids
             self.proxy = self._make_proxy()
             if self.freeze_gc:
                 # What exists now (modules, the proxy and its empty tables) lives as
@@ -94,22 +97,22 @@ class CacheNode:
                 # collections come often: entries are untracked, so little counts
                 # as long-lived and every 25% growth of that little triggers one).
                 gc.freeze()
-        elif node_id != self.node.node_id:
-            log.warning("ignoring a second init as %r: this node is %r", node_id, self.node.node_id)
-        self.node.reply(msg, "init_ok")
+        elif node_id != self.wire.node_id:
+            log.warning("ignoring a second init as %r: this node is %r", node_id, self.wire.node_id)
+        self.wire.reply(msg, "init_ok")
 
     def _make_proxy(self) -> CollapsedForwardingProxy:
         f = self.flags
         if f.origin == "sim":
             self.origin = SimOrigin(f.sim_latency, f.sim_error_rate, timeout=f.origin_timeout, scheduler=self.scheduler)
         else:
-            self.origin = KvOrigin(self.node, f.origin, f.origin_timeout)
+            self.origin = KvOrigin(self.wire, f.origin, f.origin_timeout)
         backend, timeout = self.origin, f.origin_timeout
-        if len(self.node.node_ids) > 1:
+        if len(self.wire.node_ids) > 1:
             # A miss may wait on the owner, then fetch itself: the flight's deadline covers both.
-            self.cluster = backend = Cluster(self.node, backend, f.peer_timeout, fallback_ttl=f.lease)
+            self.cluster = backend = ForwardingOrigin(self.wire, backend, f.peer_timeout, fallback_ttl=f.lease)
             timeout += f.peer_timeout
-            self.linear = LinearKeys(self.node, self.origin, self.cluster.owner, lease=f.lease,
+            self.linear = LinearKeys(self.wire, self.origin, self.cluster.owner, lease=f.lease,
                                      peer_timeout=f.peer_timeout, origin_timeout=f.origin_timeout,
                                      drop_get=lambda key: self.proxy.invalidate(key), max_keys=f.max_entries)
         return CollapsedForwardingProxy(
@@ -133,7 +136,7 @@ class CacheNode:
         if isinstance(result, CacheError):
             self._fail(msg, result)
         else:
-            self.node.reply(msg, "read_ok", value=result)
+            self.wire.reply(msg, "read_ok", value=result)
 
     def _lookup(self, msg: Message, key: Hashable, ttl: float | None,
                 answered: Callable[[Message, Answer], None], serve_stale: bool = True) -> None:
@@ -157,12 +160,12 @@ class CacheNode:
             try:
                 memo = self._last_encoded = (answer, ok, fields_json(**fields))
             except (ValueError, TypeError, RecursionError):
-                self.node.reply(msg, ok, **fields)  # says why, and answers with an error
+                self.wire.reply(msg, ok, **fields)  # says why, and answers with an error
                 return
-        self.node.reply_encoded(msg, ok, memo[2])
+        self.wire.reply_encoded(msg, ok, memo[2])
 
     def _fail(self, msg: Message, error: CacheError) -> None:
-        self.node.error(msg, code_of(error), str(error))
+        self.wire.error(msg, code_of(error), str(error))
 
     # -- writes: through to the origin, then the entry is dropped ----------
 
@@ -183,11 +186,11 @@ class CacheNode:
         if error is not None:
             self._fail(msg, error)
         else:
-            self.node.reply(msg, ok)
+            self.wire.reply(msg, ok)
 
     def _written(self, msg: Message, key: Hashable, ok: str, error: CacheError | None) -> None:
         # Dropped whatever the outcome: a write that timed out may still have happened.
-        reply = partial(self._fail, msg, error) if error is not None else partial(self.node.reply, msg, ok)
+        reply = partial(self._fail, msg, error) if error is not None else partial(self.wire.reply, msg, ok)
         self.cluster.drop_everywhere(key, partial(self.proxy.invalidate, key), reply)
 
     def invalidate(self, msg: Message, body: Body) -> None:
@@ -195,7 +198,7 @@ class CacheNode:
         if self.linear is not None:
             self.linear.invalidate(key)
         self.cluster.drop_everywhere(key, partial(self.proxy.invalidate, key),
-                                     partial(self.node.reply, msg, "invalidate_ok"))
+                                     partial(self.wire.reply, msg, "invalidate_ok"))
 
     def stats(self, msg: Message, body: Body) -> None:
         if "key" in body:
@@ -208,9 +211,9 @@ class CacheNode:
             fields.update(peers)
             if self.linear is not None:
                 fields.update(self.linear.stats())
-        self.node.reply(msg, "stats_ok", **fields)
+        self.wire.reply(msg, "stats_ok", **fields)
 
-    # -- between nodes (see cluster.py) -------------------------------------
+    # -- between nodes (see forwarding.py) -------------------------------------
 
     def cf_fetch(self, msg: Message, body: Body) -> None:
         """Another node's miss for a key this node owns."""
@@ -223,16 +226,16 @@ class CacheNode:
         if self.linear is not None and self.linear.changed_since(key, gen):
             ttl_left = 0.0  # an update started meanwhile: the answer may predate it, so not to be kept
         if answer.error is not None:
-            self.node.reply(msg, "error", code=code_of(answer.error), text=str(answer.error), ttl_left=ttl_left)
+            self.wire.reply(msg, "error", code=code_of(answer.error), text=str(answer.error), ttl_left=ttl_left)
         else:
-            self.node.reply(msg, "cf_fetch_ok", value=answer.value, ttl_left=ttl_left)
+            self.wire.reply(msg, "cf_fetch_ok", value=answer.value, ttl_left=ttl_left)
 
     def cf_drop(self, msg: Message, body: Body) -> None:
         key = request_key(body)
         self.proxy.invalidate(key)
         if self.linear is not None:
             self.linear.invalidate(key)
-        self.node.reply(msg, "cf_drop_ok")
+        self.wire.reply(msg, "cf_drop_ok")
 
     def _linear_keys(self) -> LinearKeys:
         if self.linear is None:
@@ -245,9 +248,9 @@ class CacheNode:
 
     def _cf_read_answered(self, msg: Message, result: Any, lease: float) -> None:
         if isinstance(result, CacheError):
-            self.node.reply(msg, "error", code=code_of(result), text=str(result))
+            self.wire.reply(msg, "error", code=code_of(result), text=str(result))
         else:
-            self.node.reply(msg, "cf_read_ok", value=result, lease=lease)
+            self.wire.reply(msg, "cf_read_ok", value=result, lease=lease)
 
     def cf_update(self, msg: Message, body: Body) -> None:
         """Another node's write or cas of a key this node owns."""
@@ -257,6 +260,6 @@ class CacheNode:
     def cf_revoke(self, msg: Message, body: Body) -> None:
         """The owner is about to update a key: drop our copy (and the cache's entry) first."""
         self._linear_keys().cf_revoke(request_key(body))
-        self.node.reply(msg, "cf_revoke_ok")
+        self.wire.reply(msg, "cf_revoke_ok")
 
 

@@ -1,10 +1,10 @@
 """read, write and cas through the cluster, as Maelstrom's lin-kv workload drives them
-(tests/linkv_workload.py), judged by the linearizability checker (tests/linearizability.py).
+(tests/support/workload.py), judged by the linearizability checker (tests/support/linearizability.py).
 
 Each scenario runs real node processes for a couple of seconds. The soak tests run the
 same scenarios over more seeds and longer: `SOAK_SECONDS` (default 1) and
 `SOAK_SEEDS` (default 1) set how long and how many (`SOAK_SECONDS=30 SOAK_SEEDS=3
-python3 -m pytest -m soak tests/test_linearizable_cluster.py`); `bench/linkv.py --only main
+python3 -m pytest -m soak tests/cluster/test_linearizable.py`); `bench/linkv.py --only main
 --seconds 60` runs the benchmark's scenarios as long, and checks each history too.
 `LINKV_MAIN=/other/checkout/main.py` runs the scenarios against another version of the node.
 """
@@ -16,9 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from linkv_workload import SHAPES, Latency, RunResult, Workload, run
+from support.workload import SHAPES, Latency, RunResult, Workload, run
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.process  # starts node processes
+
+ROOT = Path(__file__).resolve().parents[2]
 PASSTHROUGH = [sys.executable, str(ROOT / "bench" / "passthrough_node.py")]
 BROKEN_CACHE = [*PASSTHROUGH, "--cache-reads"]
 SECONDS = 1.5

@@ -1,4 +1,4 @@
-"""The wire's reader thread (issue 11): replies to the node's RPCs are handled
+"""The reader thread: replies to the node's RPCs are handled
 ahead of the requests read before them and not yet handled, the requests keep
 their order, and the requests read ahead are bounded."""
 
@@ -8,8 +8,9 @@ import io
 import json
 import threading
 
+from collapsed_forwarding.node.reader import Reader, _Ahead
+from collapsed_forwarding.node.wire import Wire
 from collapsed_forwarding.timers import Scheduler
-from collapsed_forwarding.wire import Node, _Ahead
 
 
 def line(msg: dict) -> bytes:
@@ -36,9 +37,9 @@ class Chunks:
     read = read1
 
 
-def started_node() -> tuple[Node, io.BytesIO]:
+def started_node() -> tuple[Wire, io.BytesIO]:
     out = io.BytesIO()
-    node = Node(out, Scheduler())
+    node = Wire(out, Scheduler())
     node.node_id, node.node_ids = "n1", ["n1"]
     return node, out
 
@@ -60,7 +61,7 @@ def test_a_reply_read_after_waiting_requests_is_handled_before_them():
 
     node.handlers["step"] = step
     node.rpc("lin-kv", {"type": "read", "key": "k"}, lambda body: order.append("reply"), timeout=30)  # msg_id 0
-    node.serve(stream, drain_timeout=5)  # type: ignore[arg-type]
+    Reader(node).serve(stream, drain_timeout=5)  # type: ignore[arg-type]
     assert [name for name in order if name != "reply"] == ["first", "second", "third"]
     assert order.index("reply") < order.index("second")  # read after "second", handled before it
     assert out.getvalue().count(b'"step_ok"') == 3
@@ -76,7 +77,7 @@ def test_requests_are_handled_in_the_order_read_and_every_one_is_answered():
 
     node.handlers["echo"] = echo
     count = 20_000  # several reads' worth, so batches cross the reader's hand-over
-    node.serve(io.BytesIO(b"".join(request("echo", i) for i in range(count))), drain_timeout=5)
+    Reader(node).serve(io.BytesIO(b"".join(request("echo", i) for i in range(count))), drain_timeout=5)
     assert seen == list(range(count))
     assert out.getvalue().count(b'"echo_ok"') == count
 
@@ -92,7 +93,7 @@ def test_a_line_that_only_mentions_in_reply_to_is_a_request_handled_in_order():
     node.handlers["note"] = note
     stream = io.BytesIO(request("note", 1, key="a") + request("note", 2, key={"in_reply_to": 5})
                         + b'{"in_reply_to": not json\n' + b'"in_reply_to" \xff\n' + request("note", 3, key="c"))
-    node.serve(stream, drain_timeout=5)
+    Reader(node).serve(stream, drain_timeout=5)
     assert seen == ["a", {"in_reply_to": 5}, "c"]
     assert out.getvalue().count(b'"note_ok"') == 3
 

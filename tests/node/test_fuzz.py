@@ -1,10 +1,12 @@
-"""The fuzzer (tests/fuzz.py) for a few seconds, seeded: see that module for what it sends and checks.
+"""The fuzzer (tests/support/fuzz.py) for a few seconds, seeded: see that module for what it sends and checks.
 A longer run: `python3 bench/fuzz.py --seconds 300`."""
 
 from __future__ import annotations
 
 import pytest
-from fuzz import run_once
+from support.fuzz import run_once
+
+pytestmark = pytest.mark.process  # starts node processes
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

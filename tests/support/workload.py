@@ -22,7 +22,7 @@ What follows Maelstrom (jepsen-io/maelstrom at cb7f072) and jepsen (c4c7473d):
   stop, each after a wait uniform in [0, 2*interval) (gen/stagger).
 * lin-kv (maelstrom/service.clj): one store, one thread taking messages in
   deadline order and answering each at once (so it is linearizable); read of a
-  missing key is error 20, cas 20 or 22. Played by maelstrom_net.KV.
+  missing key is error 20, cas 20 or 22. Played by net.KV.
 * Clients (maelstrom/workload/lin_kv.clj, client.clj, jepsen's interpreter):
   concurrency 2n by default; client thread t always talks to node t mod n and
   waits for one reply at a time, for max(10 x mean latency, 1 s). Errors:
@@ -63,8 +63,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from linearizability import CAS, FAIL, INFO, OK, READ, WRITE, Op, Result, check
-from maelstrom_net import SERVICES, Message, Net, encode
+from .linearizability import CAS, FAIL, INFO, OK, READ, WRITE, Op, Result, check
+from .net import SERVICES, Message, Net, encode
 
 DEFINITE = {1, 10, 11, 12, 14, 20, 21, 22, 30}  # maelstrom resources/errors.edn
 SHAPES = ("one", "minority-third", "majority", "majorities-ring")
@@ -517,7 +517,7 @@ def run(w: Workload) -> RunResult:
     return RunResult(w, runner.events, counts, runner.partitions, list(net.problems), duration, codes)
 
 
-if __name__ == "__main__":  # a quick look: python3 tests/linkv_workload.py [nodes] [mean_ms] [dist] [seconds]
+if __name__ == "__main__":  # a quick look: python3 tests/support/workload.py [nodes] [mean_ms] [dist] [seconds]
     argv = sys.argv[1:]
     latency = Latency(float(argv[1]) if len(argv) > 1 else 10, argv[2] if len(argv) > 2 else "uniform")
     workload = Workload(nodes=int(argv[0]) if argv else 3, latency=latency,

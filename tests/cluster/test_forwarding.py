@@ -10,10 +10,13 @@ import time
 from collections import Counter
 from typing import Any
 
-from maelstrom_net import Net
+import pytest
+from support.net import Net
 
-from collapsed_forwarding.cluster import owner
 from collapsed_forwarding.keys import cache_key
+from collapsed_forwarding.node.forwarding import owner
+
+pytestmark = pytest.mark.process  # starts node processes
 
 NODES = ["n1", "n2", "n3"]
 

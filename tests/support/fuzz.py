@@ -45,9 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from maelstrom_net import feed
+from .net import feed
 
-MAIN = Path(__file__).resolve().parent.parent / "main.py"
+MAIN = Path(__file__).resolve().parents[2] / "main.py"
 CLIENTS = ("c1", "c2", "c3")  # the senders of requests that must be answered
 MUTANT_CLIENTS = ("m1", "m2")  # the senders of mutated lines, so a mutant never counts as an expected request
 INF = "\x00INF\x00"  # stands for 1e400 in a value until the text is made

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import CacheError, KeyMissing, OriginTimeout, OriginUnavailable, PreconditionFailed
+from ..errors import CacheError, KeyMissing, OriginTimeout, OriginUnavailable, PreconditionFailed
 from .wire import ErrorCode
 
 _CODE_OF: dict[type[CacheError], ErrorCode] = {

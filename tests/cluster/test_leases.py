@@ -1,6 +1,6 @@
-"""read / write / cas on a cluster, step by step (collapsed_forwarding/leases.py).
+"""read / write / cas on a cluster, step by step (collapsed_forwarding/node/leases.py).
 
-Real node processes on tests/maelstrom_net.py, the test playing lin-kv. The
+Real node processes on tests/support/net.py, the test playing lin-kv. The
 randomised, Maelstrom-shaped runs are in test_linearizable_cluster.py; these
 pin each rule down on its own.
 """
@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import time
 
-from maelstrom_net import Net
+import pytest
+from support.net import Net
 
-from collapsed_forwarding.cluster import owner
 from collapsed_forwarding.keys import cache_key
+from collapsed_forwarding.node.forwarding import owner
+
+pytestmark = pytest.mark.process  # starts node processes
 
 NODES = ["n1", "n2", "n3"]
 LEASE = 0.3
@@ -160,7 +163,7 @@ class _FakeNode:
 
 
 def test_the_owners_table_is_bounded_and_a_forgotten_keys_get_copies_are_dropped() -> None:
-    from collapsed_forwarding.leases import LinearKeys
+    from collapsed_forwarding.node.leases import LinearKeys
 
     node = _FakeNode()
     keys = LinearKeys(node, origin=None, owner_of=lambda key: "n1", lease=LEASE, peer_timeout=0.5,  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from conftest import Backend, FakeClock, in_thread, outcome, wait_until
+from support.doubles import Backend, FakeClock, in_thread, outcome, wait_until
 
 from proxy import CacheError, CollapsedForwardingProxy, KeyMissing, OriginTimeout
 

@@ -1,6 +1,6 @@
 """End-to-end tests of one cache node: main.py as a process, spoken to over its pipes.
 
-Each test starts its own node(s) through tests/maelstrom_net.py (or, for the exact
+Each test starts its own node(s) through tests/support/net.py (or, for the exact
 bytes of a whole session, subprocess.run) and closes them when it ends.
 """
 
@@ -16,7 +16,9 @@ from collections import Counter
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from maelstrom_net import MAIN, Net, canonical
+from support.net import MAIN, Net, canonical
+
+pytestmark = pytest.mark.process  # starts node processes
 
 INIT = b'{"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}\n'
 INIT_OK = b'{"src":"n1","dest":"c0","body":{"type":"init_ok","in_reply_to":1,"msg_id":0}}\n'
@@ -153,7 +155,7 @@ def test_waiting_herd_holds_no_threads_and_does_not_delay_hits_or_stats():
 
 UNANSWERABLE = {
     "not JSON": b"this is not json\n",
-    # (a blank line is ignored quietly: tests/test_robustness.py)
+    # (a blank line is ignored quietly: tests/node/test_node_faults.py)
     "JSON array": b'[{"src":"c1","dest":"n1","body":{"type":"get","msg_id":9100,"key":"k"}}]\n',
     "JSON string": b'"get k"\n',
     "no src": b'{"dest":"n1","body":{"type":"get","msg_id":9101,"key":"k"}}\n',

@@ -50,10 +50,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from ..errors import CacheError, KeyMissing, OriginTimeout, OriginUnavailable, PreconditionFailed
+from ..keys import canonical, too_deep, wire_key
 from .codes import error_of
-from .errors import CacheError, KeyMissing, OriginTimeout, OriginUnavailable, PreconditionFailed
-from .keys import canonical, too_deep, wire_key
-from .wire import Body, Node, after_replies
+from .wire import Body, Wire, after_replies
 
 log = logging.getLogger("collapsed_forwarding.leases")
 
@@ -123,10 +123,10 @@ class Held:
 class LinearKeys:
     """read / write / cas for a node of a cluster (see the module's docstring)."""
 
-    def __init__(self, node: Node, origin: Any, owner_of: Callable[[Hashable], str], *, lease: float,
+    def __init__(self, wire: Wire, origin: Any, owner_of: Callable[[Hashable], str], *, lease: float,
                  peer_timeout: float, origin_timeout: float, drop_get: Callable[[Hashable], None],
                  max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
-        self.node, self.origin, self.owner_of = node, origin, owner_of
+        self.wire, self.origin, self.owner_of = wire, origin, owner_of
         self.lease, self.peer_timeout, self.origin_timeout = lease, peer_timeout, origin_timeout
         self.drop_get, self.max_keys, self.clock = drop_get, max_keys, clock
         self.owned: dict[Hashable, Owned] = {}
@@ -138,20 +138,20 @@ class LinearKeys:
     # -- the node's requests ----------------------------------------------------------------
 
     def read(self, key: Hashable, done: ReadDone) -> None:
-        if self.owner_of(key) == self.node.node_id:
+        if self.owner_of(key) == self.wire.node_id:
             self._owner_read(key, lambda result, _lease: done(result), None)
         else:
             self._holder_read(key, done)
 
     def update(self, key: Hashable, update: Update, done: UpdateDone) -> None:
         owner_id = self.owner_of(key)
-        if owner_id == self.node.node_id:
+        if owner_id == self.wire.node_id:
             self._owner_update(key, update, done)
             return
         with self._lock:
             self._drop_copy(key)  # ours is about to be stale
             self.counts["updates_forwarded"] += 1
-        self.node.rpc(owner_id, update.body(key), lambda reply: done(self._update_result(reply)),
+        self.wire.rpc(owner_id, update.body(key), lambda reply: done(self._update_result(reply)),
                       self.peer_timeout + self.lease)
 
     # -- messages from other nodes ----------------------------------------------------------
@@ -215,8 +215,8 @@ class LinearKeys:
         are dropped now, since no update of it will know to drop them."""
         now = self.clock()
         for key in [k for k, s in self.owned.items() if s.idle(now)][: max(1, self.max_keys // 10)]:
-            for holder in self.owned.pop(key).get_holders - {self.node.node_id}:
-                self.node.rpc(holder, {"type": "cf_revoke", "key": wire_key(key)}, _ignore, self.peer_timeout)
+            for holder in self.owned.pop(key).get_holders - {self.wire.node_id}:
+                self.wire.rpc(holder, {"type": "cf_revoke", "key": wire_key(key)}, _ignore, self.peer_timeout)
 
     def _owner_read(self, key: Hashable, reply: Callable[[Result, float], None], src: str | None) -> None:
         with self._lock:
@@ -255,7 +255,7 @@ class LinearKeys:
                 state.fetches[gen].append(waiter)
                 return
         state.fetches[gen] = [waiter]
-        self.node.scheduler.call_later(0, self.origin.start_fetch, key,
+        self.wire.scheduler.call_later(0, self.origin.start_fetch, key,
                                        lambda result: self._fetched(key, gen, result))
 
     def _fetched(self, key: Hashable, gen: int, result: Result) -> None:
@@ -304,7 +304,7 @@ class LinearKeys:
             state.gen += 1
             now = self.clock()
             holders = {h: end for h, end in state.leases.items() if end > now}
-            get_holders = state.get_holders - {self.node.node_id}
+            get_holders = state.get_holders - {self.wire.node_id}
             state.leases, state.get_holders = {}, set()
             state.reads.clear()
             later.append(partial(self._revoke_then_write, key, update, done, holders, get_holders))
@@ -332,7 +332,7 @@ class LinearKeys:
             wait = max(holders.get(target, 0.0) - now, self.peer_timeout if target in get_holders else 0.0)
             with self._lock:
                 self.counts["revokes_sent"] += 1
-            self.node.rpc(target, {"type": "cf_revoke", "key": wire_key(key)}, acknowledged, max(wait, 0.001))
+            self.wire.rpc(target, {"type": "cf_revoke", "key": wire_key(key)}, acknowledged, max(wait, 0.001))
 
     def _write_origin(self, key: Hashable, update: Update, done: UpdateDone) -> None:
         update.send(self.origin, key, lambda error: self._written(key, update, done, error))
@@ -380,7 +380,7 @@ class LinearKeys:
                             del self.held[stale]
                     held = self.held[key] = Held()
                 asked = (held, held.revokes)  # a lease counts only if neither changed meanwhile
-                self.node.rpc(owner_id, {"type": "cf_read", "key": wire_key(key)},
+                self.wire.rpc(owner_id, {"type": "cf_read", "key": wire_key(key)},
                               lambda reply: self._read_reply(key, owner_id, now, asked, done, reply),
                               self.peer_timeout)
                 return

@@ -2,7 +2,7 @@
 --early-refresh, --jitter, --error-ttl and --max-waiters.
 
 Where a test needs to control the origin it runs the node with `--origin lin-kv`
-and lets tests/maelstrom_net.py play the lin-kv service, whose latency, failures
+and lets tests/support/net.py play the lin-kv service, whose latency, failures
 and held replies the test sets. Timing bounds are generous (a shared 2-core
 machine); measured figures are printed (`pytest -s` shows them).
 """
@@ -12,7 +12,10 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from maelstrom_net import Net
+import pytest
+from support.net import Net
+
+pytestmark = pytest.mark.process  # starts node processes
 
 LIN_KV = ["--origin", "lin-kv"]
 GET_K = {"type": "get", "key": "k"}

@@ -12,7 +12,7 @@ import math
 import time
 
 import pytest
-from conftest import WAIT, AsyncBackend, Backend, FakeClock, FakeRandom, Recorder, in_thread, wait_until
+from support.doubles import WAIT, AsyncBackend, Backend, FakeClock, FakeRandom, Recorder, in_thread, wait_until
 
 from collapsed_forwarding import (
     Answer,

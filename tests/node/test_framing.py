@@ -1,4 +1,4 @@
-"""The tokenizer that follows a message spread over lines (collapsed_forwarding/framing.py),
+"""The tokenizer that follows a message spread over lines (collapsed_forwarding/node/framing.py),
 checked against Python's own JSON parser."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collapsed_forwarding.framing import Fragment, JsonPrefix, Shape
+from collapsed_forwarding.node.framing import Fragment, JsonPrefix, Shape
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),

@@ -1,6 +1,6 @@
 """Issue 10, the node: every input and every fault answered (items 1-11).
 
-Each test drives `python3 main.py` as a process (through tests/maelstrom_net.py, or
+Each test drives `python3 main.py` as a process (through tests/support/net.py, or
 subprocess directly where the pipes themselves are the subject) and pins one defect
 a fuzzer or a new user found: a reply that never came, an error 13 for input, a
 traceback, a line on stdout that is not a Maelstrom message, a log line without bound.
@@ -19,7 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from maelstrom_net import MAIN, Net
+from support.net import MAIN, Net
+
+pytestmark = pytest.mark.process  # starts node processes
 
 FAST = ["--sim-latency", "0"]
 LIN_KV = ["--origin", "lin-kv"]
@@ -462,7 +464,7 @@ ODD_OWNER_REPLIES = {
 def test_an_odd_answer_from_the_owner_makes_the_node_act_alone(case):
     """n2 (played here) owns the key and answers cf_fetch oddly: n1 fetches from its origin at once,
     well before --peer-timeout, with no traceback."""
-    from collapsed_forwarding.cluster import owner
+    from collapsed_forwarding.node.forwarding import owner
 
     key = next(f"k{i}" for i in range(100) if owner(f"k{i}", ["n1", "n2"]) == "n2")
     with Net(init=False, args=[*FAST, "--peer-timeout", "20"]) as net:
@@ -499,7 +501,7 @@ ODD_LEASE_REPLIES = {
 def test_an_odd_lease_from_the_owner_still_answers_the_read(case):
     """Found by the fuzzer in the lease code: n2 (played here) owns the key and answers cf_read with a
     lease no clock can count; n1 answers the read with the value, at once, and keeps no lease."""
-    from collapsed_forwarding.cluster import owner
+    from collapsed_forwarding.node.forwarding import owner
 
     key = next(f"k{i}" for i in range(100) if owner(f"k{i}", ["n1", "n2"]) == "n2")
     with Net(init=False, args=[*LIN_KV, "--peer-timeout", "20"]) as net:

@@ -4,7 +4,7 @@ The owner of a key is picked by rendezvous hashing (highest random weight) of
 the key's canonical JSON and each node id, so every node agrees without
 talking, and a node joining or leaving moves only the keys it wins or held.
 
-`Cluster` is the proxy's origin on a node of a cluster: a miss for a key
+`ForwardingOrigin` is the proxy's origin on a node of a cluster: a miss for a key
 this node owns goes to the real origin; a miss for another node's key is sent
 to that owner (`cf_fetch`), collapsed there with every other node's misses, and
 its answer cached here only for the lifetime the owner has left on it. An owner
@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from ..keys import key_text, too_deep, wire_key
 from .codes import error_of
-from .keys import key_text, too_deep, wire_key
-from .wire import Body, ErrorCode, Node, after_replies
+from .wire import Body, ErrorCode, Wire, after_replies
 
 # Errors an owner passes on from its origin: shared with our waiters, as a local fetch's would be.
 ORIGIN_ANSWERS = (ErrorCode.TIMEOUT, ErrorCode.TEMPORARILY_UNAVAILABLE, ErrorCode.KEY_DOES_NOT_EXIST)
@@ -37,10 +37,10 @@ def owner(key: Hashable, node_ids: list[str]) -> str:
     return max(node_ids, key=lambda node_id: hashlib.blake2b(node_id.encode() + b"\0" + text, digest_size=8).digest())
 
 
-class Cluster:
-    def __init__(self, node: Node, origin: Any, peer_timeout: float,
+class ForwardingOrigin:
+    def __init__(self, wire: Wire, origin: Any, peer_timeout: float,
                  clock: Callable[[], float] = time.monotonic, fallback_ttl: float | None = None) -> None:
-        self.node, self.origin, self.peer_timeout, self.clock = node, origin, peer_timeout, clock
+        self.wire, self.origin, self.peer_timeout, self.clock = wire, origin, peer_timeout, clock
         # What a node fetched itself, the owner out of reach, lives no longer than this: the owner
         # cannot tell it to drop it before an update.
         self.fallback_ttl = fallback_ttl
@@ -48,17 +48,17 @@ class Cluster:
         self._count_lock = threading.Lock()
 
     def owner(self, key: Hashable) -> str:
-        return owner(key, self.node.node_ids)
+        return owner(key, self.wire.node_ids)
 
     def start_fetch(self, key: Hashable, done: Callable[..., None]) -> None:
         owner_id = self.owner(key)
-        if owner_id == self.node.node_id:
+        if owner_id == self.wire.node_id:
             self.origin.start_fetch(key, done)
             return
         with self._count_lock:
             self.forwards += 1
         sent = self.clock()
-        self.node.rpc(owner_id, {"type": "cf_fetch", "key": wire_key(key)},
+        self.wire.rpc(owner_id, {"type": "cf_fetch", "key": wire_key(key)},
                       lambda reply: self._answered(key, done, sent, reply), self.peer_timeout)
 
     def _answered(self, key: Hashable, done: Callable[..., None], sent: float, reply: Body | None) -> None:
@@ -81,18 +81,18 @@ class Cluster:
         """Drop `key` at its owner, then at every other node, then call `then`
         (each node has acknowledged, or the peer timeout has passed)."""
         owner_id = self.owner(key)
-        rest = [n for n in self.node.node_ids if n != owner_id]
+        rest = [n for n in self.wire.node_ids if n != owner_id]
         self._drop_at([owner_id], key, drop_here, lambda: self._drop_at(rest, key, drop_here, then))
 
     def _drop_at(self, node_ids: list[str], key: Hashable, drop_here: Callable[[], None],
                  then: Callable[[], None]) -> None:
         acknowledged = after_replies(len(node_ids), then)
         for node_id in node_ids:
-            if node_id == self.node.node_id:
+            if node_id == self.wire.node_id:
                 drop_here()
                 acknowledged(None)
             else:
-                self.node.rpc(node_id, {"type": "cf_drop", "key": wire_key(key)}, acknowledged, self.peer_timeout)
+                self.wire.rpc(node_id, {"type": "cf_drop", "key": wire_key(key)}, acknowledged, self.peer_timeout)
 
     def stats(self) -> dict[str, int]:
         with self._count_lock:

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-MAIN = Path(__file__).resolve().parent.parent / "main.py"
+MAIN = Path(__file__).resolve().parents[2] / "main.py"
 SERVICES = ("lin-kv", "seq-kv", "lww-kv")
 
 Body = dict[str, Any]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from .node import CacheNode
+from .handlers import CacheNode
 
 log = logging.getLogger("collapsed_forwarding.cli")
 
@@ -142,10 +142,10 @@ def _stop(node: CacheNode, signum: int, _frame: object) -> None:
     """SIGINT or SIGTERM: stop now. Requests still waiting get no reply (say how
     many); replies already made are flushed; then the process dies by that signal,
     as a shell or supervisor expects, with no traceback."""
-    unanswered = node.node.unanswered()
+    unanswered = node.wire.unanswered()
     log.warning("stopping on %s: %d request%s unanswered", signal.Signals(signum).name, unanswered,
                 "" if unanswered == 1 else "s")
-    node.node.flush_if_free()
+    node.wire.flush_if_free()
     for handler in logging.getLogger().handlers:
         handler.flush()
     signal.signal(signum, signal.SIG_DFL)

@@ -1,4 +1,4 @@
-"""The linearizability checker (tests/linearizability.py) on histories made by hand,
+"""The linearizability checker (tests/support/linearizability.py) on histories made by hand,
 and against a brute-force search on small random ones."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from linearizability import CAS, FAIL, INFO, OK, READ, WRITE, Op, check, step
+from support.linearizability import CAS, FAIL, INFO, OK, READ, WRITE, Op, check, step
 
 
 def op(f: str, value: Any, call: float, ret: float | None, status: str = OK, key: Any = "k", p: int = 0) -> Op:
