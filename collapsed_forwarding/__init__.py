@@ -7,9 +7,11 @@ imports) runs as `python3 -m collapsed_forwarding` or the
 `collapsed-forwarding` script.
 """
 
+__version__ = "0.1.0"
+
 from .cache import Answer, CollapsedForwardingProxy
 from .errors import CacheError, KeyMissing, OriginTimeout, OriginUnavailable, Overloaded, PreconditionFailed
 from .origin import BlockingOrigin, FetchingOrigin, Origin, SimOrigin
 
 __all__ = ["Answer", "BlockingOrigin", "CacheError", "CollapsedForwardingProxy", "FetchingOrigin", "KeyMissing",
-           "Origin", "OriginTimeout", "OriginUnavailable", "Overloaded", "PreconditionFailed", "SimOrigin"]
+           "Origin", "OriginTimeout", "OriginUnavailable", "Overloaded", "PreconditionFailed", "SimOrigin", "__version__"]

@@ -1,4 +1,4 @@
-"""What pip installs: one package, and a console script that imports nothing else."""
+"""What pip installs: one package, and a console script that imports nothing else; what the sdist holds."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -28,8 +29,30 @@ def test_the_wheel_holds_one_package_and_nothing_else_at_the_top(tmp_path: Path)
     (wheel,) = tmp_path.glob("*.whl")
     tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
     assert {top for top in tops if not top.endswith(".dist-info")} == {"collapsed_forwarding"}
-    modules = {name for name in zipfile.ZipFile(wheel).namelist() if name.endswith(".py")}
-    assert {path.relative_to(ROOT).as_posix() for path in (ROOT / "collapsed_forwarding").rglob("*.py")} == modules
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {name for name in names if name.endswith(".py")}
+    package = ROOT / "collapsed_forwarding"
+    assert {path.relative_to(ROOT).as_posix() for path in package.rglob("*.py")} == modules  # subpackages too
+    assert "collapsed_forwarding/py.typed" in names  # PEP 561: a user's mypy reads the hints
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+
+
+def test_the_sdist_holds_what_its_tests_need(tmp_path: Path) -> None:
+    """An unpacked sdist can run the suite: the tests with their helpers, the checkout's entry points,
+    the documents and examples the README names, and the LICENSE."""
+    pytest.importorskip("build", reason="the sdist is built with `build` (pip install -e '.[test]')")
+    built = subprocess.run([sys.executable, "-m", "build", "--sdist", "-o", str(tmp_path), str(ROOT)],
+                           capture_output=True, timeout=300, check=False)
+    assert built.returncode == 0, built.stderr.decode()
+    (sdist,) = tmp_path.glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    needed = {"LICENSE", "README.md", "pyproject.toml", "main.py", "proxy.py"}
+    for folder in ("tests", "docs", "examples", "collapsed_forwarding"):
+        needed |= {path.relative_to(ROOT).as_posix() for path in (ROOT / folder).rglob("*")
+                   if path.is_file() and not any(part.startswith((".", "__pycache__")) for part in path.parts)}
+    assert needed <= names, sorted(needed - names)
+    assert not {name for name in names if "__pycache__" in name or name.endswith(".pyc")}
 
 
 def test_console_script_answers_init_exactly_beside_a_foreign_proxy_module(tmp_path: Path) -> None:
