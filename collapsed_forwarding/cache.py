@@ -114,6 +114,32 @@ class KeyCounts:
 class CollapsedForwardingProxy:
     """A cache in front of `backend` that makes one origin call per key at a time.
 
+    One proxy per process, shared by all its threads: collapsing happens inside
+    one proxy, so N processes (or N proxies) facing a herd make N origin calls.
+
+    backend, the origin, is one of:
+
+    * a blocking callable, ``backend(key) -> value``. It is called in a worker
+      thread, for several keys at once, so it must be thread-safe. It raises
+      KeyError when the key does not exist, anything else when it fails.
+    * an object with ``start_fetch(key, done)``, which must not block: it starts
+      the fetch and calls ``done(value_or_exception, ttl=None)`` once, from any
+      thread (``ttl``, if given, overrides the entry's lifetime).
+
+    Keys are any hashable values. ``get(key, ttl=None)`` returns the value or
+    raises a CacheError, each waiter its own copy, with ``__cause__`` set to what
+    the backend raised:
+
+    * OriginTimeout: no answer within ``timeout`` seconds, or a hung blocking call
+      still holds the key (see ``lock_age``);
+    * KeyMissing: the backend raised KeyError (KeyMissing is a KeyError too);
+    * OriginUnavailable: the backend raised anything else;
+    * Overloaded: ``max_waiters`` requests already wait on the key.
+
+    A CacheError the backend raises itself reaches the waiters as it is. A
+    ``ttl`` that is not a number of seconds raises TypeError or ValueError at
+    the call, before anything is fetched.
+
     ttl: seconds a value stays fresh; timeout: seconds before a fetch fails with
     OriginTimeout; negative_ttl: seconds a key-does-not-exist is remembered;
     max_entries: entries kept, the least recently used evicted first;
