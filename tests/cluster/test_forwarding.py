@@ -1,4 +1,4 @@
-"""The cluster: several nodes, one cache (PROTOCOL.md, "Cluster").
+"""The cluster: several nodes, one cache (docs/protocol.md, "Many nodes").
 
 Each test runs real node processes on the Maelstrom-style network of
 maelstrom_net.py, with the test playing the lin-kv service behind them.

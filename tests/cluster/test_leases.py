@@ -63,7 +63,7 @@ def test_a_write_anywhere_revokes_the_copy_before_write_ok() -> None:
 
 
 def test_a_cut_off_holder_is_waited_out_and_then_reads_the_origin() -> None:
-    """The issue's example: write 1; n2 reads 1; n2 is cut off; write 2 is acknowledged; n2 must read 2."""
+    """The stale read leases rule out: write 1; n2 reads 1; n2 is cut off; write 2 is acknowledged; n2 must read 2."""
     with cluster("--peer-timeout", "0.3") as net:
         key = key_owned_by("n1")
         assert net.call("n1", {"type": "write", "key": key, "value": 1})["type"] == "write_ok"

@@ -1,4 +1,4 @@
-"""Issue 10, the library (items 12-16), as a Python developer would use it.
+"""The library's robustness, as a Python developer would use it.
 
 `from proxy import ...` only: the names every user of the library imports.
 """

@@ -1,4 +1,4 @@
-"""Issue 10, the node: every input and every fault answered (items 1-11).
+"""The node as a process: every input and every fault answered.
 
 Each test drives `python3 main.py` as a process (through tests/support/net.py, or
 subprocess directly where the pipes themselves are the subject) and pins one defect
@@ -437,7 +437,7 @@ def test_a_bad_flag_still_names_the_flag():
 
 
 def test_a_huge_origin_timeout_at_end_of_input_waits_instead_of_crashing():
-    """Item 5, at end of input: with a fetch the service never answers and --origin-timeout 1e11, the node
+    """At end of input: with a fetch the service never answers and --origin-timeout 1e11, the node
     waits for it (as told) rather than dying of OverflowError on the wait."""
     with Net(args=[*LIN_KV, "--origin-timeout", "1e11"]) as net:
         net.kv.fail = "drop"
