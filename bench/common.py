@@ -1,68 +1,186 @@
-"""Small helpers shared by the benchmark parts: summaries and Markdown tables."""
+"""What the bench parts share: the repository on sys.path (bench's one edit of it), summaries of
+several runs, Markdown tables, the machine a run was made on, each part's raw figures
+(results/PART.json), plots with a title that says what is good, and `write_section`, the one
+function that writes RESULTS.md.
+
+A part is a module of bench/ with `main(argv: list[str] | None = None) -> int`, run by
+`python3 bench/run.py PART`. `part_main` gives it the usual flags: --quick (a smoke run, written
+under bench/out/), --report (no measuring: redo the section and plots from results/PART.json),
+--out DIR.
+"""
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import json
 import math
+import os
+import platform
+import re
 import statistics
-from collections.abc import Iterable, Sequence
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # proxy, collapsed_forwarding and tests.support, from this checkout
+
+Log = Callable[[str], None]
 
 
-def summary(values: Sequence[float]) -> dict[str, float]:
-    """Median, min and max, and the interquartile range, of several runs."""
-    vals = sorted(values)
-    if len(vals) >= 4:
-        q1, _, q3 = statistics.quantiles(vals, n=4, method="inclusive")
-    else:
-        q1, q3 = vals[0], vals[-1]
-    return {"median": statistics.median(vals), "min": vals[0], "max": vals[-1], "q1": q1, "q3": q3, "n": len(vals)}
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# -- several runs ------------------------------------------------------------------
+
+def med(values: Sequence[float]) -> float:
+    return statistics.median(values)
 
 
 def fmt(value: float, digits: int = 0) -> str:
-    if math.isnan(value):
-        return "-"
-    return f"{value:,.{digits}f}"
+    return "-" if math.isnan(value) else f"{value:,.{digits}f}"
 
 
 def med_range(values: Sequence[float], digits: int = 0, scale: float = 1.0) -> str:
-    """'median (min-max)' of several runs."""
-    s = summary([v * scale for v in values])
-    if s["min"] == s["max"] or math.isnan(s["median"]):
-        return f"{fmt(s['median'], digits)}"
-    return f"{fmt(s['median'], digits)} ({fmt(s['min'], digits)}–{fmt(s['max'], digits)})"
+    """'median (min–max)' of several runs."""
+    vals = sorted(v * scale for v in values)
+    if not vals:
+        return "-"
+    middle = statistics.median(vals)
+    if vals[0] == vals[-1] or math.isnan(middle):
+        return fmt(middle, digits)
+    return f"{fmt(middle, digits)} ({fmt(vals[0], digits)}–{fmt(vals[-1], digits)})"
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[str]], align: Sequence[str] | None = None) -> str:
     align = align or ["l"] + ["r"] * (len(header) - 1)
     marks = {"l": "---", "r": "---:", "c": ":---:"}
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(marks[a] for a in align) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def splice_section(path: str, name: str, text: str) -> None:
-    """Put `text` between the `<!-- name:start -->` and `<!-- name:end -->` markers of the
-    file at `path` (appended, with them, if absent), leaving the rest of the file as it is."""
-    import os
-
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    old = open(path).read() if os.path.exists(path) else ""
-    head, found, rest = old.partition(start)
-    _, found_end, tail = rest.partition(end)
-    if not (found and found_end):
-        head, tail = old.rstrip() + "\n\n", "\n"
-    with open(path, "w") as f:
-        f.write(f"{head}{start}\n{text.strip()}\n{end}{tail}")
+def verdict(values: Sequence[float], goal: float, below: bool = False) -> str:
+    """Is the goal (at most `goal`, or under it) met on the median, and in every run?"""
+    def ok(v: float) -> bool:
+        return v < goal if below else v <= goal
+    if not ok(med(values)):
+        return "**no**"
+    return "yes" if all(ok(v) for v in values) else "on the median"
 
 
-def marked_sections(path: str) -> str:
-    """Every `<!-- name:start -->...<!-- name:end -->` section of the file, markers included,
-    so that a part that rewrites the file whole keeps what the other parts wrote."""
-    import re
+# -- the run -------------------------------------------------------------------------
 
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
     try:
-        text = open(path).read()
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
-        return ""
-    found = re.findall(r"<!-- (\w+):start -->.*?<!-- \1:end -->", text, flags=re.S)
-    blocks = [re.search(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", text, flags=re.S) for name in found]
-    return "".join(f"\n{block.group(0)}\n" for block in blocks if block)
+        pass
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "diff", "--name-only", "HEAD", "--", "*.py", ":!bench"], capture_output=True,
+                           text=True).stdout.split()
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "implementation": platform.python_implementation(), "os": f"{platform.system()} {platform.release()}",
+            "load_before": os.getloadavg(),
+            "commit": (commit or "unknown") + (f" with uncommitted changes to {', '.join(dirty)}" if dirty else "")}
+
+
+def made_by(r: dict[str, Any]) -> str:
+    """The sentence that opens a section: the command, the machine, the commit, how long."""
+    m = r["machine"]
+    load = f" (load average before it {m['load_before'][0]:.2f})" if m.get("load_before") else ""
+    return (f"Made by `{r['command']}` on {m['nproc']} cores ({m.get('cpu', 'unknown')}), CPython {m['python']}; "
+            f"project commit {m['commit']}, {m['date']}; the run took {r['seconds']:.0f} s{load}.")
+
+
+def save(out: Path, part: str, data: dict[str, Any]) -> Path:
+    path = out / "results" / f"{part}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
+
+
+def load(out: Path, part: str) -> dict[str, Any]:
+    return json.loads((out / "results" / f"{part}.json").read_text())  # type: ignore[no-any-return]
+
+
+def write_section(out: Path, part: str, text: str) -> Path:
+    """The one writer of RESULTS.md: puts `text` between the part's `<!-- PART:start -->` and
+    `<!-- PART:end -->` markers (appended, with them, if absent), leaving the rest as it is."""
+    path = out / "RESULTS.md"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    start, end = f"<!-- {part}:start -->", f"<!-- {part}:end -->"
+    block = f"{start}\n{text.strip()}\n{end}"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    new = pattern.sub(lambda _: block, old) if pattern.search(old) else f"{old.rstrip()}\n\n{block}\n"
+    path.write_text(new)
+    return path
+
+
+def part_main(part: str, doc: str, argv: list[str] | None, measure: Callable[[argparse.Namespace], dict[str, Any]],
+              render: Callable[[dict[str, Any], Path], str],
+              more: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
+    """A part's command line: measure (or, with --report, load the saved figures), save, write the section."""
+    parser = argparse.ArgumentParser(prog=f"bench/run.py {part}", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a smoke run, too short to quote, under bench/out/")
+    parser.add_argument("--report", action="store_true",
+                        help=f"measure nothing: redo the section and plots from results/{part}.json")
+    parser.add_argument("--out", type=Path, help="where RESULTS.md, results/ and plots/ go (default: bench/, "
+                                                 "or bench/out/ with --quick)")
+    if more:
+        more(parser)
+    args = parser.parse_args(argv)
+    out = args.out or (BENCH / "out" if args.quick else BENCH)
+    if args.report:
+        r = load(out, part)
+    else:
+        info, started = machine(), time.perf_counter()
+        r = measure(args)
+        given = sys.argv[1:] if argv is None else argv
+        r.update(machine=info, quick=args.quick, command=" ".join(["python3 bench/run.py", part, *given]),
+                 seconds=time.perf_counter() - started)
+        log(f"raw figures: {save(out, part, r)}")
+    section = render(r, out / "plots")
+    if r.get("quick"):
+        section += "\n\n**A quick smoke run (`--quick`): too few and too short runs to quote.**"
+    log(f"wrote the {part} section of {write_section(out, part, section)}")
+    return 0
+
+
+# -- plots -----------------------------------------------------------------------------
+
+def pyplot() -> Any:
+    """matplotlib's pyplot, headless; None (and said so) if it is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        log("matplotlib is not installed: no plots")
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_plot(fig: Any, path: Path, title: str, subtitle: str) -> Path:
+    """A plot says at a glance what it shows (title) and what is good or why (subtitle, in grey)."""
+    fig.suptitle(title, fontsize=12, y=0.99)
+    fig.text(0.5, 0.925, subtitle, ha="center", va="top", fontsize=8.5, color="#555555", wrap=True)
+    fig.tight_layout(rect=(0, 0, 1, 0.86))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path

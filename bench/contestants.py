@@ -28,7 +28,7 @@ Every contestant is made by `make(origin, ttl)` and returns `get(key) -> value`.
 
 from __future__ import annotations
 
-import os
+import functools
 import sys
 import threading
 import time
@@ -36,10 +36,9 @@ from collections.abc import Callable
 from time import monotonic
 from typing import Any
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(BENCH))
+import common  # noqa: F401  (puts the repository on sys.path)
 
-from proxy import CollapsedForwardingProxy  # noqa: E402
+from proxy import CollapsedForwardingProxy
 
 Get = Callable[[str], Any]
 
@@ -185,6 +184,7 @@ CONTESTANTS: dict[str, tuple[Callable[[Origin, float], Get], str | None, bool]] 
 }
 
 
+@functools.cache
 def available() -> dict[str, tuple[Callable[[Origin, float], Get], str | None, bool]]:
     """The contestants whose library is installed (a missing peer is skipped, and said so)."""
     out = {}

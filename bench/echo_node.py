@@ -13,6 +13,7 @@ flushes all those replies at once (one write system call per read instead
 of one per message): a stricter floor.
 """
 
+import argparse
 import json
 import sys
 from collections.abc import Callable
@@ -24,8 +25,10 @@ def compact(obj: dict) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--tuned", action="store_true", help="encoder built once, one write per read: stricter")
+    tuned = parser.parse_args().tuned
     out = sys.stdout.buffer
-    tuned = "--tuned" in sys.argv[1:]
     loads = json.loads
     dumps: Callable[[dict], str] = json.JSONEncoder(separators=(",", ":")).encode if tuned else compact
     node_id = None

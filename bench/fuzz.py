@@ -1,4 +1,4 @@
-"""A long fuzz of the node: `python3 bench/fuzz.py --seconds 300 [--seed N] [--batches B] [--batch-size S]`.
+"""The fuzz part, a long fuzz of the node: `python3 bench/run.py fuzz --seconds 300 [--seed N] ...`.
 
 Runs tests/support/fuzz.py's `run_once` with seeds N, N+1, ... (one node process each)
 until the time is up, then prints the lines sent, the requests that had to be
@@ -11,21 +11,20 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import common  # noqa: F401  (puts the repository on sys.path)
 
-from support.fuzz import run_once  # noqa: E402
+from tests.support.fuzz import run_once
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/run.py fuzz", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=300)
     parser.add_argument("--odd-rate", type=float, default=0.3, help="fraction of service replies made odd")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     started = time.monotonic()
     runs = lines_in = lines_out = expected = failed = 0
     seed = args.seed

@@ -1,33 +1,44 @@
-"""The in-process part: proxy.py against its peers, on the same origin and keys.
+"""The in-process part: the library against its peers, on the same origin and keys.
 
-* hit cost: nanoseconds per `get` of a present key, one thread, against the
-  floor (a dict lookup plus one monotonic-clock comparison, in a function);
-  the cost of the bare loop is subtracted; the garbage collector is off
-  while timing, as timeit does.
-* herds: N threads (10, 100, 1,000), started beforehand and parked on a
-  barrier, are released together and all get one key
-  that is cold (never fetched) or expired (fetched, then its TTL ran out);
-  origin calls, and wall time from the barrier's release to the last
-  thread's answer.
-* mixed load: 8 threads get keys drawn from 200 Zipf-popular keys, for a fixed
-  time, with a short TTL: gets/s, origin calls, and the origin calls that
-  overlapped another call for the same key (the herd's duplicates).
+* hit: ns per `get` of a present key, one thread, against the floor (a dict lookup plus one
+  monotonic-clock comparison, in a function), the bare loop's cost subtracted, the garbage
+  collector off while timing (as timeit does). Goals: within 2x the floor; faster than every
+  peer that collapses misses.
+* herds: N threads (10, 100, 1,000), started beforehand and parked on a barrier, are released
+  together and all get one key, cold (never fetched, on a fresh instance) or expired (fetched
+  with a 1 s TTL that has run out); the origin call sleeps 50 ms. Origin calls, and the wall time
+  from the barrier's release to the last answer; the harness floor is the same herd with no
+  cache and no origin. Goal: one origin call per herd.
+* mixed: 8 threads get keys drawn from 200 Zipf-popular keys (s=1, the same sequences for every
+  contestant) for 1 s, TTL 200 ms, origin latency 2 ms: gets/s, origin calls, and the calls that
+  overlapped another for the same key (the herd's duplicates).
 
-Contestants run in turn within each repetition (their order rotated each
-time), so the machine's noise falls on all of them alike.
+The contestants (contestants.py) run in turn within each repetition, their order rotated, so the
+machine's noise falls on all of them alike.
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
 from itertools import repeat
+from pathlib import Path
 from typing import Any
 
-from contestants import COLLAPSED, FLOOR, GRACE, Origin, available, make_floor
+from common import fmt, log, made_by, med, med_range, part_main, pyplot, save_plot, table
+from contestants import COLLAPSED, CONTESTANTS, FLOOR, GRACE, NAIVE, Origin, available, make_floor, version
+
+METHOD = (__doc__ or "").split("\n\n")[1]
+HIT_GOAL = 2.0
+HARNESS = "harness floor: no cache, no origin"
+COLOURS = {COLLAPSED: "#d62728", GRACE: "#ff9896", NAIVE: "#7f7f7f", "dogpile.cache": "#1f77b4",
+           "cachetools": "#2ca02c", "cachebox": "#9467bd", "singleflight": "#ff7f0e", FLOOR: "#000000",
+           HARNESS: "#000000"}
 
 
 def _rotated(names: list[str], rep: int) -> list[str]:
@@ -37,7 +48,7 @@ def _rotated(names: list[str], rep: int) -> list[str]:
 
 # -- hit cost ----------------------------------------------------------------
 
-def _loop_ns(get: Callable[[str], Any], key: str, n: int) -> float:
+def loop_ns(get: Callable[[str], Any], key: str, n: int) -> float:
     """ns per call of get(key), the bare loop's own cost subtracted."""
     gc_was = gc.isenabled()
     gc.disable()
@@ -55,7 +66,7 @@ def _loop_ns(get: Callable[[str], Any], key: str, n: int) -> float:
     return ((t1 - t0) - (t2 - t1)) / n
 
 
-def hit_cost(reps: int = 7, target_s: float = 0.04, log: Callable[[str], None] = print) -> dict:
+def hit_cost(reps: int = 7, target_s: float = 0.04) -> dict:
     key = "hot"
     getters: dict[str, Callable[[str], Any]] = {}
     floor = make_floor(Origin(0), 3600)
@@ -69,12 +80,12 @@ def hit_cost(reps: int = 7, target_s: float = 0.04, log: Callable[[str], None] =
     for name, get in getters.items():
         if get(key) != "value-" + key:
             raise AssertionError(f"{name} returned {get(key)!r}")
-        per_call = max(_loop_ns(get, key, 2000), 20.0)
+        per_call = max(loop_ns(get, key, 2000), 20.0)
         sizes[name] = int(min(max(target_s * 1e9 / per_call, 5_000), 2_000_000))
     results: dict[str, list[float]] = {name: [] for name in getters}
     for rep in range(reps):
         for name in _rotated(list(getters), rep):
-            results[name].append(_loop_ns(getters[name], key, sizes[name]))
+            results[name].append(loop_ns(getters[name], key, sizes[name]))
     log(f"  hit cost: {reps} runs of {min(sizes.values()):,}-{max(sizes.values()):,} gets each")
     return {"reps": reps, "ns": results, "calls_per_run": sizes}
 
@@ -129,11 +140,8 @@ class Crew:
             t.join()
 
 
-HARNESS = "harness floor: no cache, no origin"
-
-
 def herds(sizes: tuple[int, ...] = (10, 100, 1000), reps: int = 5, latency: float = 0.05,
-          expired_ttl: float = 1.0, log: Callable[[str], None] = print) -> dict:
+          expired_ttl: float = 1.0) -> dict:
     """Cold herds on a fresh instance each; expired herds on one instance per
     contestant and repetition, whose keys (one per herd size) were all filled
     before the cold herds ran and had expired by the time their herd came."""
@@ -230,7 +238,7 @@ def mixed_once(get: Callable[[str], Any], sequences: list[list[str]], duration: 
 
 
 def mixed(reps: int = 5, duration: float = 1.0, threads: int = 8, keys: int = 200, zipf_s: float = 1.0,
-          ttl: float = 0.2, latency: float = 0.002, log: Callable[[str], None] = print) -> dict:
+          ttl: float = 0.2, latency: float = 0.002) -> dict:
     contestants = available()
     sequences = [zipf_keys(keys, zipf_s, 50_000, seed=1000 + t) for t in range(threads)]
     names = list(contestants)
@@ -252,13 +260,215 @@ def mixed(reps: int = 5, duration: float = 1.0, threads: int = 8, keys: int = 20
     return out
 
 
-if __name__ == "__main__":
-    import json
-    import sys
+# -- the part -------------------------------------------------------------------------
 
-    quick = "--quick" in sys.argv
-    res = {"hit": hit_cost(reps=3 if quick else 7),
-           "herds": herds(reps=2 if quick else 5),
-           "mixed": mixed(reps=2 if quick else 5, duration=0.3 if quick else 1.0)}
-    json.dump(res, sys.stdout, indent=1)
-    _ = COLLAPSED
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    quick = args.quick
+    log("in-process:")
+    return {"versions": {dist: version(dist) for _, dist, _ in CONTESTANTS.values() if dist},
+            "hit": hit_cost(reps=3 if quick else 9, target_s=0.01 if quick else 0.04),
+            "herds": herds(reps=2 if quick else 5),
+            "mixed": mixed(reps=2 if quick else 5, duration=0.3 if quick else 1.0)}
+
+
+def ratios(values: list[float], floors: list[float]) -> list[float]:
+    """Run by run: each run of a contestant against the floor's run of the same repetition."""
+    return [v / f for v, f in zip(values, floors, strict=True)]
+
+
+def collapses(name: str) -> str:
+    return "–" if name in (FLOOR, HARNESS) else "yes" if CONTESTANTS[name][2] else "**no**"
+
+
+def label(name: str) -> str:
+    return f"**{name}**" if name == COLLAPSED else name
+
+
+def goals(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    h, ns = r["herds"], r["hit"]["ns"]
+    calls = [c for kind in ("cold", "expired") for name in (COLLAPSED, GRACE) if name in h[kind]
+             for cell in h[kind][name].values() for c in cell["calls"]]
+    paired = ratios(ns[COLLAPSED], ns[FLOOR])
+    ours = med(ns[COLLAPSED])
+    peers = [n for n in ns if n in CONTESTANTS and CONTESTANTS[n][2] and n not in (COLLAPSED, GRACE)]
+    faster, slower = [n for n in peers if med(ns[n]) <= ours], [n for n in peers if med(ns[n]) > ours]
+
+    def listed(names: list[str]) -> str:
+        return ", ".join(f"{n} {fmt(med(ns[n]))} ns" + (" (a bare dict check: singleflight only guards the fill)"
+                                                         if n == "singleflight" else "") for n in names)
+
+    against = "; ".join(p for p in (f"faster than {listed(slower)}" if slower else "",
+                                     f"slower than {listed(faster)}" if faster else "") if p) or "no peer installed"
+    return [("one origin call per herd, whatever its size",
+             f"{max(calls)} call at most, in each of the {len(calls)} herds "
+             f"({', '.join(fmt(n) for n in h['sizes'])} threads; cold and expired)",
+             "yes" if max(calls) == 1 else "**no**"),
+            (f"a hit within {HIT_GOAL:g}x the floor",
+             f"{fmt(ours)} ns against {fmt(med(ns[FLOOR]))} ns: {med(paired):.2f}x "
+             f"(run by run {min(paired):.2f}–{max(paired):.2f}x)",
+             "**no**" if med(paired) > HIT_GOAL else "yes" if max(paired) <= HIT_GOAL else "on the median"),
+            ("a hit faster than every peer that collapses", f"{fmt(ours)} ns: {against}",
+             "**no**" if faster else "yes")]
+
+
+def hit_table(ns: dict[str, list[float]]) -> str:
+    rows = []
+    for name in sorted(ns, key=lambda n: med(ns[n])):
+        paired = ratios(ns[name], ns[FLOOR])
+        rows.append((label(name), collapses(name), med_range(ns[name]),
+                     f"{med(paired):.2f}x ({min(paired):.2f}–{max(paired):.2f}x)" if name != FLOOR else "1"))
+    return table(["contestant", "collapses misses", "ns per hit", "× floor, run by run"], rows, ["l", "c", "r", "r"])
+
+
+def herd_table(h: dict[str, Any], field: str, scale: float = 1.0, harness: bool = False) -> str:
+    sizes = [str(n) for n in h["sizes"]]
+    rows = []
+    for name in [n for n in h["expired"] if n != HARNESS] + ([HARNESS] if harness else []):
+        cells = [med_range(h[kind][name][n][field], 0, scale) if name in h[kind] else "="
+                 for kind in ("cold", "expired") for n in sizes]
+        rows.append([label(name), collapses(name), *cells])
+    header = ["contestant", "collapses"] + [f"{kind}, {int(n):,}" for kind in ("cold", "expired") for n in sizes]
+    return table(header, rows, ["l", "c"] + ["r"] * (2 * len(sizes)))
+
+
+def mixed_table(m: dict[str, Any]) -> str:
+    rows = [(label(name), collapses(name), med_range(c["gets_per_s"]), med_range(c["calls"]),
+             med_range(c["overlapping"])) for name, c in sorted(m.items(), key=lambda kv: -med(kv[1]["gets_per_s"]))]
+    return table(["contestant", "collapses", "gets/s", "origin calls", "of which overlapped a call for the same key"],
+                 rows, ["l", "c", "r", "r", "r"])
+
+
+def wall_note(h: dict[str, Any]) -> str:
+    """Why the herds of 1,000 threads take what they take (the subtitle of herd_wall_time.png)."""
+    big = str(max(h["sizes"]))
+    floor = med(h["cold"][HARNESS][big]["wall"]) * 1e3
+    return (f"At {int(big):,} threads, waking them is most of the time (no cache at all: {floor:.0f} ms)."
+            f" This project's waiters, like cachetools' and singleflight's, block on one Event (or Condition) "
+            f"per fetch: once it is set, each woken thread re-takes its lock in turn, so they finish last; "
+            f"dogpile.cache and cachebox pass a per-key lock from thread to thread.")
+
+
+def plot_herds(plt: Any, h: dict[str, Any], field: str, scale: float, ylabel: str, path: Path, title: str,
+               note: str, harness: bool) -> Path:
+    sizes = h["sizes"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), sharey=True)
+    for ax, kind in zip(axes, ("cold", "expired"), strict=True):
+        names = [n for n in h[kind] if n != HARNESS] + ([HARNESS] if harness else [])
+        for i, name in enumerate(names):
+            runs = [[v * scale for v in h[kind][name][str(n)][field]] for n in sizes]
+            meds = [med(r) for r in runs]
+            ax.errorbar([n * (1 + 0.035 * (i - len(names) / 2)) for n in sizes], meds, capsize=3, marker="o",
+                        yerr=[[m - min(r) for m, r in zip(meds, runs, strict=True)],
+                              [max(r) - m for m, r in zip(meds, runs, strict=True)]],
+                        label=name, color=COLOURS.get(name), markersize=5, linewidth=2.5 if name == COLLAPSED else 1.4,
+                        linestyle="--" if name in (NAIVE, HARNESS) else "-")
+        ax.set(xscale="log", yscale="log", xlabel="threads in the herd", title=f"{kind} key")
+        ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel(ylabel)
+    axes[1].legend(fontsize=8, loc="upper left")
+    return save_plot(fig, path, title, note)
+
+
+def plot_hits(plt: Any, ns: dict[str, list[float]], path: Path) -> Path:
+    names = sorted(ns, key=lambda n: med(ns[n]))
+    meds = [med(ns[n]) for n in names]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 2))
+    ax.barh(names, meds, color=[COLOURS.get(n, "#999999") for n in names], capsize=3,
+            xerr=[[m - min(ns[n]) for m, n in zip(meds, names, strict=True)],
+                  [max(ns[n]) - m for m, n in zip(meds, names, strict=True)]])
+    ax.axvline(med(ns[FLOOR]) * HIT_GOAL, color="#d62728", linestyle=":", label=f"goal: {HIT_GOAL:g}x the floor")
+    for y, (m, n) in enumerate(zip(meds, names, strict=True)):
+        ax.text(max(ns[n]) * 1.1, y, f"{m:,.0f}", va="center", fontsize=8)
+    ax.set(xscale="log", xlabel="ns per hit (median of runs, min–max; log scale)")
+    ax.set_xlim(right=max(max(v) for v in ns.values()) * 2.5)
+    ax.invert_yaxis()
+    ax.legend(fontsize=8, loc="lower right")
+    return save_plot(fig, path, "The cost of a hit, one thread",
+                     "ns per get of a present key: lower is better; the floor is a dict lookup and a clock read")
+
+
+def reading(r: dict[str, Any]) -> str:
+    ns, h, mx = r["hit"]["ns"], r["herds"], r["mixed"]["results"]
+    big = str(max(h["sizes"]))
+    naive = h["cold"][NAIVE][big]["calls"] + h["expired"][NAIVE][big]["calls"]
+    ours = med(ns[COLLAPSED])
+    peers = [n for n in ns if n in CONTESTANTS and CONTESTANTS[n][2] and n not in (COLLAPSED, GRACE)]
+    cheaper = sorted((n for n in peers if med(ns[n]) <= ours), key=lambda n: med(ns[n]))
+    dearer = sorted((n for n in peers if med(ns[n]) > ours), key=lambda n: med(ns[n]))
+    return "\n".join([
+        f"- **Herds.** Every collapsing contestant made one origin call per herd, cold or expired, from 10 to "
+        f"{int(big):,} threads; the naive TTL dict made about one per thread that missed before the first fill "
+        f"landed ({min(naive):,} to {max(naive):,} in its {int(big):,}-thread herds). {wall_note(h)} On an expired "
+        f"key dogpile.cache and the `grace` variant answer at once with the old value while one thread refreshes it.",
+        f"- **Hits.** A hit costs {ours:,.0f} ns against a {med(ns[FLOOR]):,.0f} ns floor "
+        f"({med(ratios(ns[COLLAPSED], ns[FLOOR])):.2f}x, run by run)"
+        + (f"; cheaper than {', '.join(dearer)}" if dearer else "")
+        + (f"; dearer than {', '.join(cheaper)}" if cheaper else "")
+        + ". The floor, the naive dict and singleflight's hit are a bare dict check (singleflight has no cache: it "
+        "only guards the fill); cachebox's is a lookup in its Rust cache behind a Python wrapper; cachetools' takes "
+        "its condition's lock and builds a key tuple; dogpile.cache's goes through its region, its lock and a "
+        "creation-time check.",
+        f"- **Mixed load.** By gets/s: {', '.join(sorted(mx, key=lambda n: -med(mx[n]['gets_per_s'])))}. Every "
+        f"collapsing contestant avoided the duplicate fetches of the naive dict "
+        f"({med(mx[NAIVE]['overlapping']):,.0f} of its calls overlapped another for the same key); with 8 threads "
+        f"sharing the GIL, the cost of a hit and any lock on the hit path decide the rest."])
+
+
+def render(r: dict[str, Any], plots: Path) -> str:
+    h, latency = r["herds"], r["herds"]["latency"] * 1e3
+    plt = pyplot()
+    if plt:
+        plot_hits(plt, r["hit"]["ns"], plots / "hit_cost.png")
+        plot_herds(plt, h, "calls", 1.0, "origin calls (median, min–max)", plots / "herd_origin_calls.png",
+                   f"Origin calls per herd of threads asking for one key (origin latency {latency:g} ms)",
+                   "lower is better: 1 is the goal; the naive TTL dict shows the herd", harness=False)
+        plot_herds(plt, h, "wall", 1e3, "ms (median, min–max)", plots / "herd_wall_time.png",
+                   f"Time for a herd to get its answer (origin latency {latency:g} ms)",
+                   "ms from the barrier's release to the last answer: lower is better. " + wall_note(h), harness=True)
+    peers = ", ".join(f"{k} {v}" for k, v in r.get("versions", {}).items())
+    return f"""## In-process: the library against its peers
+
+{made_by(r)} Peers: {peers}.
+
+{METHOD}
+
+{table(["goal", "measured (median of runs, min–max)", "met?"], goals(r), ["l", "l", "c"])}
+
+### The cost of a hit
+
+{hit_table(r["hit"]["ns"])}
+
+![ns per hit against the floor and the peers](plots/hit_cost.png)
+
+### Herds
+
+Origin calls per herd (cold / expired key, by number of threads); `=`: as the row above (grace only
+changes an expired key):
+
+{herd_table(h, "calls")}
+
+Wall time, ms (barrier release → last answer):
+
+{herd_table(h, "wall", 1e3, harness=True)}
+
+![origin calls against herd size](plots/herd_origin_calls.png)
+
+![herd wall time](plots/herd_wall_time.png)
+
+### Mixed load
+
+{mixed_table(r["mixed"]["results"])}
+
+### Reading
+
+{reading(r)}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    return part_main("inprocess", (__doc__ or "").split("\n\n")[0], argv, measure, render)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

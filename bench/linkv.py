@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Maelstrom's lin-kv workload against the node and against a pass-through node.
+"""The linkv part: Maelstrom's lin-kv workload against the node and against a pass-through node.
 
 For each scenario and each node, runs tests/support/workload.py (real node
 processes, Maelstrom's latencies, reordering and partitions), checks each
@@ -9,36 +9,27 @@ Maelstrom's msgs-per-op counts them: messages sent between non-clients over the
 invoked operations), the ratio to the pass-through, and read and write (write +
 cas) latency, median and p99, over every completed operation.
 
-    python3 bench/linkv.py                    # the table for bench/RESULTS.md (a few minutes)
-    python3 bench/linkv.py --quick            # one short run of each
-    python3 bench/linkv.py --seconds 30 --seeds 3 --only main   # a soak of the node alone
-    python3 bench/linkv.py --node old=/path/to/other/checkout/main.py   # another version alongside
-
-Prints a Markdown table; --json writes the raw figures too.
+    python3 bench/run.py linkv --seconds 8 --seeds 1     # the table in bench/RESULTS.md (about 2 minutes)
+    python3 bench/run.py linkv --seconds 30 --seeds 3 --only main --out /tmp/soak   # a soak of the node alone
+    python3 bench/run.py linkv --node old=/path/to/other/checkout/main.py    # another version alongside
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
-import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(BENCH)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-sys.path.insert(0, BENCH)
+from common import BENCH, log, made_by, part_main, table
 
-from common import splice_section, table  # noqa: E402
-from support.workload import SHAPES, Latency, Workload, run  # noqa: E402
+from tests.support.workload import SHAPES, Latency, Workload, run
 
 NODES = {
     "main": None,  # python3 main.py
-    "passthrough": [sys.executable, os.path.join(BENCH, "passthrough_node.py")],
+    "passthrough": [sys.executable, str(BENCH / "passthrough_node.py")],
 }
 
 
@@ -86,77 +77,61 @@ operation are counted as Maelstrom's net checker does: messages sent between non
 or from lin-kv; server: origin plus node to node) over the operations invoked. Latency: every completed
 operation, timeouts included (at the 1 s client timeout); write = write and cas. Partitions: the
 nemesis cuts and heals (one, minority-third, majority, majorities-ring) at random, on average every
-second. Goals (issue 9): at most 0.6x the pass-through's origin messages on the read-heavy mix, at most
+second. Goals: at most 0.6x the pass-through's origin messages on the read-heavy mix, at most
 1.2x its server messages on Maelstrom's mix, every history linearizable."""
 
 
-def results_section(command: str, lines: list[str]) -> str:
-    import run as bench_run
-
-    m = bench_run.machine()
-    return (f"## Maelstrom's lin-kv workload (issue 9)\n\nMade by `{command}` "
-            f"on {m['nproc']} cores, CPython {m['python']}; project commit {m['commit']}, {m['date']}.\n\n"
-            f"{METHOD}\n\n" + "\n".join(lines))
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="one 3-second run of each")
-    parser.add_argument("--only", help="run this node only (main, passthrough or a --node name)")
-    parser.add_argument("--node", action="append", default=[], metavar="NAME=MAIN_PY",
-                        help="also run this main.py, under NAME")
-    parser.add_argument("--scenario", action="append", help="substring of the scenarios to run")
-    parser.add_argument("--node-args", default="", help="extra flags for main.py, space-separated")
-    parser.add_argument("--json", help="write the raw figures here")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md as it is")
-    opts = parser.parse_args()
-    seconds, seeds = (3.0, 1) if opts.quick else (opts.seconds, opts.seeds)
-    scenarios = [s for s in SCENARIOS if not opts.scenario or any(p in s.name for p in opts.scenario)]
-    for extra in opts.node:
-        name, _, path = extra.partition("=")
-        NODES[name] = [sys.executable, path]
-    nodes = [opts.only] if opts.only else list(NODES)
+def measure_all(args: argparse.Namespace) -> dict[str, Any]:
+    seconds, seeds = (3.0, 1) if args.quick else (args.seconds, args.seeds)
+    scenarios = [s for s in SCENARIOS if not args.scenario or any(p in s.name for p in args.scenario)]
+    commands = {**NODES, **{name: [sys.executable, path] for name, _, path in (n.partition("=") for n in args.node)}}
+    nodes = [args.only] if args.only else list(commands)
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    started = time.monotonic()
     for s in scenarios:
         for node in nodes:
             runs = raw.setdefault(s.name, {}).setdefault(node, [])
             for seed in range(1, seeds + 1):
-                runs.append(measure(s, NODES[node], seconds, seed, opts.node_args.split()))
-                print(f"{s.name} / {node} / seed {seed}: {runs[-1]}", file=sys.stderr, flush=True)
+                runs.append(measure(s, commands[node], seconds, seed, args.node_args.split()))
+                log(f"{s.name} / {node} / seed {seed}: {runs[-1]}")
+    return {"seconds_per_run": seconds, "seeds": seeds, "raw": raw}
+
+
+def render(r: dict[str, Any], plots: Path) -> str:
+    raw = r["raw"]
     header = ["scenario", "node", "ops", "linearizable", "origin msgs/op", "× pass-through", "server msgs/op",
               "× pass-through", "read p50 / p99 ms", "write p50 / p99 ms"]
-    rows = []
-    for s in scenarios:
-        base = raw[s.name].get("passthrough")
-        for node, runs in raw[s.name].items():
+    rows, failures = [], []
+    for name, by_node in raw.items():
+        base = by_node.get("passthrough")
+        for node, runs in by_node.items():
             origin, servers = median(runs, "origin_per_op"), median(runs, "servers_per_op")
             rows.append([
-                s.name, node, f"{sum(r['ops'] for r in runs):,}",
-                f"{sum(r['linearizable'] for r in runs)}/{len(runs)}",
+                name, node, f"{sum(r['ops'] for r in runs):,}", f"{sum(r['linearizable'] for r in runs)}/{len(runs)}",
                 f"{origin:.2f}", f"{origin / median(base, 'origin_per_op'):.2f}x" if base else "-",
                 f"{servers:.2f}", f"{servers / median(base, 'servers_per_op'):.2f}x" if base else "-",
                 f"{median(runs, 'read_p50_ms'):.1f} / {median(runs, 'read_p99_ms'):.1f}",
-                f"{median(runs, 'write_p50_ms'):.1f} / {median(runs, 'write_p99_ms'):.1f}",
-            ])
-    lines = [f"{seeds} run(s) of {seconds:g} s per row, 100 ops/s, concurrency 2n, 10 ms mean latency "
-             f"(constant unless named); medians over the runs; took {time.monotonic() - started:.0f} s.\n",
-             table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2))]
-    for s in scenarios:
-        for node, runs in raw[s.name].items():
-            for r in runs:
-                if r["explanation"]:
-                    lines.append(f"\n{s.name} / {node}: not linearizable\n```\n{r['explanation']}\n```")
-    print("\n".join(lines))
-    if not opts.quick and not opts.no_write:
-        command = " ".join(["python3 bench/linkv.py", *sys.argv[1:]])
-        splice_section(os.path.join(BENCH, "RESULTS.md"), "linkv", results_section(command, lines))
-    if opts.json:
-        with open(opts.json, "w") as out:
-            json.dump(raw, out, indent=1)
+                f"{median(runs, 'write_p50_ms'):.1f} / {median(runs, 'write_p99_ms'):.1f}"])
+            failures += [f"{name} / {node}: not linearizable\n```\n{x['explanation']}\n```" for x in runs
+                         if x["explanation"]]
+    return "\n\n".join([
+        "## Maelstrom's lin-kv workload", made_by(r), METHOD,
+        f"{r['seeds']} run(s) of {r['seconds_per_run']:g} s per row, 100 ops/s, concurrency 2n, 10 ms mean latency "
+        f"(constant unless named); medians over the runs.",
+        table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)), *failures])
+
+
+def main(argv: list[str] | None = None) -> int:
+    def flags(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--seconds", type=float, default=10.0, help="seconds per run (3 with --quick)")
+        parser.add_argument("--seeds", type=int, default=2, help="runs per scenario and node (1 with --quick)")
+        parser.add_argument("--only", help="run this node only (main, passthrough or a --node name)")
+        parser.add_argument("--node", action="append", default=[], metavar="NAME=MAIN_PY",
+                            help="also run this main.py, under NAME")
+        parser.add_argument("--scenario", action="append", help="substring of the scenarios to run")
+        parser.add_argument("--node-args", default="", help="extra flags for main.py, space-separated")
+
+    return part_main("linkv", (__doc__ or "").split("\n\n")[0], argv, measure_all, render, flags)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,6 +11,7 @@ Standard library only, one thread: lin-kv's replies arrive on stdin too.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Any
@@ -72,7 +73,10 @@ def key_of(body: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    node = Passthrough(cache_reads="--cache-reads" in sys.argv[1:])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--cache-reads", action="store_true", help="a deliberately broken cache, for the tests")
+    known, _ = parser.parse_known_args()  # it is started with the node's own flags (--origin lin-kv), unused here
+    node = Passthrough(cache_reads=known.cache_reads)
     for line in sys.stdin:
         if line.strip():
             node.handle(json.loads(line))

@@ -1,13 +1,11 @@
 #!/usr/bin/env python3
-"""Costs against the size of the cache (issue 11): each goal as a ratio measured in one run.
+"""The scale part: costs against the size of the cache, each goal a ratio measured in one run.
 
-    python3 bench/scale.py            # the full run: a few minutes on 2 cores
-    python3 bench/scale.py --quick    # a smoke run, under a minute; writes under bench/out/ only
-    python3 bench/scale.py --baseline bench/scale_before.json   # adds a column for that earlier run
+    python3 bench/run.py scale --baseline bench/results/scale_9131206.json   # with a column for an earlier run
 
-The node is driven as `python3 main.py` through its pipes (node_bench.Driven),
-the library is imported as `from proxy import CollapsedForwardingProxy`.
-What is measured (every node runs `--sim-latency 0 --ttl 3600` unless said):
+The node is driven as `python3 main.py` through its pipes (node.NodeProcess), the library is
+imported as `from proxy import CollapsedForwardingProxy`. Every node runs `--sim-latency 0 --ttl 3600`
+unless said:
 
 * sweep, node: one process is filled with distinct keys (5,000 gets written,
   their replies read, then the next 5,000) up to each size in turn. At each
@@ -32,37 +30,28 @@ What is measured (every node runs `--sim-latency 0 --ttl 3600` unless said):
 * distinct misses against the echo loop: N distinct-key gets through a
   fresh node (it ends holding N entries) and the same N lines through
   bench/echo_node.py: the ratio of the wall times, pairs in turn.
-* memory at 100,000 entries: node_bench.memory_once (paced fill) against
-  node_bench's dict floor (the same keys and values, with an expiry float, in
-  a dict, measured in a separate process).
-* hit in the library against the floor: inprocess._loop_ns, as run.py does.
+* memory at 100,000 entries: node.memory_once (paced fill) against node.dict_floor_kb (the
+  same keys and values, with an expiry float, in a dict, measured in a separate process).
+* hit in the library against the floor: inprocess.loop_ns, as the inprocess part measures it.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
 import json
-import os
 import queue
 import re
-import statistics
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, BENCH)
-
-import node_bench as nb  # noqa: E402
-import node_throughput as nt  # noqa: E402
-from common import fmt, med_range, splice_section, table  # noqa: E402
-
-Log = Callable[[str], None]
+from common import BENCH, ROOT, fmt, log, made_by, med, med_range, part_main, pyplot, save_plot, table
+from node import ECHO, NODE, PIPE_SIZE, NodeProcess, dict_floor_kb, gets, memory_once
 
 GOALS = {"fill_ratio": 1.5, "pause_s": 0.1, "memory_ratio": 1.5, "stats_s": 1.0, "eviction_ratio": 1.2,
          "false_timeouts": 0.01, "echo_ratio": 3.0, "hit_ratio": 2.0}
@@ -70,50 +59,29 @@ HIT_BASE = 1 << 40  # msg_id of the hit stream's requests: HIT_BASE + i
 NODE_FLAGS = ("--sim-latency", "0", "--ttl", "3600")
 
 
-def stderr(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def gets(start: int, stop: int, msg_base: int = 1_000_000) -> bytes:
-    return b"".join(nt.get_line(msg_base + i, f"key-{i:07d}") for i in range(start, stop))
-
-
 # -- node: fill, miss bursts, hit streams ----------------------------------------
 
-def fill(node: nb.Driven, start: int, stop: int, step: int = 5_000) -> int:
+def fill(node: NodeProcess, start: int, stop: int, step: int = 5_000) -> int:
     """Distinct misses start..stop, `step` written at a time, each batch answered
     before the next; returns the replies that were not get_ok."""
     bad = 0
     for at in range(start, stop, step):
         count = min(step, stop - at)
-        node.write(gets(at, at + count))
-        replies = nt.read_lines(node.stdout, count, nap=nt.NAP)
-        bad += count - replies.count(b'"get_ok"')
+        bad += count - node.timed(gets(at, at + count), count)[1].count(b'"get_ok"')
     return bad
 
 
-def miss_burst(node: nb.Driven, start: int, count: int) -> tuple[float, int]:
+def miss_burst(node: NodeProcess, start: int, count: int) -> tuple[float, int]:
     """Seconds from writing `count` distinct gets at once to reading their last
     reply, and how many replies were not misses (errors: a timeout in a pause)."""
-    batch = gets(start, start + count)
-    began: list[float] = []
-
-    def write() -> None:
-        began.append(time.perf_counter())
-        node.write(batch)
-
-    writer = threading.Thread(target=write)
-    writer.start()
-    replies = nt.read_lines(node.stdout, count, nap=nt.NAP)
-    elapsed = time.perf_counter() - began[0]
-    writer.join()
+    elapsed, replies = node.timed(gets(start, start + count), count)
     return elapsed, count - replies.count(b'"cache":"miss"')
 
 
 HIT_REPLY = re.compile(rb'"in_reply_to":(\d+),[^\n]*"cache":"hit"')
 
 
-def hit_stream(node: nb.Driven, start: int, misses: int, rate: float = 5_000.0,
+def hit_stream(node: NodeProcess, start: int, misses: int, rate: float = 5_000.0,
                period: float = 0.005) -> dict[str, float]:
     """A hit on "hot" every `period` s while `misses` distinct misses are written at `rate`/s alongside."""
     ticks = max(1, round(misses / rate / period))
@@ -125,7 +93,7 @@ def hit_stream(node: nb.Driven, start: int, misses: int, rate: float = 5_000.0,
     def read() -> None:
         seen, want = 0, ticks + misses
         while seen < want:
-            chunk = node.stdout.read1(nt.PIPE_SIZE)
+            chunk = node.stdout.read1(PIPE_SIZE)
             now = time.perf_counter()
             if not chunk:
                 raise RuntimeError("the node closed its output")
@@ -165,11 +133,11 @@ def stream_at(size: int, most: int) -> int:
     return min(most, max(1_000, size * 3 // 10))
 
 
-def node_sweep_once(sizes: Sequence[int], burst: int, stream: int, log: Log) -> dict:
+def node_sweep_once(sizes: Sequence[int], burst: int, stream: int) -> dict:
     """One node filled to each size in turn; `filled` is the next fresh key (the
     measures themselves add entries, so a size is where each measure starts)."""
     top = max(sizes)
-    node = nb.Driven(*NODE_FLAGS, "--max-entries", str(3 * top))
+    node = NodeProcess(*NODE_FLAGS, "--max-entries", str(3 * top))
     points = []
     try:
         node.ask({"type": "get", "msg_id": 2, "key": "hot"})
@@ -245,13 +213,13 @@ print(json.dumps({"points": points, "stats": proxy.stats()}))
 
 
 def library_sweep_once(sizes: Sequence[int], batch: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", LIBRARY_CHILD, nt.ROOT, json.dumps(list(sizes)), str(batch)],
-                         capture_output=True, text=True, check=True, cwd=nt.ROOT)
+    out = subprocess.run([sys.executable, "-c", LIBRARY_CHILD, str(ROOT), json.dumps(list(sizes)), str(batch)],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
 def dict_floor_points(sizes: Sequence[int]) -> dict[str, int]:
-    return {str(n): nb.dict_floor_kb(n) for n in sizes}
+    return {str(n): dict_floor_kb(n) for n in sizes}
 
 
 # -- eviction with fetches in flight ---------------------------------------------------
@@ -260,7 +228,7 @@ def eviction_once(max_entries: int | None, misses: int = 8_000, latency: float =
     flags = ["--sim-latency", str(latency), "--origin-timeout", str(latency + 10), "--ttl", "3600"]
     if max_entries is not None:
         flags += ["--max-entries", str(max_entries)]
-    node = nb.Driven(*flags)
+    node = NodeProcess(*flags)
     stats_line = b'{"src":"c0","dest":"n1","body":{"type":"stats","msg_id":7}}\n'
     try:
         batch = gets(0, misses)
@@ -269,7 +237,7 @@ def eviction_once(max_entries: int | None, misses: int = 8_000, latency: float =
         written = time.perf_counter()
         data, seen, answered = b"", 0, 0.0
         while seen < misses + 1:  # replies to early gets may come before stats_ok when admission is slow
-            chunk = node.stdout.read1(nt.PIPE_SIZE)
+            chunk = node.stdout.read1(PIPE_SIZE)
             if not chunk:
                 raise RuntimeError("the node closed its output")
             if not answered and b'"stats_ok"' in chunk:
@@ -306,8 +274,8 @@ print(json.dumps({"seconds": time.perf_counter() - began}))
 
 
 def library_eviction_once(in_flight: int, max_entries: int) -> float:
-    out = subprocess.run([sys.executable, "-c", LIBRARY_EVICTION, nt.ROOT, str(in_flight), str(max_entries)],
-                         capture_output=True, text=True, check=True, cwd=nt.ROOT)
+    out = subprocess.run([sys.executable, "-c", LIBRARY_EVICTION, str(ROOT), str(in_flight), str(max_entries)],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(out.stdout)["seconds"] / in_flight  # type: ignore[no-any-return]
 
 
@@ -320,7 +288,7 @@ def linkv_once(misses: int = 20_000, chunk: int = 1 << 16) -> dict:
     """The node's stdin is fed from one first-in-first-out queue, as
     Maelstrom's network delivers: the burst of gets goes in at once, and each
     reply of the service goes in behind whatever was queued before it."""
-    node = nb.Driven("--origin", "lin-kv", "--ttl", "3600")
+    node = NodeProcess("--origin", "lin-kv", "--ttl", "3600")
     fifo: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
     counts = {"ok": 0, "timeout": 0, "other": 0, "rpcs": 0}
 
@@ -338,7 +306,7 @@ def linkv_once(misses: int = 20_000, chunk: int = 1 << 16) -> dict:
         pending = b""
         answered = 0
         while answered < misses:
-            data = node.stdout.read1(nt.PIPE_SIZE)
+            data = node.stdout.read1(PIPE_SIZE)
             if not data:
                 raise RuntimeError("the node closed its output")
             cut = data.rfind(b"\n") + 1
@@ -385,47 +353,20 @@ def linkv_once(misses: int = 20_000, chunk: int = 1 << 16) -> dict:
 
 # -- distinct misses against the echo loop ---------------------------------------------
 
-def lines_through(cmd: list[str], count: int, expect: bytes) -> float:
+def lines_through(cmd: list[str], flags: Sequence[str], count: int, expect: bytes) -> float:
     """Seconds from writing `count` distinct gets at once to reading the last reply."""
-    proc = subprocess.Popen(cmd, cwd=nt.ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    nt.enlarge_pipes(proc)
-    stdin, stdout = proc.stdin, proc.stdout
-    assert stdin is not None and stdout is not None
-    try:
-        stdin.write(nt.INIT)
-        stdin.flush()
-        nt.read_lines(stdout, 1)
-        batch = gets(0, count)
-        began: list[float] = []
-
-        def write() -> None:
-            began.append(time.perf_counter())
-            stdin.write(batch)
-            stdin.flush()
-
-        writer = threading.Thread(target=write)
-        writer.start()
-        replies = nt.read_lines(stdout, count, nap=nt.NAP)
-        elapsed = time.perf_counter() - began[0]
-        writer.join()
-        stdin.close()
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with NodeProcess(*flags, cmd=cmd) as node:
+        elapsed, replies = node.timed(gets(0, count), count)
     if replies.count(expect) != count:
         raise RuntimeError(f"{cmd}: {replies.count(expect)} of {count} replies had {expect!r}")
     return elapsed
 
 
-def versus_echo(runs: int, count: int, log: Log) -> dict:
-    node_cmd = [*nt.NODE, *NODE_FLAGS, "--max-entries", str(2 * count)]
+def versus_echo(runs: int, count: int) -> dict:
     node_s, echo_s = [], []
     for _ in range(runs):
-        node_s.append(lines_through(node_cmd, count, b'"cache":"miss"'))
-        echo_s.append(lines_through(nt.ECHO, count, b'"get_ok"'))
+        node_s.append(lines_through(NODE, [*NODE_FLAGS, "--max-entries", str(2 * count)], count, b'"cache":"miss"'))
+        echo_s.append(lines_through(ECHO, [], count, b'"get_ok"'))
     log(f"  distinct misses vs echo: {runs} pairs of {count:,} lines")
     return {"lines": count, "node_s": node_s, "echo_s": echo_s,
             "ratios": [n / e for n, e in zip(node_s, echo_s, strict=True)]}
@@ -433,9 +374,9 @@ def versus_echo(runs: int, count: int, log: Log) -> dict:
 
 # -- the hit against the floor (bench/inprocess.py's method) ---------------------------
 
-def hit_vs_floor(reps: int, log: Log) -> dict:
-    import inprocess
+def hit_vs_floor(reps: int) -> dict:
     from contestants import Origin, make_collapsed, make_floor
+    from inprocess import loop_ns
 
     floor = make_floor(Origin(0), 3600)
     floor.put("hot")  # type: ignore[attr-defined]
@@ -446,36 +387,30 @@ def hit_vs_floor(reps: int, log: Log) -> dict:
     for rep in range(reps):
         pair = [("floor", floor), ("collapsed", mine)]
         for name, get in pair if rep % 2 == 0 else pair[::-1]:
-            out[name].append(inprocess._loop_ns(get, "hot", n))
+            out[name].append(loop_ns(get, "hot", n))
     log(f"  hit vs floor: {reps} runs of {n:,} gets")
     return {**out, "ratios": [c / f for c, f in zip(out["collapsed"], out["floor"], strict=True)]}
 
 
 # -- the whole run ------------------------------------------------------------------------
 
-def run(quick: bool, log: Log, node_runs: int = 0) -> dict:
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    quick = args.quick
     gc.collect()
-    r: dict[str, Any] = {"quick": quick}
+    r: dict[str, Any] = {"baselines": [str(Path(b).resolve().relative_to(BENCH)) for b in args.baseline]}
     sizes = [1_000, 10_000, 50_000] if quick else [1_000, 10_000, 100_000, 200_000, 1_000_000]
-    top = max(sizes)
-    node_runs = node_runs or (1 if quick else 3)
+    node_runs = args.node_runs or (1 if quick else 3)
     burst = 5_000 if quick else 20_000
-    t0 = time.perf_counter()
     log("node sweep:")
-    r["node_sweep"] = {"sizes": sizes, "runs": []}
+    r["node_sweep"] = {"sizes": sizes, "runs": [], "burst": burst}
     for i in range(node_runs):
-        # the empty point (goal: misses/s at 200,000 against empty) on its own node each run
-        empty = nb.Driven(*NODE_FLAGS, "--max-entries", str(4 * burst))
-        try:
+        with NodeProcess(*NODE_FLAGS, "--max-entries", str(4 * burst)) as empty:  # the goal's empty point
             empty.ask({"type": "get", "msg_id": 2, "key": "hot"})
             empty_s, empty_errors = miss_burst(empty, 0, burst)
-        finally:
-            empty.close()
-        sweep = node_sweep_once(sizes, burst, stream=5_000 if quick else 50_000, log=log)
+        sweep = node_sweep_once(sizes, burst, stream=5_000 if quick else 50_000)
         sweep["empty_burst_s"], sweep["empty_burst_errors"] = empty_s, empty_errors
         r["node_sweep"]["runs"].append(sweep)
         log(f"  node sweep run {i + 1}/{node_runs}: empty {empty_s / burst * 1e6:.1f} µs per miss")
-    r["node_sweep"]["burst"] = burst
     log("library sweep:")
     lib_sizes = [1_000, 10_000, 50_000] if quick else [1_000, 10_000, 100_000, 1_000_000]
     lib_batch = 5_000 if quick else 20_000
@@ -483,45 +418,37 @@ def run(quick: bool, log: Log, node_runs: int = 0) -> dict:
                           "runs": [library_sweep_once(lib_sizes, lib_batch) for _ in range(1 if quick else 3)]}
     r["dict_floor_kb"] = dict_floor_points(sorted(set(sizes) | set(lib_sizes)))
     log("memory at 100,000 entries:")
-    mem_entries = 20_000 if quick else 100_000
-    mem_runs = 2 if quick else 3
+    mem_entries, mem_runs = (20_000, 2) if quick else (100_000, 3)
     r["memory"] = {"entries": mem_entries,
-                   "node": [nb.memory_once(mem_entries, paced=1000) for _ in range(mem_runs)],
-                   "dict_floor_kb": [nb.dict_floor_kb(mem_entries) for _ in range(mem_runs)]}
+                   "node": [memory_once(mem_entries, paced=1000) for _ in range(mem_runs)],
+                   "dict_floor_kb": [dict_floor_kb(mem_entries) for _ in range(mem_runs)]}
     log("eviction with fetches in flight:")
-    ev_runs = 2 if quick else 3
+    ev_runs, lib_in_flight = (2, 2_000) if quick else (3, 8_000)
     r["eviction"] = {"evicting": [], "default": []}
     for _ in range(ev_runs):
         r["eviction"]["evicting"].append(eviction_once(1000))
         r["eviction"]["default"].append(eviction_once(None))
-    lib_in_flight = 2_000 if quick else 8_000
     r["eviction"]["library"] = {
         "in_flight": lib_in_flight,
         "evicting_s": [library_eviction_once(lib_in_flight, 1000) for _ in range(ev_runs)],
         "default_s": [library_eviction_once(lib_in_flight, 100_000) for _ in range(ev_runs)]}
     log("lin-kv flood:")
     r["linkv"] = [linkv_once(20_000) for _ in range(2 if quick else 3)]
-    r["linkv_100k"] = [] if quick else [linkv_once(100_000)]  # the issue's first figure
+    r["linkv_100k"] = [] if quick else [linkv_once(100_000)]
     log("distinct misses against the echo loop:")
-    r["echo"] = versus_echo(2 if quick else 3, 20_000 if quick else 100_000, log)
-    r["hit"] = hit_vs_floor(3 if quick else 7, log)
-    r["seconds"] = time.perf_counter() - t0
-    _ = top
+    r["echo"] = versus_echo(2 if quick else 3, 20_000 if quick else 100_000)
+    r["hit"] = hit_vs_floor(3 if quick else 7)
     return r
 
 
 # -- figures ----------------------------------------------------------------------------
-
-def med(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
 
 def node_point(r: dict, size: int) -> list[dict]:
     return [p for run in r["node_sweep"]["runs"] for p in run["points"] if p["entries"] == size]
 
 
 def goals(r: dict) -> list[tuple[str, list[float], str, float, str]]:
-    """(measure, values run by run, how to print, goal, direction) for each goal of issue 11."""
+    """(measure, values run by run, how to print, goal, direction) for each goal."""
     sweep = r["node_sweep"]
     burst = sweep["burst"]
     sizes = sweep["sizes"]
@@ -646,125 +573,94 @@ def detail_table(r: dict) -> str:
     return table(["measure", "median (min–max)"], [list(x) for x in rows], ["l", "r"])
 
 
-def plots(r: dict, plot_dir: str, befores: Sequence[dict] = ()) -> list[str]:
-    try:
-        import matplotlib
-    except ImportError:
-        stderr("matplotlib is not installed: no plots")
-        return []
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+MISS_WHY = ("The node's misses go to its non-blocking sim origin. The library's go to a blocking function, "
+            "which since 72f6c97 runs on a worker thread, so that the leading get, too, returns at its deadline "
+            "when the origin hangs: each miss pays a hand-off to that thread and a wake-up back, which cf63f3d, "
+            "calling the function inline, did not.")
 
-    os.makedirs(plot_dir, exist_ok=True)
-    made = []
+
+def plots(r: dict, plot_dir: Path, befores: Sequence[dict]) -> None:
+    """Baselines (dashed, dotted) are drawn for the first series of each plot only: the node's, as the goals are."""
+    plt = pyplot()
+    if plt is None:
+        return
 
     def series(res: dict, which: str, field: Callable[[dict], float]) -> tuple[list[int], list[float]]:
         block = res["node_sweep" if which == "node" else "library_sweep"]
         xs = sorted(block["sizes"])
-        ys = [med([field(p) for run in block["runs"] for p in run["points"] if p["entries"] == x]) for x in xs]
-        return xs, ys
+        return xs, [med([field(p) for run in block["runs"] for p in run["points"] if p["entries"] == x]) for x in xs]
 
-    def draw(filename: str, ylabel: str, title: str, lines: list[tuple[str, str, Callable[[dict], float]]],
-             goal: float | None = None) -> None:
-        fig, ax = plt.subplots(figsize=(7.5, 4.2))
-        for name, which, field in lines:
-            for res, style, tag in [*((b, ":" if i else "--", f" ({label(b)})") for i, b in enumerate(befores)),
-                                    (r, "-", f" ({label(r)})")]:
-                xs, ys = series(res, which, field)
-                ax.plot(xs, ys, style, marker="o", label=name + tag)
+    def draw(filename: str, ylabel: str, title: str, subtitle: str,
+             lines: list[tuple[str, str, Callable[[dict], float]]], goal: float | None = None, log_y: bool = False):
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for i, (name, which, field) in enumerate(lines):
+            runs = [*((b, ":" if j else "--") for j, b in enumerate(befores))] if i == 0 else []
+            for res, style in [*runs, (r, "-")]:
+                ax.plot(*series(res, which, field), style, marker="o", label=f"{name} ({label(res)})")
         if goal is not None:
             ax.axhline(goal, color="grey", linestyle=":", label="goal")
-        ax.set_xscale("log")
-        ax.set_xlabel("entries in the cache")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
+        ax.set(xscale="log", xlabel="entries in the cache", ylabel=ylabel)
+        if log_y:
+            ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = os.path.join(plot_dir, filename)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        made.append(path)
+        save_plot(fig, plot_dir / filename, title, subtitle)
 
-    draw("scale_miss_cost.png", "µs per miss", "Cost of a miss against the size of the cache (median of runs)",
+    draw("scale_miss_cost.png", "µs per miss (median of runs)", "The cost of a miss against the size of the cache",
+         "µs per miss: lower is better, flat is the goal. " + MISS_WHY,
          [("node (wire, burst)", "node", lambda p: p["burst_s"] / p["burst"] * 1e6),
-          ("library (get, inline origin)", "library", lambda p: p["batch_s"] / p["batch"] * 1e6)])
-    draw("scale_pause.png", "ms", "Longest pause against the size of the cache (median of runs)",
-         [("node: longest gap between hits (one per 5 ms)", "node", lambda p: p["stream_max_gap_s"] * 1e3),
+          ("library (get, blocking origin)", "library", lambda p: p["batch_s"] / p["batch"] * 1e6)])
+    draw("scale_pause.png", "ms (median of runs; log scale)", "The longest pause against the size of the cache",
+         "lower is better: under the goal, 100 ms. The node's gap between two hits sent every 5 ms while "
+         "misses arrive; the library's longest single miss and one full gc.collect().",
+         [("node: longest gap between hits", "node", lambda p: p["stream_max_gap_s"] * 1e3),
           ("library: longest single miss", "library", lambda p: p["longest_s"] * 1e3),
           ("library: one full gc.collect()", "library", lambda p: p["full_gc_s"] * 1e3)],
-         goal=GOALS["pause_s"] * 1e3)
+         goal=GOALS["pause_s"] * 1e3, log_y=True)
     floor = r["dict_floor_kb"]
     draw("scale_memory.png", "bytes per entry (RSS)", "Memory per entry against the size of the cache",
+         "lower is better: the goal is within 1.5x a plain dict of the same keys and values",
          [("node", "node", lambda p: p["rss_kb"] * 1024 / p["entries"]),
           ("library", "library", lambda p: p["rss_kb"] * 1024 / p["entries"]),
           ("dict of the same keys and values", "library",
            lambda p: floor.get(str(p["entries"]), float("nan")) * 1024 / p["entries"])])
-    return made
 
 
-def section(r: dict, befores: Sequence[dict], plot_prefix: str) -> str:
-    m = r["machine"]
+def render(r: dict, plot_dir: Path) -> str:
+    befores = [json.loads((BENCH / path).read_text()) for path in r.get("baselines", [])]
+    plots(r, plot_dir, befores)
     base = "".join(f" The column at {label(b)} was measured {b['machine']['date']} by `{b.get('command', '-')}`."
                    for b in befores)
-    return f"""## Scale: costs against the size of the cache (issue 11)
+    return f"""## Scale: costs against the size of the cache
 
-Made by `{r['command']}` on {m['nproc']} cores ({m['cpu']}), CPython {m['python']}; project commit
-{m['commit']}, {m['date']}; the run took {r['seconds']:.0f} s (load average before it {m['load_before'][0]:.2f}).
-Figures are medians with (min–max) of the runs; ratios are run by run.{base} How each is measured is in
-the docstring of `bench/scale.py`.
+{made_by(r)} Figures are medians with (min–max) of the runs; ratios are run by run.{base} How each is
+measured is in the docstring of `bench/scale.py`.
 
 {goals_table(r, befores)}
 
 Against the number of entries (node: `--sim-latency 0 --ttl 3600`, {r['node_sweep']['burst']:,}-miss bursts;
-hits one per 5 ms while 5,000 misses/s arrive; library: `get` with an inline origin, batches of
+hits one per 5 ms while 5,000 misses/s arrive; library: `get` with a blocking origin, batches of
 {r['library_sweep']['batch']:,} misses):
 
 {sweep_table(r)}
 
-![µs per miss against entries]({plot_prefix}scale_miss_cost.png)
-![longest pause against entries]({plot_prefix}scale_pause.png)
-![memory per entry against entries]({plot_prefix}scale_memory.png)
+![µs per miss against entries](plots/scale_miss_cost.png)
+![longest pause against entries](plots/scale_pause.png)
+![memory per entry against entries](plots/scale_memory.png)
+
+{MISS_WHY}
 
 {detail_table(r)}
 """
 
 
-def machine() -> dict[str, Any]:
-    import run as bench_run
+def main(argv: list[str] | None = None) -> int:
+    def flags(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--baseline", action="append", default=[], metavar="JSON",
+                            help="an earlier run's results, shown beside this one (repeat, oldest first)")
+        parser.add_argument("--node-runs", type=int, default=0, help="runs of the node sweep (default 3; 1 quick)")
 
-    info = bench_run.machine()
-    return {k: info[k] for k in ("date", "nproc", "cpu", "python", "load_before", "commit")}
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run (results go under bench/out/)")
-    parser.add_argument("--baseline", action="append", default=[],
-                        help="an earlier scale results JSON, shown beside this run (repeat, oldest first)")
-    parser.add_argument("--node-runs", type=int, default=0, help="runs of the node sweep (default 3; 1 quick)")
-    parser.add_argument("--report", metavar="JSON", help="only redo the section and plots from a results JSON")
-    parser.add_argument("--out", help="where to write (default: bench/, or bench/out/ with --quick)")
-    args = parser.parse_args()
-    out_dir = args.out or (os.path.join(BENCH, "out") if args.quick else BENCH)
-    os.makedirs(out_dir, exist_ok=True)
-    befores = [json.load(open(path)) for path in args.baseline]
-    if args.report:
-        r = json.load(open(args.report))
-    else:
-        info = machine()
-        r = run(args.quick, stderr, args.node_runs)
-        r["machine"] = info
-        r["command"] = " ".join(["python3 bench/scale.py", *sys.argv[1:]])
-        with open(os.path.join(out_dir, "scale_results.json"), "w") as f:
-            json.dump(r, f, indent=1)
-    plot_dir = os.path.join(out_dir, "plots")
-    made = plots(r, plot_dir, befores)
-    results = os.path.join(out_dir, "RESULTS.md")
-    splice_section(results, "scale", section(r, befores, "plots/"))
-    print(goals_table(r, befores))
-    stderr(f"wrote {results}, {', '.join(made)}; {datetime.datetime.now(datetime.timezone.utc):%H:%M} UTC")
-    return 0
+    return part_main("scale", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@
 Each scenario runs real node processes for a couple of seconds. The soak tests run the
 same scenarios over more seeds and longer: `SOAK_SECONDS` (default 1) and
 `SOAK_SEEDS` (default 1) set how long and how many (`SOAK_SECONDS=30 SOAK_SEEDS=3
-python3 -m pytest -m soak tests/cluster/test_linearizable.py`); `bench/linkv.py --only main
---seconds 60` runs the benchmark's scenarios as long, and checks each history too.
+python3 -m pytest -m soak tests/cluster/test_linearizable.py`); `python3 bench/run.py linkv
+--only main --seconds 60 --out /tmp/soak` runs the benchmark's scenarios as long, and checks each history too.
 `LINKV_MAIN=/other/checkout/main.py` runs the scenarios against another version of the node.
 """
 

@@ -1,5 +1,5 @@
 """The fuzzer (tests/support/fuzz.py) for a few seconds, seeded: see that module for what it sends and checks.
-A longer run: `python3 bench/fuzz.py --seconds 300`."""
+A longer run: `python3 bench/run.py fuzz --seconds 300`."""
 
 from __future__ import annotations
 
