@@ -9,7 +9,7 @@ Maelstrom's msgs-per-op counts them: messages sent between non-clients over the
 invoked operations), the ratio to the pass-through, and read and write (write +
 cas) latency, median and p99, over every completed operation.
 
-    python3 bench/run.py linkv --seconds 8 --seeds 1     # the table in bench/RESULTS.md (about 2 minutes)
+    python3 bench/run.py linkv                           # the table in bench/RESULTS.md (about 2 minutes)
     python3 bench/run.py linkv --seconds 30 --seeds 3 --only main --out /tmp/soak   # a soak of the node alone
     python3 bench/run.py linkv --node old=/path/to/other/checkout/main.py    # another version alongside
 """
@@ -122,8 +122,8 @@ def render(r: dict[str, Any], plots: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     def flags(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--seconds", type=float, default=10.0, help="seconds per run (3 with --quick)")
-        parser.add_argument("--seeds", type=int, default=2, help="runs per scenario and node (1 with --quick)")
+        parser.add_argument("--seconds", type=float, default=8.0, help="seconds per run (3 with --quick)")
+        parser.add_argument("--seeds", type=int, default=1, help="runs per scenario and node")
         parser.add_argument("--only", help="run this node only (main, passthrough or a --node name)")
         parser.add_argument("--node", action="append", default=[], metavar="NAME=MAIN_PY",
                             help="also run this main.py, under NAME")
