@@ -14,4 +14,5 @@ from .errors import CacheError, KeyMissing, OriginTimeout, OriginUnavailable, Ov
 from .origin import BlockingOrigin, FetchingOrigin, Origin, SimOrigin
 
 __all__ = ["Answer", "BlockingOrigin", "CacheError", "CollapsedForwardingProxy", "FetchingOrigin", "KeyMissing",
-           "Origin", "OriginTimeout", "OriginUnavailable", "Overloaded", "PreconditionFailed", "SimOrigin", "__version__"]
+           "Origin", "OriginTimeout", "OriginUnavailable", "Overloaded", "PreconditionFailed", "SimOrigin",
+           "__version__"]
