@@ -59,6 +59,7 @@ class NodeProcess:
         self.err = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([*cmd, *flags], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.err)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin: Any = self.proc.stdin
         self.stdout: Any = self.proc.stdout
         for stream in (self.stdin, self.stdout):  # so neither side blocks while the driver naps (Linux)
@@ -126,7 +127,7 @@ class NodeProcess:
                 sys.stderr.write(self.err.read().decode(errors="replace")[-2000:])
             self.err.close()
         if self.proc.returncode:
-            raise RuntimeError(f"{self.proc.args} exited {self.proc.returncode}")
+            raise RuntimeError(f"{self.proc.args!r} exited {self.proc.returncode}")
 
     def __enter__(self) -> NodeProcess:
         return self
