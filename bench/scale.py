@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The scale part: costs against the size of the cache, each goal a ratio measured in one run.
 
-    python3 bench/run.py scale --baseline bench/results/scale_9131206.json   # with a column for an earlier run
+    python3 bench/run.py scale                          # beside the runs before this work and after the move
+    python3 bench/run.py scale --baseline other.json    # beside another earlier run instead
 
 The node is driven as `python3 main.py` through its pipes (node.NodeProcess), the library is
 imported as `from proxy import CollapsedForwardingProxy`. Every node runs `--sim-latency 0 --ttl 3600`
@@ -50,13 +51,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, ROOT, fmt, log, made_by, med, med_range, part_main, pyplot, save_plot, table
+from common import BENCH, ROOT, fmt, log, made_by, med, med_range, part_main, pyplot, save_plot, table, verdict
 from node import ECHO, NODE, PIPE_SIZE, NodeProcess, dict_floor_kb, gets, memory_once
 
 GOALS = {"fill_ratio": 1.5, "pause_s": 0.1, "memory_ratio": 1.5, "stats_s": 1.0, "eviction_ratio": 1.2,
          "false_timeouts": 0.01, "echo_ratio": 3.0, "hit_ratio": 2.0}
 HIT_BASE = 1 << 40  # msg_id of the hit stream's requests: HIT_BASE + i
 NODE_FLAGS = ("--sim-latency", "0", "--ttl", "3600")
+# the earlier runs the goals table shows beside this one: before this work (9131206), after the package move
+BASELINES = [str(BENCH / "results" / "scale_9131206.json"), str(BENCH / "results" / "scale_cf63f3d.json")]
 
 
 # -- node: fill, miss bursts, hit streams ----------------------------------------
@@ -397,7 +400,8 @@ def hit_vs_floor(reps: int) -> dict:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick
     gc.collect()
-    r: dict[str, Any] = {"baselines": [str(Path(b).resolve().relative_to(BENCH)) for b in args.baseline]}
+    paths = [Path(b).resolve() for b in args.baseline or BASELINES]  # kept relative to bench/ where they can be
+    r: dict[str, Any] = {"baselines": [str(p.relative_to(BENCH) if p.is_relative_to(BENCH) else p) for p in paths]}
     sizes = [1_000, 10_000, 50_000] if quick else [1_000, 10_000, 100_000, 200_000, 1_000_000]
     node_runs = args.node_runs or (1 if quick else 3)
     burst = 5_000 if quick else 20_000
@@ -484,13 +488,6 @@ def goals(r: dict) -> list[tuple[str, list[float], str, float, str]]:
     ]
 
 
-def met(values: Sequence[float], goal: float, direction: str) -> str:
-    m = med(values)
-    ok = m < goal if direction == "<" else m <= goal
-    every = all((v < goal if direction == "<" else v <= goal) for v in values)
-    return ("yes" if every else "on the median") if ok else "**no**"
-
-
 def show(values: Sequence[float], unit: str) -> str:
     digits = 0 if unit == "ms" else 2 if unit in ("x", "%") else 1
     return med_range(values, digits) + (unit if unit == "x" else f" {unit}" if unit != "ms" else "")
@@ -513,7 +510,7 @@ def goals_table(r: dict, befores: Sequence[dict] = ()) -> str:
         for old in olds:
             prev = old.get(name)
             row.append(f"{show(prev[1], unit)} ({runs(prev[1])})" if prev else "-")
-        row += [f"{show(values, unit)} ({runs(values)})", met(values, goal, direction)]
+        row += [f"{show(values, unit)} ({runs(values)})", verdict(values, goal, below=direction == "<")]
         rows.append(row)
     header = ["measure", "goal"] + [f"at {label(b)}" for b in befores] + [f"now ({label(r)})", "met now?"]
     return table(header, rows, ["l", "r"] + ["r"] * len(befores) + ["r", "c"])
@@ -657,7 +654,8 @@ hits one per 5 ms while 5,000 misses/s arrive; library: `get` with a blocking or
 def main(argv: list[str] | None = None) -> int:
     def flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--baseline", action="append", default=[], metavar="JSON",
-                            help="an earlier run's results, shown beside this one (repeat, oldest first)")
+                            help="an earlier run's results, shown beside this one (repeat, oldest first; "
+                                 "default: the runs at 9131206 and cf63f3d)")
         parser.add_argument("--node-runs", type=int, default=0, help="runs of the node sweep (default 3; 1 quick)")
 
     return part_main("scale", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
