@@ -191,3 +191,12 @@ def test_a8_a_forged_cf_revoke_ok_does_not_end_the_wait_for_a_cut_off_holder() -
         forge(net, "n2", "c9", {"type": "cf_revoke_ok", "in_reply_to": revoke["body"]["msg_id"], "msg_id": 1})
         assert net.reply(write)["type"] == "write_ok"
         assert read(net, "n1", key) == "new"  # no stale read after a completed write
+
+
+def test_a_cf_request_signed_with_the_nodes_own_id_is_refused() -> None:
+    with cluster() as net:
+        key = key_owned_by("n1")
+        forge(net, "n1", "n1", {"type": "cf_read", "key": key, "msg_id": 79})
+        answer = sent(net, "n1", lambda m: m["dest"] == "n1" and m["body"].get("in_reply_to") == 79)
+        assert refused(answer["body"]), answer
+        assert net.call("n1", {"type": "stats"})["leases_granted"] == 0
