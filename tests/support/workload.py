@@ -571,12 +571,12 @@ class Hostile:
 
     def forged_reply(self) -> None:
         """A4, A5, A6, A8: a reply to a request a node really sent, from anyone but its dest."""
-        if not self.net.node_requests:
+        recent = [r for r in list(self.net.node_requests)[-64:] if r[2] in FORGED_REPLY]
+        if not recent:
             return
-        node, dest, type_, msg_id = self.rng.choice(list(self.net.node_requests)[-32:])
-        reply = FORGED_REPLY.get(type_)
-        if reply is None:
-            return
+        kind = self.rng.choice(sorted({r[2] for r in recent}))  # each kind as often: cf_revoke is rare
+        node, dest, type_, msg_id = self.rng.choice([r for r in recent if r[2] == kind])
+        reply = FORGED_REPLY[type_]
         impostors = ["c9", *(n for n in [*self.net.node_ids, *SERVICES] if n not in (node, dest))]
         self._send(self.rng.choice(impostors), node, {**reply, "in_reply_to": msg_id, "msg_id": next(self._msg_ids)},
                    f"forged {reply['type']}")
