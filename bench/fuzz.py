@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--odd-rate", type=float, default=0.3, help="fraction of service replies made odd")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    runs = lines_in = lines_out = expected = failed = 0
+    runs = lines_in = lines_out = expected = hostile = failed = 0
     seed = args.seed
     while time.monotonic() - started < args.seconds:
         run = run_once(seed, args.batches, args.batch_size, args.odd_rate)
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         lines_in += run.lines_in
         lines_out += run.lines_out
         expected += run.expected
+        hostile += run.hostile
         if run.failures:
             failed += 1
             print(f"seed {seed}: {len(run.failures)} failures", flush=True)
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     print(f"{runs} runs (seeds {args.seed}..{seed - 1}) in {elapsed:.0f}s: {lines_in} lines sent to the node "
           f"({lines_in / elapsed:.0f}/s), {lines_out} lines read back, {expected} requests that had to be "
-          f"answered; {failed} runs failed")
+          f"answered, {hostile} hostile-sender messages; {failed} runs failed")
     return 1 if failed else 0
 
 

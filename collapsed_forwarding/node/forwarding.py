@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from ..keys import key_text, too_deep, wire_key
-from .codes import error_of
+from ..keys import key_text, wire_key
+from .codes import Unexpected, reply_result
 from .wire import Body, ErrorCode, Wire, after_replies
 
 # Errors an owner passes on from its origin: shared with our waiters, as a local fetch's would be.
@@ -62,7 +62,8 @@ class ForwardingOrigin:
                       lambda reply: self._answered(key, done, sent, reply), self.peer_timeout)
 
     def _answered(self, key: Hashable, done: Callable[..., None], sent: float, reply: Body | None) -> None:
-        if not _usable(reply):  # no answer, or one that makes no sense: act alone
+        result = _passed_on(reply, self.owner(key))
+        if isinstance(result, Unexpected):  # no answer, or one that makes no sense: act alone
             with self._count_lock:
                 self.peer_fallbacks += 1
             if self.fallback_ttl is None:
@@ -72,10 +73,7 @@ class ForwardingOrigin:
             return
         assert reply is not None
         # The copy lives no longer than the owner's entry: its clock started before the owner's reply.
-        ttl = max(0.0, reply["ttl_left"] - (self.clock() - sent))
-        kind, code = reply["type"], reply.get("code")
-        result = reply["value"] if kind == "cf_fetch_ok" else error_of(code, f"owner: {str(reply.get('text'))[:200]}")
-        done(result, ttl=ttl)
+        done(result, ttl=max(0.0, reply["ttl_left"] - (self.clock() - sent)))
 
     def drop_everywhere(self, key: Hashable, drop_here: Callable[[], None], then: Callable[[], None]) -> None:
         """Drop `key` at its owner, then at every other node, then call `then`
@@ -111,15 +109,13 @@ class Alone:
         return {"forwards": 0, "peer_fallbacks": 0}
 
 
-def _usable(reply: Body | None) -> bool:
-    """An owner's reply to cf_fetch that can be passed on: a value (no deeper than a
-    request's may be) or one of the origin's own errors, with the seconds its entry
-    has left (a number a clock can count: 10**400 would overflow)."""
+def _passed_on(reply: Body | None, owner_id: str) -> Any:
+    """What an owner's reply to cf_fetch gives our waiters: a value, or one of the origin's
+    own errors; `Unexpected` for no reply or one that cannot be passed on, as it is missing
+    the seconds its entry has left (a number a clock can count: 10**400 would overflow)."""
     if reply is None:
-        return False
-    kind, code, ttl_left = reply.get("type"), reply.get("code"), reply.get("ttl_left", -1)
+        return Unexpected(f"owner {owner_id} did not answer")
+    ttl_left = reply.get("ttl_left", -1)
     if type(ttl_left) not in (int, float) or not 0 <= ttl_left < 1e15:
-        return False
-    if kind == "cf_fetch_ok":
-        return "value" in reply and not too_deep(reply["value"])
-    return kind == "error" and type(code) is int and code in ORIGIN_ANSWERS
+        return Unexpected(f"owner {owner_id} sent no usable ttl_left")
+    return reply_result(reply, "cf_fetch_ok", f"owner {owner_id}", ORIGIN_ANSWERS, value=True)

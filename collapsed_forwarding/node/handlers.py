@@ -23,9 +23,13 @@ from .forwarding import Alone, ForwardingOrigin
 from .kv import KvOrigin
 from .leases import LinearKeys, Update
 from .reader import Reader
-from .wire import Body, Malformed, Message, Wire, fields_json
+from .wire import Body, ErrorCode, Handler, Malformed, Message, Wire, fields_json
 
 log = logging.getLogger("collapsed_forwarding.node")
+
+PEER_PREFIX = "cf_"  # the requests only another node of the cluster may send
+NOT_A_NODE = ErrorCode.NOT_SUPPORTED  # a cf_* request from outside node_ids: nothing is done
+NOT_THE_OWNER = ErrorCode.TEMPORARILY_UNAVAILABLE  # cf_read / cf_update at a node that does not own the key
 
 
 def request_key(body: Body) -> Hashable:
@@ -66,10 +70,13 @@ class CacheNode:
         self.wire = Wire(output, self.scheduler)
         self.reader = Reader(self.wire)
         self.scheduler.around = self.wire.batch  # one flush for all a round of due timers sends
-        self.wire.handlers.update(init=self.init, get=self.get, read=self.read, write=self.write,
-                                  cas=self.cas, invalidate=self.invalidate, stats=self.stats,
-                                  cf_fetch=self.cf_fetch, cf_drop=self.cf_drop, cf_read=self.cf_read,
-                                  cf_update=self.cf_update, cf_revoke=self.cf_revoke)
+        handlers: dict[str, Handler] = dict(
+            init=self.init, get=self.get, read=self.read, write=self.write, cas=self.cas,
+            invalidate=self.invalidate, stats=self.stats, cf_fetch=self.cf_fetch, cf_drop=self.cf_drop,
+            cf_read=self.cf_read, cf_update=self.cf_update, cf_revoke=self.cf_revoke)
+        # Every cf_* request is a node's: checked here, once, before any handler sees it.
+        self.wire.handlers.update({type_: self._from_a_node(handler) if type_.startswith(PEER_PREFIX) else handler
+                                   for type_, handler in handlers.items()})
         self.origin: Any = None
         self.cluster: ForwardingOrigin | Alone = Alone()
         self.linear: LinearKeys | None = None  # read/write/cas on a cluster (leases.py)
@@ -215,6 +222,29 @@ class CacheNode:
 
     # -- between nodes (see forwarding.py) -------------------------------------
 
+    def _from_a_node(self, handler: Handler) -> Handler:
+        """`handler`, for requests from another node of the cluster only: anyone else (a client,
+        a made-up id, this node's own id) is refused and nothing changes, so no client can
+        write behind the owner's back, hold a lease, or be waited for by a write."""
+        def from_a_node(msg: Message, body: Body) -> None:
+            src = msg["src"]
+            if src in self.wire.node_ids and src != self.wire.node_id:
+                handler(msg, body)
+            else:
+                self.wire.error(msg, NOT_A_NODE, f"{str(body.get('type'))[:50]} is for the other nodes of this "
+                                                 f"cluster only, and {src[:100]!r} is not one")
+        return from_a_node
+
+    def _owned_here(self, msg: Message, key: Hashable) -> LinearKeys | None:
+        """The linear keys, if this node owns `key`; else None, the request refused: a node
+        whose view of the cluster differs from ours must not make us a second owner."""
+        linear = self._linear_keys()
+        if linear.owner_of(key) == self.wire.node_id:
+            return linear
+        self.wire.error(msg, NOT_THE_OWNER, f"{msg['body'].get('type')} is served by the key's owner, "
+                                            f"{linear.owner_of(key)}, not by {self.wire.node_id}")
+        return None
+
     def cf_fetch(self, msg: Message, body: Body) -> None:
         """Another node's miss for a key this node owns."""
         key = request_key(body)
@@ -244,7 +274,9 @@ class CacheNode:
 
     def cf_read(self, msg: Message, body: Body) -> None:
         """Another node's read of a key this node owns (leases.py)."""
-        self._linear_keys().cf_read(request_key(body), msg["src"], partial(self._cf_read_answered, msg))
+        key = request_key(body)
+        if (linear := self._owned_here(msg, key)) is not None:
+            linear.cf_read(key, msg["src"], partial(self._cf_read_answered, msg))
 
     def _cf_read_answered(self, msg: Message, result: Any, lease: float) -> None:
         if isinstance(result, CacheError):
@@ -254,8 +286,9 @@ class CacheNode:
 
     def cf_update(self, msg: Message, body: Body) -> None:
         """Another node's write or cas of a key this node owns."""
-        update = update_of(body, body.get("kind"))
-        self._linear_keys().cf_update(request_key(body), update, partial(self._updated, msg, "cf_update_ok"))
+        key, update = request_key(body), update_of(body, body.get("kind"))
+        if (linear := self._owned_here(msg, key)) is not None:
+            linear.cf_update(key, update, partial(self._updated, msg, "cf_update_ok"))
 
     def cf_revoke(self, msg: Message, body: Body) -> None:
         """The owner is about to update a key: drop our copy (and the cache's entry) first."""

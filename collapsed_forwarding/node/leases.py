@@ -50,9 +50,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from ..errors import CacheError, KeyMissing, OriginTimeout, OriginUnavailable, PreconditionFailed
-from ..keys import canonical, too_deep, wire_key
-from .codes import error_of
+from ..errors import CacheError, KeyMissing, OriginTimeout, PreconditionFailed
+from ..keys import canonical, wire_key
+from .codes import reply_result
 from .wire import Body, Wire, after_replies
 
 log = logging.getLogger("collapsed_forwarding.leases")
@@ -63,6 +63,10 @@ MARGIN = 0.005  # seconds the owner adds to its record of a lease (clock rates m
 Result = Any  # a value, or a CacheError
 ReadDone = Callable[[Result], None]
 UpdateDone = Callable[[CacheError | None], None]
+# What an owner's error passes on as it is: its origin's answers (0, 11, 20; 22 for a cas) and an
+# update's unknown outcome (13); any other code is 11, or for an update 13 unless it is definite.
+OWNER_READ_ERRORS = frozenset({0, 11, 13, 20})
+OWNER_UPDATE_ERRORS = frozenset({0, 11, 13, 20, 22})
 
 
 @dataclass
@@ -397,15 +401,8 @@ class LinearKeys:
                 self.counts["reads_direct"] += 1
             self.origin.start_fetch(key, done)
             return
-        kind, lease = reply.get("type"), reply.get("lease", 0)
-        if kind == "cf_read_ok" and ("value" not in reply or too_deep(reply["value"])):
-            result: Result = OriginUnavailable(f"owner {owner_id} sent cf_read_ok with no value, or one too deep")
-        elif kind == "cf_read_ok":
-            result = reply["value"]
-        elif kind == "error":
-            result = error_from(reply)
-        else:
-            result = OriginUnavailable(f"owner {owner_id} sent {kind!r}")
+        lease = reply.get("lease", 0)
+        result: Result = reply_result(reply, "cf_read_ok", f"owner {owner_id}", OWNER_READ_ERRORS, value=True)
         with self._lock:
             self.suspect_until.pop(owner_id, None)
             held = self.held.get(key)
@@ -418,11 +415,7 @@ class LinearKeys:
     def _update_result(self, reply: Body | None) -> CacheError | None:
         if reply is None:
             return OriginTimeout("the key's owner did not answer: the update may or may not have happened")
-        if reply.get("type") == "cf_update_ok":
-            return None
-        if reply.get("type") == "error":
-            return error_from(reply)
-        return OriginTimeout(f"the owner sent {reply.get('type')!r}: the update's outcome is unknown")
+        return reply_result(reply, "cf_update_ok", "the key's owner", OWNER_UPDATE_ERRORS, update=True)
 
 
 def _ignore(_reply: Body | None) -> None:
@@ -431,7 +424,3 @@ def _ignore(_reply: Body | None) -> None:
 
 def _result(value: Any) -> Result:
     return KeyMissing("key does not exist") if value is ABSENT else value
-
-
-def error_from(reply: Body) -> CacheError:
-    return error_of(reply.get("code"), str(reply.get("text", "")))

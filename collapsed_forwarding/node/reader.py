@@ -96,8 +96,8 @@ class Reader:
     def _handle_reply_line(self, line: bytes) -> None:
         """A line the reader found to be one whole reply: handled as such, apart
         from whatever the requests' lines are in the middle of."""
-        body = self._parse(line.decode())["body"]
-        self.wire.handle_reply(body, self._number_too_large)
+        msg = self._parse(line.decode())
+        self.wire.handle_reply(msg.get("src"), msg["body"], self._number_too_large)
 
     def handle_line(self, line: bytes) -> None:
         if self._fragment.prefix is not None:  # (an attribute, not a property: this is every line's path)
@@ -162,7 +162,7 @@ class Reader:
     def _dispatch(self, msg: Any, line: bytes) -> None:
         body = msg.get("body") if isinstance(msg, dict) else None
         if isinstance(body, dict) and "in_reply_to" in body:
-            self.wire.handle_reply(body, self._number_too_large)
+            self.wire.handle_reply(msg.get("src"), body, self._number_too_large)
         elif not isinstance(body, dict) or not isinstance(msg.get("src"), str) or type(body.get("msg_id")) is not int:
             log.warning("ignoring a message with no src, no object body or no integer msg_id: %.200r", line)
         elif self.wire.node_id is None and not isinstance(msg.get("dest"), str):

@@ -96,7 +96,7 @@ class Wire:
         self._draining = False  # input has ended: each reply checks whether it was the last one owed
         self._drained = threading.Event()
         self._next_msg_id = 0
-        self._rpcs: dict[int, tuple[Callable[[Body | None], None], Timer]] = {}
+        self._rpcs: dict[int, tuple[Callable[[Body | None], None], Timer, str]] = {}  # msg_id -> (.., dest)
         self._requests_read = 0  # only the thread that runs the handlers writes this
         self._replies_sent = 0  # only written under _output_lock
         self._batching = threading.local()  # .depth > 0: this thread's messages wait for one flush
@@ -189,7 +189,7 @@ class Wire:
             line = _line(to_json({"src": self.node_id, "dest": dest, "body": body}))
             self._next_msg_id = msg_id + 1  # only once encoded: no msg_id is skipped
             # Registered before the request leaves, so no reply can beat it.
-            self._rpcs[msg_id] = (on_reply, self.scheduler.call_later(timeout, self._rpc_timed_out, msg_id))
+            self._rpcs[msg_id] = (on_reply, self.scheduler.call_later(timeout, self._rpc_timed_out, msg_id), dest)
             self._write(line)
 
     def _rpc_timed_out(self, msg_id: int) -> None:
@@ -200,15 +200,21 @@ class Wire:
 
     # -- what the reader hands over ---------------------------------------
 
-    def handle_reply(self, body: Body, unreadable: bool = False) -> None:
-        """A reply to one of our RPCs; `unreadable`: it held a number no double holds."""
+    def handle_reply(self, src: Any, body: Body, unreadable: bool = False) -> None:
+        """A reply, from `src`, to one of our RPCs; `unreadable`: it held a number no double holds.
+        It counts only from where the request went: anyone else's is ignored, the RPC left pending."""
         in_reply_to = body["in_reply_to"]
         with self._output_lock:  # only an integer matches: true is not 1
-            pending = self._rpcs.pop(in_reply_to, None) if type(in_reply_to) is int else None
+            pending = self._rpcs.get(in_reply_to) if type(in_reply_to) is int else None
+            if pending is not None and pending[2] == src:
+                del self._rpcs[in_reply_to]
+        if pending is not None and pending[2] != src:
+            log.info("ignoring a reply from %.100r to a request sent to %.100r", src, pending[2])
+            return
         if pending is None:
             log.info("ignoring a reply to nothing pending: %.200r", body)
             return
-        on_reply, timer = pending
+        on_reply, timer, _dest = pending
         timer.cancel()
         if unreadable:  # its value was read as 0.0: it must not be taken for an answer
             body = {"type": "error", "in_reply_to": in_reply_to, "code": UNREADABLE_REPLY_CODE,

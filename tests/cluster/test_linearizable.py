@@ -11,6 +11,7 @@ python3 -m pytest -m soak tests/cluster/test_linearizable.py`); `python3 bench/r
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -84,6 +85,20 @@ def test_the_workload_catches_a_cache_that_does_not_drop_on_write() -> None:
     verdict = result.check()
     assert not verdict.valid
     assert "no linearization" in verdict.explain()
+
+
+# A hostile client sends issue 16's attacks all through the run (workload.Hostile): forged cf_*
+# requests and replies forged to the nodes' real pending requests. Histories stay linearizable.
+HOSTILE = [(3, 10, "exponential", False), (5, 10, "uniform", True)]
+
+
+@pytest.mark.parametrize("scenario", HOSTILE, ids=scenario_id)
+def test_a_hostile_client_changes_no_history(scenario: tuple[int, int, str, bool]) -> None:
+    result = run(dataclasses.replace(workload(*scenario, seed=11 + HOSTILE.index(scenario)), hostile=True))
+    assert_linearizable(result)
+    kinds = {kind.split()[0] for kind in result.hostile}
+    assert {"cf_update", "cf_read", "cf_fetch", "cf_drop", "cf_revoke", "forged", "sprayed"} <= kinds, result.hostile
+    assert result.hostile["forged cf_revoke_ok"] + result.hostile["forged cf_read_ok"] > 0, result.hostile
 
 
 SOAK = [s for s in SCENARIOS if s[0] > 1 and (s[3] or s[2] == "exponential")]

@@ -11,7 +11,9 @@ a `dest` that is no string), then `init`, then batches. A batch mixes:
 * mutations of valid messages, one-line and pretty-printed (bytes flipped,
   spans cut, doubled or replaced, lines cut short or split);
 * random bytes, unfinished fragments, blank lines;
-* replies that no request asked for, with odd `in_reply_to`s.
+* replies that no request asked for, with odd `in_reply_to`s;
+* hostile senders: replies forged to the node's real pending RPCs from anyone but
+  where each went, and `cf_*` requests from made-up ids (each must be answered).
 
 The node's origin is a fake lin-kv service played here, which answers its RPCs
 correctly most of the time and otherwise oddly: wrong types, odd error codes,
@@ -50,6 +52,7 @@ from .net import feed
 MAIN = Path(__file__).resolve().parents[2] / "main.py"
 CLIENTS = ("c1", "c2", "c3")  # the senders of requests that must be answered
 MUTANT_CLIENTS = ("m1", "m2")  # the senders of mutated lines, so a mutant never counts as an expected request
+FORGED = "forged-reply"  # the value of every forged reply: no client may ever be sent it
 INF = "\x00INF\x00"  # stands for 1e400 in a value until the text is made
 
 
@@ -89,6 +92,7 @@ class Run:
     lines_in: int = 0
     lines_out: int = 0
     expected: int = 0
+    hostile: int = 0  # forged replies and cf_* requests from made-up ids sent
     failures: list[str] = field(default_factory=list)
 
     def fail(self, text: str) -> None:
@@ -109,6 +113,7 @@ class Node:
         self.replies: dict[tuple[str, str], int] = {}  # (client, canonical in_reply_to) -> replies seen
         self.arrived = threading.Condition()
         self.next_msg_id = 0
+        self.rpcs: list[tuple[str, Any]] = []  # (dest, msg_id) of the node's latest RPCs: for forged replies
         self.store: dict[str, Any] = {}  # the service's data
         self.timers: list[threading.Timer] = []
         self.writer = threading.Thread(target=self._write, daemon=True)
@@ -153,8 +158,11 @@ class Node:
         if not isinstance(msg.get("src"), str):
             self.run.fail(f"src is no string: {line[:200]!r}")
         if msg["dest"] in ("lin-kv", "n2") and "in_reply_to" not in body:
+            self.rpcs = [*self.rpcs[-31:], (msg["dest"], body.get("msg_id"))]
             (self._serve if msg["dest"] == "lin-kv" else self._peer)(msg["src"], body)
             return
+        if body.get("value") == FORGED:
+            self.run.fail(f"a forged reply's value was served: {line[:200]!r}")
         key = (canonical(msg["dest"]), canonical(body.get("in_reply_to")))
         with self.arrived:
             self.replies[key] = self.replies.get(key, 0) + 1
@@ -448,6 +456,26 @@ def _before_init(node: Node, gen: Generator, run: Run, node_ids: list[str]) -> N
     run.expected += len(answered) + 1
 
 
+def _hostile(node: Node, gen: Generator, run: Run) -> list[tuple[str, int]]:
+    """A forged reply to one of the node's pending RPCs, from anyone but where it went; or a
+    cf_* request from a made-up id. Returns the request to expect a reply to, if one was sent."""
+    rng = gen.rng
+    run.hostile += 1
+    if node.rpcs and rng.random() < 0.6:
+        dest, msg_id = rng.choice(node.rpcs)
+        src = rng.choice([s for s in ("lin-kv", "n2", "c1", "x9") if s != dest])
+        body: dict[str, Any] = rng.choice([
+            {"type": "read_ok", "value": FORGED}, {"type": "cf_fetch_ok", "value": FORGED, "ttl_left": 1e9},
+            {"type": "cf_read_ok", "value": FORGED, "lease": 1e9},
+            {"type": rng.choice(["write_ok", "cas_ok", "cf_update_ok", "cf_revoke_ok"])}])
+        node.send(gen.line({"src": src, "dest": "n1", "body": {**body, "in_reply_to": msg_id, "msg_id": 1}}))
+        return []
+    msg, _ = gen.request(client=f"x{rng.randrange(1000)}")
+    msg["body"]["type"] = rng.choice(["cf_fetch", "cf_drop", "cf_read", "cf_update", "cf_revoke", "cf_other"])
+    node.send(gen.line(msg))
+    return [(msg["src"], msg["body"]["msg_id"])]
+
+
 def _batch(node: Node, gen: Generator, run: Run, batch: int, size: int) -> None:
     rng = gen.rng
     expected: list[tuple[str, int]] = []
@@ -466,6 +494,8 @@ def _batch(node: Node, gen: Generator, run: Run, batch: int, size: int) -> None:
             expected.append((client, msg["body"]["msg_id"]))
         elif roll < 0.8:
             node.send(gen.mutant())
+        elif roll < 0.87:
+            expected.extend(_hostile(node, gen, run))
         else:
             node.send(gen.noise())
         clean = False

@@ -19,7 +19,7 @@ burst written to one node can never deadlock the routing of another's output.
 
 `net.kv` plays Maelstrom's lin-kv: read (error 20 if the key is missing), write,
 cas (20 if missing, 22 if `from` does not match). It counts what it is asked and
-can be told to answer late (`latency`), to fail (`fail = "error"`: error 11, or
+can be told to answer late (`latency`), to fail (`fail = "error"`: error `fail_code`, 11, or
 `fail = "drop"`: never answer) or to park its replies until `release()` (`hold`).
 
 Every stdout line that does not parse as a message, and every second reply to the
@@ -73,7 +73,8 @@ class KV:
     def __init__(self, deliver: Callable[[Message], None]) -> None:
         self.data: dict[str, Any] = {}  # canonical JSON key -> value
         self.latency = 0.0  # seconds before each reply is delivered (from a timer thread)
-        self.fail: str | None = None  # None, "error" (reply error 11) or "drop" (never reply)
+        self.fail: str | None = None  # None, "error" (reply error `fail_code`) or "drop" (never reply)
+        self.fail_code = 11
         self.hold = False  # park replies (computed now) until release()
         self.requests: list[Body] = []  # every request received, in order
         self.delivered = 0  # replies handed to the network so far
@@ -119,7 +120,8 @@ class KV:
             self._changed.notify_all()
             if self.fail == "drop":
                 return
-            reply = self._answer(body) if self.fail is None else self._error(11, "the service is failing (test)")
+            failing = self._error(self.fail_code, "the service is failing (test)")
+            reply = self._answer(body) if self.fail is None else failing
             reply["in_reply_to"] = body.get("msg_id")
             reply["msg_id"] = next(self._msg_ids)
             out = {"src": msg["dest"], "dest": msg["src"], "body": reply}

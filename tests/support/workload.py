@@ -37,6 +37,13 @@ What follows Maelstrom (jepsen-io/maelstrom at cb7f072) and jepsen (c4c7473d):
   key. Operations come at a global rate, each after a wait uniform in
   [0, 2/rate) (gen/stagger), to a free thread.
 
+A hostile client (`hostile=True`, not Maelstrom's: its clients never send these)
+sends, all through the run, what issue 16's table lists: cf_* requests from
+clients and made-up ids, cf_read/cf_update from a node to a node that does not
+own the key, and replies forged to the nodes' real pending requests (the net
+sees every request a node sends) from anyone but where each request went, and
+replies sprayed at guessed msg_ids. None of it may change a history.
+
 Also a read-heavy mix for benchmarks (`mix="read-heavy"`): any thread, a key
 among `keys`, reads with probability `read_fraction`, else write or cas as above.
 
@@ -58,10 +65,13 @@ import statistics
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from collapsed_forwarding.keys import cache_key
+from collapsed_forwarding.node.forwarding import owner
 
 from .linearizability import CAS, FAIL, INFO, OK, READ, WRITE, Op, Result, check
 from .net import SERVICES, Message, Net, encode
@@ -162,6 +172,8 @@ class LatencyNet(Net):
         self._rng_lock = threading.Lock()
         self.grudge: Grudge = {}
         self.counts: Counter[str] = Counter()
+        # (src, dest, type, msg_id) of the latest requests nodes sent: a hostile client forges replies to them
+        self.node_requests: deque[tuple[str, str, str, int]] = deque(maxlen=256)
         self._seq = itertools.count()
         self._inboxes: dict[str, _Inbox] = {}
         self._threads: list[threading.Thread] = []
@@ -179,6 +191,9 @@ class LatencyNet(Net):
     def _route_message(self, msg: Message) -> None:
         src, dest = msg.get("src"), msg["dest"]
         self._count(src, dest)
+        body = msg["body"]
+        if src in self._inboxes and "in_reply_to" not in body and type(body.get("msg_id")) is int:
+            self.node_requests.append((src, dest, str(body.get("type")), body["msg_id"]))
         if is_client(src) or is_client(dest) or dest not in self._inboxes:
             super()._route_message(msg)
             return
@@ -260,6 +275,8 @@ class Workload:
     nemesis: Sequence[str] = ()  # partition shapes to draw from; empty: no faults
     nemesis_interval: float = 0.5  # mean seconds between partition starts and stops (Maelstrom: 10)
     seed: int = 0
+    hostile: bool = False  # a client that forges cf_* requests and replies throughout (see above)
+    hostile_rate: float = 300.0  # its messages per second
     args: Sequence[str] = ("--origin", "lin-kv")
     env: dict[str, str] | None = None
     cmd: list[str] | None = None  # replaces `python3 main.py`
@@ -292,6 +309,7 @@ class RunResult:
     problems: list[str]
     duration: float
     exit_codes: dict[str, int]
+    hostile: Counter[str] = field(default_factory=Counter)  # what the hostile client sent, by kind
 
     def ops(self) -> list[Op]:
         out = []
@@ -326,6 +344,7 @@ class RunResult:
             "read_p50_ms": percentile(reads, 50) * 1000, "read_p99_ms": percentile(reads, 99) * 1000,
             "write_p50_ms": percentile(writes, 50) * 1000, "write_p99_ms": percentile(writes, 99) * 1000,
             "outcomes": dict(self.outcomes()), "partitions": sum(1 for p in self.partitions if p[1] != "heal"),
+            **({"hostile": dict(self.hostile)} if self.hostile else {}),
         }
 
 
@@ -488,6 +507,89 @@ def _outcome(f: str, reply: dict[str, Any] | None) -> tuple[str, Any, Any]:
     return OK, None, reply.get("value")
 
 
+# What a forged reply to each request says: the most harmful answer it could be taken for.
+FORGED_REPLY: dict[str, dict[str, Any]] = {
+    "read": {"type": "read_ok", "value": 666},
+    "write": {"type": "write_ok"},
+    "cas": {"type": "cas_ok"},
+    "cf_read": {"type": "cf_read_ok", "value": 666, "lease": 1e9},
+    "cf_fetch": {"type": "cf_fetch_ok", "value": 666, "ttl_left": 1e9},
+    "cf_update": {"type": "cf_update_ok"},
+    "cf_revoke": {"type": "cf_revoke_ok"},
+    "cf_drop": {"type": "cf_drop_ok"},
+}
+
+
+class Hostile:
+    """Issue 16's attacks, sent at random during a run (see the module's docstring). Requests go
+    from client ids (c9, made-up cx<n>), so their replies never count as the workload's."""
+
+    def __init__(self, net: LatencyNet, keys: list[Any], seed: int, rate: float) -> None:
+        self.net, self.keys, self.rate = net, keys, rate  # keys: the workload's keys in use now
+        self.rng = random.Random(seed * 31337 + 7)
+        self.sent: Counter[str] = Counter()
+        self._msg_ids = itertools.count(1_000_000)
+
+    def run(self, until: float, stop: threading.Event) -> None:
+        attacks = [self.client_request, self.node_request_to_a_non_owner, self.forged_reply, self.sprayed_reply]
+        while not stop.wait(self.rng.uniform(0, 2 / self.rate)) and time.monotonic() < until:
+            try:
+                self.rng.choice(attacks)()
+            except Exception as exc:  # shows in the test's problems, not as a dead thread
+                self.net.problems.append(f"hostile client failed: {exc!r}")
+                return
+
+    def _send(self, src: str, dest: str, body: dict[str, Any], kind: str) -> None:
+        self.sent[kind] += 1
+        self.net.nodes[dest].inbox.put(encode({"src": src, "dest": dest, "body": body}))
+
+    def _key(self) -> Any:
+        return self.rng.choice(self.keys)
+
+    def client_request(self) -> None:
+        """A1, A3, A3b, A7: any cf_* request, from c9 or a made-up id, to any node."""
+        rng = self.rng
+        type_ = rng.choice(["cf_update", "cf_read", "cf_fetch", "cf_drop", "cf_revoke"])
+        body: dict[str, Any] = {"type": type_, "key": self._key(), "msg_id": next(self._msg_ids)}
+        if type_ == "cf_update":
+            body.update(kind="write", value=rng.choice([666, rng.randrange(5)]))
+        src = rng.choice(["c9", f"cx{rng.randrange(2000)}"])
+        self._send(src, rng.choice(self.net.node_ids), body, f"{type_} from a client")
+
+    def node_request_to_a_non_owner(self) -> None:
+        """A2: cf_update or cf_read of a key, as a node would send it, to a node that does not own it."""
+        key = self._key()
+        key_owner = owner(cache_key(key), self.net.node_ids)
+        others = [n for n in self.net.node_ids if n != key_owner]
+        if len(others) < 2:
+            return
+        src, dest = self.rng.sample(others, 2)
+        body: dict[str, Any] = {"type": "cf_update", "key": key, "kind": "write", "value": 666}
+        if self.rng.random() < 0.5:
+            body = {"type": "cf_read", "key": key}
+        self._send(src, dest, {**body, "msg_id": next(self._msg_ids)}, f"{body['type']} to a non-owner")
+
+    def forged_reply(self) -> None:
+        """A4, A5, A6, A8: a reply to a request a node really sent, from anyone but its dest."""
+        recent = [r for r in list(self.net.node_requests)[-64:] if r[2] in FORGED_REPLY]
+        if not recent:
+            return
+        kind = self.rng.choice(sorted({r[2] for r in recent}))  # each kind as often: cf_revoke is rare
+        node, dest, type_, msg_id = self.rng.choice([r for r in recent if r[2] == kind])
+        reply = FORGED_REPLY[type_]
+        impostors = ["c9", *(n for n in [*self.net.node_ids, *SERVICES] if n not in (node, dest))]
+        self._send(self.rng.choice(impostors), node, {**reply, "in_reply_to": msg_id, "msg_id": next(self._msg_ids)},
+                   f"forged {reply['type']}")
+
+    def sprayed_reply(self) -> None:
+        """A5's spray: a read_ok for a guessed msg_id."""
+        node = self.rng.choice(self.net.node_ids)
+        recent = [m for n, _, _, m in self.net.node_requests if n == node]
+        guess = max(recent, default=0) + self.rng.randrange(-5, 20)
+        self._send("c9", node, {"type": "read_ok", "in_reply_to": guess, "msg_id": next(self._msg_ids),
+                                "value": 666}, "sprayed read_ok")
+
+
 def run(w: Workload) -> RunResult:
     """Start the nodes, run the workload for w.time_limit, wait for every op, stop the nodes."""
     net = LatencyNet(nodes=w.nodes, latency=w.latency, seed=w.seed, args=list(w.args), env=w.env, cmd=w.cmd)
@@ -503,6 +605,11 @@ def run(w: Workload) -> RunResult:
         if w.nemesis:
             nemesis = threading.Thread(target=runner.nemesis, args=(until,), daemon=True)
             nemesis.start()
+        hostile = None
+        if w.hostile:
+            keys = runner.group_key if w.mix == "maelstrom" else list(range(w.keys))
+            hostile = Hostile(net, keys, w.seed, w.hostile_rate)
+            threading.Thread(target=hostile.run, args=(until, runner.stop), daemon=True).start()
         runner.generate(until)
         for thread in clients:
             thread.join(runner.timeout + 10)
@@ -514,7 +621,8 @@ def run(w: Workload) -> RunResult:
         counts = Counter(net.counts)
     finally:
         codes = net.close()
-    return RunResult(w, runner.events, counts, runner.partitions, list(net.problems), duration, codes)
+    return RunResult(w, runner.events, counts, runner.partitions, list(net.problems), duration, codes,
+                     Counter(hostile.sent) if hostile is not None else Counter())
 
 
 if __name__ == "__main__":  # a quick look: python3 tests/support/workload.py [nodes] [mean_ms] [dist] [seconds]
