@@ -1,0 +1,295 @@
+"""The owner's side of leases: it serializes every update of its keys, and its copy is the register.
+
+* **The owner serializes every update of its keys.** Another node forwards its
+  write or cas (`cf_update`); the owner runs them one at a time. Before an
+  update goes to the origin, every node that may serve the key from a copy is
+  told to drop it (`cf_revoke`), and the owner waits for each to acknowledge
+  or for its lease to run out. While an update is under way no lease is
+  granted, reads at the owner wait for it, and no fetch started before it
+  fills anything.
+* **The owner's copy is the register.** As nothing else writes the origin, the
+  owner knows the value after each update it made and after each read it made
+  with no update since. It answers reads from that copy, and a cas whose `from`
+  does not match (or a key known to be missing) at once, with error 22 (or
+  20), as lin-kv would. A node gets a lease on its second read of a key since
+  the key's last update, so a key written as often as it is read costs no
+  revocations.
+* **An update whose outcome is unknown** may still land later: for `settle`
+  seconds the owner then caches nothing of that key, grants no lease and reads
+  the origin afresh for each read.
+* **A fresh start keeps the promises of a previous incarnation** (docs/protocol.md,
+  "Restarts"): for `settle` seconds after init every key is as after an update
+  of unknown outcome (an update the old process sent may still land), and no
+  update of a key starts before `lease * (1 + drift)` seconds after init (a
+  lease the old process granted may still be live). Reads are served at once.
+
+`get` copies: the owner remembers which nodes asked it for a key (`cf_fetch`)
+and drops their entries with the same `cf_revoke` before each update, and its
+own cache's entry before and after.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+from ..errors import CacheError, KeyMissing, PreconditionFailed
+from ..keys import canonical, wire_key
+from .update import Update, UpdateDone
+from .wire import Body, Wire, after_replies
+
+ABSENT: Any = object()  # the owner knows the key does not exist
+LEASE_AFTER_READS = 2  # a node gets a lease on its second read of a key since the key's last update
+Result = Any  # a value, or a CacheError
+ReadDone = Callable[[Result], None]
+
+
+class Invalidates(Protocol):
+    """The node's cache, as the owner sees it: an entry it can drop."""
+
+    def invalidate(self, key: Hashable) -> Any: ...
+
+
+@dataclass
+class Owned:
+    """A key this node owns."""
+
+    known: bool = False
+    value: Any = None  # ABSENT: known missing
+    busy: bool = False  # an update is revoking copies or at the origin
+    gen: int = 0  # bumped when an update starts: a fetch sent before it fills nothing
+    updates: deque[tuple[Update, UpdateDone]] = field(default_factory=deque)
+    blocked: list[tuple[ReadDone, str | None]] = field(default_factory=list)  # reads waiting for the update
+    fetches: dict[int, list[tuple[ReadDone, str | None]]] = field(default_factory=dict)  # gen -> waiters
+    leases: dict[str, float] = field(default_factory=dict)  # holder -> when its lease ends (our clock)
+    get_holders: set[str] = field(default_factory=set)
+    reads: Counter[str] = field(default_factory=Counter)  # reads per node since the last update
+    uncertain_until: float = 0.0
+
+    def idle(self, now: float) -> bool:
+        """Nothing under way and no lease to honour: it may be forgotten (its get holders told first)."""
+        return not (self.busy or self.updates or self.blocked or self.fetches
+                    or any(end > now for end in self.leases.values()))
+
+
+class OwnerKeys:
+    """read / write / cas of the keys this node owns (see the module's docstring)."""
+
+    def __init__(self, wire: Wire, origin: Any, cache: Invalidates, *, lease: float, drift: float,
+                 peer_timeout: float, settle: float, clock: Callable[[], float], max_keys: int) -> None:
+        self.wire, self.origin, self.cache, self.clock = wire, origin, cache, clock
+        self.lease, self.peer_timeout, self.settle = lease, peer_timeout, settle
+        # How long, on our clock, a holder's lease of `lease` seconds on its clock may last.
+        self.lease_record = lease * (1 + drift)
+        self.max_keys = max_keys
+        self.counts: Counter[str] = Counter()
+        started = clock()
+        self.settled_at = started + settle  # an update a previous incarnation sent has landed by then
+        self.writes_from = started + self.lease_record  # a lease a previous incarnation granted has ended
+        self.owned: dict[Hashable, Owned] = {}
+        self._lock = threading.Lock()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def read(self, key: Hashable, reply: Callable[[Result, float], None], src: str | None) -> None:
+        """A read at the owner (`src` None) or a holder's `cf_read`; `reply(result, lease)`."""
+        with self._lock:
+            self.counts["reads_owned"] += 1
+            state = self._owned(key)
+            if src is not None:
+                state.reads[src] += 1
+            if state.busy:
+                state.blocked.append((lambda result: reply(result, 0.0), src))
+                return
+            now = self.clock()
+            if state.known and now >= state.uncertain_until:
+                value, lease = state.value, self._grant(state, src, now)
+            else:
+                self._join_fetch(key, state, (lambda result: reply(result, 0.0), src), now)
+                return
+        reply(_result(value), lease)
+
+    def update(self, key: Hashable, update: Update, done: UpdateDone) -> None:
+        wait = self.writes_from - self.clock()
+        if wait > 0:  # just started: a lease a previous incarnation granted may still be live
+            with self._lock:
+                self.counts["updates_held_after_start"] += 1
+            self.wire.scheduler.call_later(wait, self.update, key, update, done)
+            return
+        with self._lock:
+            state = self._owned(key)
+            state.updates.append((update, done))
+            if state.busy:
+                return
+            answers = self._next_update(key, state)
+        for answer in answers:
+            answer()
+
+    def note_get_holder(self, key: Hashable, src: str) -> int:
+        """A node asked us for a `get` of key: it may cache it. Returns the key's generation,
+        for `changed_since` when the answer goes out."""
+        with self._lock:
+            state = self._owned(key)
+            state.get_holders.add(src)
+            return state.gen
+
+    def changed_since(self, key: Hashable, gen: int) -> bool:
+        """Has an update of key started since `gen` (or is one under way)? Then what a `get`
+        fetched meanwhile may predate it, and the asker must not keep it."""
+        with self._lock:
+            state = self.owned.get(key)
+            return state is None or state.busy or state.gen != gen
+
+    def forget(self, key: Hashable) -> None:
+        """Forget what we know of key (the origin may have changed behind our back)."""
+        with self._lock:
+            state = self.owned.get(key)
+            if state is not None and not state.busy:
+                state.known = False
+                state.gen += 1
+
+    def stats(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self.counts)
+
+    # -- the table ---------------------------------------------------------------------------
+
+    def _owned(self, key: Hashable) -> Owned:
+        state = self.owned.get(key)
+        if state is None:
+            if len(self.owned) >= self.max_keys:
+                self._forget_idle_keys()
+            state = self.owned[key] = Owned(uncertain_until=self.settled_at)
+        return state
+
+    def _forget_idle_keys(self) -> None:
+        """Under the lock: make room (a tenth of max_keys). A forgotten key's get copies elsewhere
+        are dropped now, since no update of it will know to drop them."""
+        now = self.clock()
+        for key in [k for k, s in self.owned.items() if s.idle(now)][: max(1, self.max_keys // 10)]:
+            for holder in self.owned.pop(key).get_holders - {self.wire.node_id}:
+                self.wire.rpc(holder, {"type": "cf_revoke", "key": wire_key(key)}, _ignore, self.peer_timeout)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _grant(self, state: Owned, src: str | None, now: float) -> float:
+        if src is None or self.lease <= 0 or state.reads[src] < LEASE_AFTER_READS or state.value is ABSENT:
+            return 0.0
+        state.leases[src] = now + self.lease_record
+        self.counts["leases_granted"] += 1
+        return self.lease
+
+    def _join_fetch(self, key: Hashable, state: Owned, waiter: tuple[ReadDone, str | None], now: float) -> None:
+        """Under the lock. Share a fetch sent in this generation; none while uncertain (the value
+        may change at any moment then, so a read must not take one sent before it came)."""
+        if now < state.uncertain_until:
+            gen = -1 - len(state.fetches)  # a private one: never shared, never cached
+            while gen in state.fetches:
+                gen -= 1
+        else:
+            gen = state.gen
+            if gen in state.fetches:
+                state.fetches[gen].append(waiter)
+                return
+        state.fetches[gen] = [waiter]
+        self.wire.scheduler.call_later(0, self.origin.start_fetch, key,
+                                       lambda result: self._fetched(key, gen, result))
+
+    def _fetched(self, key: Hashable, gen: int, result: Result) -> None:
+        with self._lock:
+            state = self._owned(key)
+            waiters = state.fetches.pop(gen, [])
+            now = self.clock()
+            cacheable = gen == state.gen and not state.busy and now >= state.uncertain_until
+            if cacheable and not isinstance(result, CacheError):
+                state.known, state.value = True, result
+            elif cacheable and isinstance(result, KeyMissing):
+                state.known, state.value = True, ABSENT
+        for done, _src in waiters:
+            done(result)
+
+    # -- updates -----------------------------------------------------------------------------
+
+    def _next_update(self, key: Hashable, state: Owned) -> list[Callable[[], None]]:
+        """Under the lock: start the next update, answering at once each cas the copy decides.
+        Returns what to call once the lock is released."""
+        later: list[Callable[[], None]] = []
+        # Reads that came during the last update go first: a stream of updates must not starve them.
+        now = self.clock()
+        blocked, state.blocked = state.blocked, []
+        for reader, src in blocked:
+            if state.known and now >= state.uncertain_until:
+                later.append(partial(reader, _result(state.value)))
+            else:
+                self._join_fetch(key, state, (reader, src), now)
+        while state.updates:
+            update, done = state.updates.popleft()
+            decided = self._decide_locally(state, update)
+            if decided is not None:
+                self.counts["cas_answered_locally"] += 1
+                later.append(partial(done, decided))
+                continue
+            state.busy, state.known = True, False
+            state.gen += 1
+            now = self.clock()
+            holders = {h: end for h, end in state.leases.items() if end > now}
+            get_holders = state.get_holders - {self.wire.node_id}
+            state.leases, state.get_holders = {}, set()
+            state.reads.clear()
+            later.append(partial(self._revoke_then_write, key, update, done, holders, get_holders))
+            return later
+        state.busy = False
+        return later
+
+    def _decide_locally(self, state: Owned, update: Update) -> CacheError | None:
+        if update.kind != "cas" or not state.known or self.clock() < state.uncertain_until:
+            return None
+        if state.value is ABSENT:
+            return KeyMissing("key does not exist")
+        if canonical(state.value) != canonical(update.from_):
+            return PreconditionFailed(f"expected {update.from_!r}, but the value is {state.value!r}")
+        return None
+
+    def _revoke_then_write(self, key: Hashable, update: Update, done: UpdateDone,
+                           holders: dict[str, float], get_holders: set[str]) -> None:
+        """Drop every copy (acknowledged, or its lease run out), then write to the origin."""
+        self.cache.invalidate(key)
+        targets = set(holders) | get_holders
+        acknowledged = after_replies(len(targets), partial(self._write_origin, key, update, done))
+        now = self.clock()
+        for target in targets:
+            wait = max(holders.get(target, 0.0) - now, self.peer_timeout if target in get_holders else 0.0)
+            with self._lock:
+                self.counts["revokes_sent"] += 1
+            self.wire.rpc(target, {"type": "cf_revoke", "key": wire_key(key)}, acknowledged, max(wait, 0.001))
+
+    def _write_origin(self, key: Hashable, update: Update, done: UpdateDone) -> None:
+        update.send(self.origin, key, lambda error: self._written(key, update, done, error))
+
+    def _written(self, key: Hashable, update: Update, done: UpdateDone, error: CacheError | None) -> None:
+        self.cache.invalidate(key)  # anything a `get` fetched meanwhile
+        with self._lock:
+            state = self._owned(key)
+            if error is None:
+                state.known, state.value = True, update.written
+            elif isinstance(error, KeyMissing):
+                state.known, state.value = True, ABSENT
+            elif not isinstance(error, PreconditionFailed):  # unknown: it may still land
+                state.uncertain_until = self.clock() + self.settle
+            state.gen += 1
+            answers = self._next_update(key, state)
+        done(error)
+        for answer in answers:
+            answer()
+
+
+def _ignore(_reply: Body | None) -> None:
+    pass
+
+
+def _result(value: Any) -> Result:
+    return KeyMissing("key does not exist") if value is ABSENT else value
