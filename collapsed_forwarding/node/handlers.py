@@ -120,7 +120,8 @@ class CacheNode:
             error_ttl=f.error_ttl, max_waiters=f.max_waiters, scheduler=self.scheduler)
         if isinstance(self.cluster, ForwardingOrigin):
             self.linear = LinearKeys(self.wire, self.origin, self.cluster.owner, proxy, lease=f.lease,
-                                     drift=f.lease_drift, peer_timeout=f.peer_timeout, settle=f.origin_settle,
+                                     drift=f.lease_drift, peer_timeout=f.peer_timeout,
+                                     origin_timeout=f.origin_timeout, settle=f.origin_settle,
                                      max_keys=f.max_entries)
         return proxy
 

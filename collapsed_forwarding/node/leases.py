@@ -38,16 +38,20 @@ class LinearKeys:
     """read / write / cas for a node of a cluster (see the module's docstring)."""
 
     def __init__(self, wire: Wire, origin: Any, owner_of: Callable[[Hashable], str], cache: Invalidates, *,
-                 lease: float, drift: float, peer_timeout: float, settle: float, max_keys: int = 100_000,
+                 lease: float, drift: float, peer_timeout: float, origin_timeout: float, settle: float,
+                 max_keys: int = 100_000,
                  clock: Callable[[], float] = lease_clock) -> None:
         self.wire, self.owner_of, self.cache = wire, owner_of, cache
         self.owner = OwnerKeys(wire, origin, cache, lease=lease, drift=drift, peer_timeout=peer_timeout,
                                settle=settle, clock=clock, max_keys=max_keys)
-        # A forwarded update may wait out one holder's lease at the owner (and, just after the
-        # owner's start, the previous incarnation's leases).
+        # A forwarded update is given as long as the owner may take: the hops there and back, the
+        # wait after its start, the revocations (a lease, or a get holder's peer timeout), the origin.
+        # Giving up sooner helps no one: the client learns nothing more from error 0 than from its own
+        # timeout, and on a slow network a reply that came in time would have been thrown away.
+        record = lease * (1 + drift)
+        self.update_timeout = peer_timeout + record + max(record, peer_timeout) + origin_timeout
         self.holder = HolderKeys(wire, origin, owner_of, peer_timeout=peer_timeout,
-                                 update_timeout=lambda: peer_timeout + self.owner.lease_record, clock=clock,
-                                 max_keys=max_keys)
+                                 update_timeout=lambda: self.update_timeout, clock=clock, max_keys=max_keys)
 
     def _mine(self, key: Hashable) -> bool:
         return self.owner_of(key) == self.wire.node_id

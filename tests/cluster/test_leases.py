@@ -174,7 +174,7 @@ def test_the_owners_table_is_bounded_and_a_forgotten_keys_get_copies_are_dropped
 
     node = _FakeNode()
     keys = LinearKeys(node, origin=None, owner_of=lambda key: "n1", cache=_NoCache(), lease=LEASE,  # type: ignore[arg-type]
-                      drift=0.02, peer_timeout=0.5, settle=10.0, max_keys=10)
+                      drift=0.02, peer_timeout=0.5, origin_timeout=1.0, settle=10.0, max_keys=10)
     for i in range(100):
         keys.note_get_holder(f"k{i}", "n2")
     assert len(keys.owner.owned) <= 10
