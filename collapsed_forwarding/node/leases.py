@@ -22,7 +22,7 @@ from .update import Update, UpdateDone
 from .wire import Wire
 
 STATS = ("reads_leased", "reads_forwarded", "reads_direct", "reads_owned", "leases_granted", "revokes_sent",
-         "updates_forwarded", "cas_answered_locally", "updates_held_after_start", "drops")
+         "updates_forwarded", "cas_answered_locally", "updates_batched", "updates_held_after_start", "drops")
 
 
 def lease_clock() -> float:

@@ -7,6 +7,9 @@
   or for its lease to run out. While an update is under way no lease is
   granted, reads at the owner wait for it, and no fetch started before it
   fills anything.
+* **Queued updates go as one write.** When an update ends with the value known,
+  the updates queued behind it are decided in order against that value and sent
+  to the origin as one write of the value they leave (`_batch`).
 * **The owner's copy is the register.** As nothing else writes the origin, the
   owner knows the value after each update it made and after each read it made
   with no update since. It answers reads from that copy, and a cas whose `from`
@@ -91,6 +94,8 @@ class OwnerKeys:
         self.settled_at = started + settle  # an update a previous incarnation sent has landed by then
         self.writes_from = started + self.lease_record  # a lease a previous incarnation granted has ended
         self.owned: dict[Hashable, Owned] = {}
+        # Updates that came before writes_from, in arrival order; None once it has passed.
+        self._held: list[tuple[Hashable, Update, UpdateDone]] | None = [] if self.lease_record > 0 else None
         self._lock = threading.Lock()
 
     # -- requests ----------------------------------------------------------------------------
@@ -114,12 +119,28 @@ class OwnerKeys:
         reply(_result(value), lease)
 
     def update(self, key: Hashable, update: Update, done: UpdateDone) -> None:
-        wait = self.writes_from - self.clock()
-        if wait > 0:  # just started: a lease a previous incarnation granted may still be live
-            with self._lock:
+        with self._lock:
+            if self._held == [] and self.clock() >= self.writes_from:
+                self._held = None  # the wait passed with nothing held
+            if self._held is not None:  # just started: a lease a previous incarnation granted may be live
                 self.counts["updates_held_after_start"] += 1
-            self.wire.scheduler.call_later(wait, self.update, key, update, done)
+                if not self._held:
+                    self.wire.scheduler.call_later(max(0.0, self.writes_from - self.clock()), self._release_held)
+                self._held.append((key, update, done))
+                return
+        self._start(key, update, done)
+
+    def _release_held(self) -> None:
+        """The previous incarnation's leases have ended: start the updates that waited, in order."""
+        if self.clock() < self.writes_from:  # (the scheduler's clock ran a little ahead of ours)
+            self.wire.scheduler.call_later(self.writes_from - self.clock(), self._release_held)
             return
+        with self._lock:
+            held, self._held = self._held or [], None
+        for key, update, done in held:
+            self._start(key, update, done)
+
+    def _start(self, key: Hashable, update: Update, done: UpdateDone) -> None:
         with self._lock:
             state = self._owned(key)
             state.updates.append((update, done))
@@ -233,6 +254,8 @@ class OwnerKeys:
                 self.counts["cas_answered_locally"] += 1
                 later.append(partial(done, decided))
                 continue
+            if len(state.updates) and state.known and self.clock() >= state.uncertain_until:
+                update, done = self._batch(state, update, done)
             state.busy, state.known = True, False
             state.gen += 1
             now = self.clock()
@@ -248,11 +271,24 @@ class OwnerKeys:
     def _decide_locally(self, state: Owned, update: Update) -> CacheError | None:
         if update.kind != "cas" or not state.known or self.clock() < state.uncertain_until:
             return None
-        if state.value is ABSENT:
-            return KeyMissing("key does not exist")
-        if canonical(state.value) != canonical(update.from_):
-            return PreconditionFailed(f"expected {update.from_!r}, but the value is {state.value!r}")
-        return None
+        return _decided(state.value, update)
+
+    def _batch(self, state: Owned, first: Update, done: UpdateDone) -> tuple[Update, UpdateDone]:
+        """Under the lock, the value known: take every queued update after `first` into one write of
+        the value they leave, in queue order (each cas decided against the value before it). They
+        are linearized one after another at the moment that write lands, so the origin is asked once
+        and the queue drains at once. Every one is answered with the write's outcome: a failure,
+        definite or not, says none happened, which is true of a cas refused here too."""
+        value = first.written
+        outcomes: list[tuple[UpdateDone, CacheError | None]] = [(done, None)]
+        while state.updates:
+            update, then = state.updates.popleft()
+            decided = _decided(value, update) if update.kind == "cas" else None
+            if decided is None:
+                value = update.written
+            outcomes.append((then, decided))
+        self.counts["updates_batched"] += len(outcomes) - 1
+        return Update("write", value=value), partial(_answer_all, outcomes)
 
     def _revoke_then_write(self, key: Hashable, update: Update, done: UpdateDone,
                            holders: dict[str, float], get_holders: set[str]) -> None:
@@ -285,6 +321,20 @@ class OwnerKeys:
         done(error)
         for answer in answers:
             answer()
+
+
+def _decided(value: Any, cas: Update) -> CacheError | None:
+    """A cas against a known value: its error, or None if it applies."""
+    if value is ABSENT:
+        return KeyMissing("key does not exist")
+    if canonical(value) != canonical(cas.from_):
+        return PreconditionFailed(f"expected {cas.from_!r}, but the value is {value!r}")
+    return None
+
+
+def _answer_all(outcomes: list[tuple[UpdateDone, CacheError | None]], error: CacheError | None) -> None:
+    for done, own in outcomes:
+        done(error if error is not None else own)
 
 
 def _ignore(_reply: Body | None) -> None:

@@ -180,3 +180,26 @@ def test_the_owners_table_is_bounded_and_a_forgotten_keys_get_copies_are_dropped
     assert len(keys.owner.owned) <= 10
     revoked = {body["key"] for dest, body in node.sent if dest == "n2" and body["type"] == "cf_revoke"}
     assert len(revoked) >= 90 and "k99" not in revoked  # every forgotten key, and only those
+
+
+def test_updates_queued_behind_one_at_the_origin_go_there_as_one_write() -> None:
+    """While write 1 is at the origin, write 2, cas 2->3 and cas 9->4 queue at the owner: they are
+    decided in order against the value each leaves, and sent as one write of 3."""
+    with cluster() as net:
+        key = key_owned_by("n1")
+        net.kv.hold = True
+        first, *queued = net.send_many("n1", [  # one burst: all four are read before write 1 is answered
+            {"type": "write", "key": key, "value": 1},
+            {"type": "write", "key": key, "value": 2},
+            {"type": "cas", "key": key, "from": 2, "to": 3},
+            {"type": "cas", "key": key, "from": 9, "to": 4}])
+        net.kv.wait_count("write", 1)
+        net.kv.hold = False
+        net.kv.release()
+        assert net.reply(first)["type"] == "write_ok"
+        replies = [net.reply(msg_id) for msg_id in queued]
+        assert [r["type"] for r in replies] == ["write_ok", "cas_ok", "error"]
+        assert replies[2]["code"] == 22
+        assert net.kv.count("write") == 2 and net.kv.count("cas") == 0
+        assert {read(net, node, key) for node in NODES} == {3}
+        assert stats(net, "n1")["updates_batched"] == 2
