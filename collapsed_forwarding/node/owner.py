@@ -1,51 +1,31 @@
 """The owner's side of leases: it serializes every update of its keys, and its copy is the register.
 
-* **The owner serializes every update of its keys.** Another node forwards its
-  write or cas (`cf_update`); the owner runs them one at a time. Before an
-  update goes to the origin, every node that may serve the key from a copy is
-  told to drop it (`cf_revoke`), and the owner waits for each to acknowledge
-  or for its lease to run out. While an update is under way no lease is
-  granted, reads at the owner wait for it, and no fetch started before it
-  fills anything.
-* **Queued updates go as one write.** When an update ends with the value known,
-  the updates queued behind it are decided in order against that value and sent
-  to the origin as one write of the value they leave (`_batch`).
-* **The owner's copy is the register.** As nothing else writes the origin, the
-  owner knows the value after each update it made and after each read it made
-  with no update since. It answers reads from that copy, and a cas whose `from`
-  does not match (or a key known to be missing) at once, with error 22 (or
-  20), as lin-kv would. A node gets a lease on its second read of a key since
-  the key's last update, so a key written as often as it is read costs no
-  revocations.
-* **An update whose outcome is unknown** may still land later: for `settle`
-  seconds the owner then caches nothing of that key, grants no lease and reads
-  the origin afresh for each read.
-* **A fresh start keeps the promises of a previous incarnation** (docs/protocol.md,
-  "Restarts"): for `settle` seconds after init every key is as after an update
-  of unknown outcome (an update the old process sent may still land), and no
-  update of a key starts before `lease * (1 + drift)` seconds after init (a
-  lease the old process granted may still be live). Reads are served at once.
-
-`get` copies: the owner remembers which nodes asked it for a key (`cf_fetch`)
-and drops their entries with the same `cf_revoke` before each update, and its
-own cache's entry before and after.
+Another node forwards its write or cas (`cf_update`) and its reads (`cf_read`)
+to the owner. Updates run one at a time: before one goes to the origin, every
+node that may serve the key from a copy (a lease, or a `get` copy) is told to
+drop it (`cf_revoke`), and the owner waits for each to acknowledge or for its
+lease to run out; meanwhile reads wait, no lease is granted, and no fetch sent
+before fills anything. The updates queued behind one are decided in order and
+sent as one write (`_batch`). The owner answers reads, and a cas that does not
+match, from its copy; a node gets a lease on its second read since the key's
+last update. After an update of unknown outcome, and for `settle` seconds after
+a start, it caches nothing and grants nothing; no update starts before
+`lease * (1 + drift)` seconds after a start (docs/protocol.md, "Restarts").
 """
 
 from __future__ import annotations
 
 import threading
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
 from ..errors import CacheError, KeyMissing, PreconditionFailed
-from ..keys import canonical, wire_key
-from .update import Update, UpdateDone
+from ..keys import wire_key
+from .update import ABSENT, Owned, Update, UpdateDone, answer_all, cas_outcome, result_of
 from .wire import Body, Wire, after_replies
 
-ABSENT: Any = object()  # the owner knows the key does not exist
 LEASE_AFTER_READS = 2  # a node gets a lease on its second read of a key since the key's last update
 Result = Any  # a value, or a CacheError
 ReadDone = Callable[[Result], None]
@@ -55,28 +35,6 @@ class Invalidates(Protocol):
     """The node's cache, as the owner sees it: an entry it can drop."""
 
     def invalidate(self, key: Hashable) -> Any: ...
-
-
-@dataclass
-class Owned:
-    """A key this node owns."""
-
-    known: bool = False
-    value: Any = None  # ABSENT: known missing
-    busy: bool = False  # an update is revoking copies or at the origin
-    gen: int = 0  # bumped when an update starts: a fetch sent before it fills nothing
-    updates: deque[tuple[Update, UpdateDone]] = field(default_factory=deque)
-    blocked: list[tuple[ReadDone, str | None]] = field(default_factory=list)  # reads waiting for the update
-    fetches: dict[int, list[tuple[ReadDone, str | None]]] = field(default_factory=dict)  # gen -> waiters
-    leases: dict[str, float] = field(default_factory=dict)  # holder -> when its lease ends (our clock)
-    get_holders: set[str] = field(default_factory=set)
-    reads: Counter[str] = field(default_factory=Counter)  # reads per node since the last update
-    uncertain_until: float = 0.0
-
-    def idle(self, now: float) -> bool:
-        """Nothing under way and no lease to honour: it may be forgotten (its get holders told first)."""
-        return not (self.busy or self.updates or self.blocked or self.fetches
-                    or any(end > now for end in self.leases.values()))
 
 
 class OwnerKeys:
@@ -116,7 +74,7 @@ class OwnerKeys:
             else:
                 self._join_fetch(key, state, (lambda result: reply(result, 0.0), src), now)
                 return
-        reply(_result(value), lease)
+        reply(result_of(value), lease)
 
     def update(self, key: Hashable, update: Update, done: UpdateDone) -> None:
         with self._lock:
@@ -244,7 +202,7 @@ class OwnerKeys:
         blocked, state.blocked = state.blocked, []
         for reader, src in blocked:
             if state.known and now >= state.uncertain_until:
-                later.append(partial(reader, _result(state.value)))
+                later.append(partial(reader, result_of(state.value)))
             else:
                 self._join_fetch(key, state, (reader, src), now)
         while state.updates:
@@ -271,7 +229,7 @@ class OwnerKeys:
     def _decide_locally(self, state: Owned, update: Update) -> CacheError | None:
         if update.kind != "cas" or not state.known or self.clock() < state.uncertain_until:
             return None
-        return _decided(state.value, update)
+        return cas_outcome(state.value, update)
 
     def _batch(self, state: Owned, first: Update, done: UpdateDone) -> tuple[Update, UpdateDone]:
         """Under the lock, the value known: take every queued update after `first` into one write of
@@ -283,12 +241,12 @@ class OwnerKeys:
         outcomes: list[tuple[UpdateDone, CacheError | None]] = [(done, None)]
         while state.updates:
             update, then = state.updates.popleft()
-            decided = _decided(value, update) if update.kind == "cas" else None
+            decided = cas_outcome(value, update) if update.kind == "cas" else None
             if decided is None:
                 value = update.written
             outcomes.append((then, decided))
         self.counts["updates_batched"] += len(outcomes) - 1
-        return Update("write", value=value), partial(_answer_all, outcomes)
+        return Update("write", value=value), partial(answer_all, outcomes)
 
     def _revoke_then_write(self, key: Hashable, update: Update, done: UpdateDone,
                            holders: dict[str, float], get_holders: set[str]) -> None:
@@ -323,23 +281,5 @@ class OwnerKeys:
             answer()
 
 
-def _decided(value: Any, cas: Update) -> CacheError | None:
-    """A cas against a known value: its error, or None if it applies."""
-    if value is ABSENT:
-        return KeyMissing("key does not exist")
-    if canonical(value) != canonical(cas.from_):
-        return PreconditionFailed(f"expected {cas.from_!r}, but the value is {value!r}")
-    return None
-
-
-def _answer_all(outcomes: list[tuple[UpdateDone, CacheError | None]], error: CacheError | None) -> None:
-    for done, own in outcomes:
-        done(error if error is not None else own)
-
-
 def _ignore(_reply: Body | None) -> None:
     pass
-
-
-def _result(value: Any) -> Result:
-    return KeyMissing("key does not exist") if value is ABSENT else value
