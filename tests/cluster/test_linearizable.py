@@ -7,6 +7,9 @@ same scenarios over more seeds and longer: `SOAK_SECONDS` (default 1) and
 python3 -m pytest -m soak tests/cluster/test_linearizable.py`); `bench/linkv.py --only main
 --seconds 60` runs the benchmark's scenarios as long, and checks each history too.
 `LINKV_MAIN=/other/checkout/main.py` runs the scenarios against another version of the node.
+`FAULTS` adds process faults (kills and restarts, pauses), alone and mixed with partitions:
+3 s each here, `SOAK_SECONDS=30 SOAK_SEEDS=3 python3 -m pytest -m soak -k soak_faults -s` for the
+issue's runs (each prints a summary line).
 """
 
 from __future__ import annotations

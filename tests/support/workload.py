@@ -20,6 +20,11 @@ What follows Maelstrom (jepsen-io/maelstrom at cb7f072) and jepsen (c4c7473d):
   majority, and no two the same one: one-way cuts, as jepsen's
   majorities-ring-perfect). The nemesis alternates start (a random shape) and
   stop, each after a wait uniform in [0, 2*interval) (gen/stagger).
+* Process faults (not in Maelstrom; jepsen's kill and pause nemeses): every
+  `fault_interval` seconds a random node is killed (SIGKILL; a fresh process
+  starts, gets `init` again and rejoins; what was on its way to the dead process
+  is lost with it) or paused (SIGSTOP for up to `max_pause` seconds, then
+  SIGCONT), one fault at a time, alongside any partitions.
 * lin-kv (maelstrom/service.clj): one store, one thread taking messages in
   deadline order and answering each at once (so it is linearizable); read of a
   missing key is error 20, cas 20 or 22. Played by net.KV.
