@@ -149,7 +149,11 @@ class OwnerKeys:
         """Under the lock: make room (a tenth of max_keys). A forgotten key's get copies elsewhere
         are dropped now, since no update of it will know to drop them."""
         now = self.clock()
-        for key in [k for k, s in self.owned.items() if s.idle(now)][: max(1, self.max_keys // 10)]:
+        # A key made afresh is uncertain until settled_at: one uncertain for longer is kept, or its
+        # update of unknown outcome would be forgotten while it may still land.
+        fresh = max(now, self.settled_at)
+        forgettable = [k for k, s in self.owned.items() if s.idle(now) and s.uncertain_until <= fresh]
+        for key in forgettable[: max(1, self.max_keys // 10)]:
             for holder in self.owned.pop(key).get_holders - {self.wire.node_id}:
                 self.wire.rpc(holder, {"type": "cf_revoke", "key": wire_key(key)}, _ignore, self.peer_timeout)
 

@@ -203,3 +203,18 @@ def test_updates_queued_behind_one_at_the_origin_go_there_as_one_write() -> None
         assert net.kv.count("write") == 2 and net.kv.count("cas") == 0
         assert {read(net, node, key) for node in NODES} == {3}
         assert stats(net, "n1")["updates_batched"] == 2
+
+
+def test_a_key_whose_update_may_still_land_is_not_forgotten_to_make_room() -> None:
+    """Forgotten and made afresh, the key would trust the origin at once, while the update of
+    unknown outcome may still land."""
+    from collapsed_forwarding.node.leases import LinearKeys
+
+    keys = LinearKeys(_FakeNode(), origin=None, owner_of=lambda key: "n1", cache=_NoCache(), lease=LEASE,  # type: ignore[arg-type]
+                      drift=0.02, peer_timeout=0.5, origin_timeout=1.0, settle=0.0, max_keys=10)
+    keys.note_get_holder("uncertain", "n2")
+    keys.owner.owned["uncertain"].uncertain_until = keys.owner.clock() + 100
+    for i in range(100):
+        keys.note_get_holder(f"k{i}", "n2")
+    assert "uncertain" in keys.owner.owned
+    assert len(keys.owner.owned) <= 11
