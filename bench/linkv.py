@@ -12,6 +12,7 @@ cas) latency, median and p99, over every completed operation.
     python3 bench/run.py linkv                           # the table in bench/RESULTS.md (about 2 minutes)
     python3 bench/run.py linkv --seconds 30 --seeds 3 --only main --out /tmp/soak   # a soak of the node alone
     python3 bench/run.py linkv --node old=/path/to/other/checkout/main.py    # another version alongside
+    python3 bench/run.py linkv --scenario cost --seconds 30   # the cost rows, kills beside none
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Scenario:
     mix: str = "maelstrom"
     partitions: bool = False
     rate: float = 100.0
+    faults: tuple[str, ...] = ()  # process faults: "kill" (and restart), "pause"
 
 
 SCENARIOS = [
@@ -51,16 +53,28 @@ SCENARIOS = [
     Scenario("Maelstrom's mix, uniform", 3, Latency(10, "uniform")),
     Scenario("Maelstrom's mix, exponential", 3, Latency(10, "exponential")),
     Scenario("Maelstrom's mix, 5 nodes, exponential, partitions", 5, Latency(10, "exponential"), partitions=True),
+    *(Scenario(f"cost: Maelstrom's mix, {n} nodes, exponential{', kills' if kills else ''}", n,
+               Latency(10, "exponential"), faults=("kill",) if kills else ())
+      for n in (3, 5, 9) for kills in (False, True)),
+    Scenario("slow: Maelstrom's mix, 3 nodes, 100 ms exponential", 3, Latency(100, "exponential")),
+    Scenario("slow: Maelstrom's mix, 5 nodes, 100 ms exponential", 5, Latency(100, "exponential")),
 ]
+# The node's own flags in every run: a fresh node caches nothing for --origin-settle seconds (an update
+# its previous process sent may still land). With exponential latency of mean m a message later than s
+# has probability exp(-s/m): 1 s at 10 ms leaves exp(-100), 2 s at 100 ms exp(-20), instead of the
+# default 10 s, which would leave a short run all start-up.
+MAIN_ARGS = {10: ["--origin-settle", "1"], 100: ["--origin-settle", "2"]}
 
 
 def measure(s: Scenario, cmd: list[str] | None, seconds: float, seed: int, args: list[str]) -> dict[str, Any]:
+    own = MAIN_ARGS.get(int(s.latency.mean_ms), []) if cmd is None else []
     w = Workload(nodes=s.nodes, latency=s.latency, time_limit=seconds, rate=s.rate, mix=s.mix, seed=seed,
                  nemesis=SHAPES if s.partitions else (), nemesis_interval=1.0, cmd=cmd,
-                 args=["--origin", "lin-kv", *args])
+                 args=["--origin", "lin-kv", *own, *args], faults=s.faults, fault_interval=(1.0, 2.0))
     result = run(w)
     verdict = result.check()
-    return {**result.summary(), "linearizable": verdict.valid, "problems": len(result.problems),
+    unknown = sum(1 for e in result.events if e.f != "read" and e.status in ("", "info"))
+    return {**result.summary(), "linearizable": verdict.valid, "problems": len(result.problems), "unknown": unknown,
             "explanation": "" if verdict.valid else verdict.explain()[:2000]}
 
 
@@ -99,7 +113,7 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
 def render(r: dict[str, Any], plots: Path) -> str:
     raw = r["raw"]
     header = ["scenario", "node", "ops", "linearizable", "origin msgs/op", "× pass-through", "server msgs/op",
-              "× pass-through", "read p50 / p99 ms", "write p50 / p99 ms"]
+              "× pass-through", "read p50 / p99 ms", "write p50 / p99 ms", "unknown", "kills"]
     rows, failures = [], []
     for name, by_node in raw.items():
         base = by_node.get("passthrough")
@@ -110,7 +124,8 @@ def render(r: dict[str, Any], plots: Path) -> str:
                 f"{origin:.2f}", f"{origin / median(base, 'origin_per_op'):.2f}x" if base else "-",
                 f"{servers:.2f}", f"{servers / median(base, 'servers_per_op'):.2f}x" if base else "-",
                 f"{median(runs, 'read_p50_ms'):.1f} / {median(runs, 'read_p99_ms'):.1f}",
-                f"{median(runs, 'write_p50_ms'):.1f} / {median(runs, 'write_p99_ms'):.1f}"])
+                f"{median(runs, 'write_p50_ms'):.1f} / {median(runs, 'write_p99_ms'):.1f}",
+                f"{sum(x.get('unknown', 0) for x in runs)}", f"{sum(x.get('kills', 0) for x in runs)}"])
             failures += [f"{name} / {node}: not linearizable\n```\n{x['explanation']}\n```" for x in runs
                          if x["explanation"]]
     return "\n\n".join([

@@ -1,6 +1,6 @@
 """The cache node: one handler per Maelstrom message type, on top of the
 library's cache, an origin (the library's `SimOrigin`, or `kv.py`) and, on a
-cluster, the other nodes (`forwarding.py`, `leases.py`). The wire plumbing is
+cluster, the other nodes (`forwarding.py`, `leases.py`: `owner.py` and `holder.py`). The wire plumbing is
 in `wire.py` and `reader.py`; the messages are described in docs/protocol.md.
 """
 
@@ -21,8 +21,9 @@ from ..timers import Scheduler
 from .codes import code_of
 from .forwarding import Alone, ForwardingOrigin
 from .kv import KvOrigin
-from .leases import LinearKeys, Update
+from .leases import LinearKeys
 from .reader import Reader
+from .update import Update
 from .wire import Body, ErrorCode, Handler, Malformed, Message, Wire, fields_json
 
 log = logging.getLogger("collapsed_forwarding.node")
@@ -117,15 +118,19 @@ class CacheNode:
         backend, timeout = self.origin, f.origin_timeout
         if len(self.wire.node_ids) > 1:
             # A miss may wait on the owner, then fetch itself: the flight's deadline covers both.
-            self.cluster = backend = ForwardingOrigin(self.wire, backend, f.peer_timeout, fallback_ttl=f.lease)
+            self.cluster = backend = ForwardingOrigin(self.wire, backend, f.peer_timeout,
+                                                      fallback_ttl=f.fallback_ttl)
             timeout += f.peer_timeout
-            self.linear = LinearKeys(self.wire, self.origin, self.cluster.owner, lease=f.lease,
-                                     peer_timeout=f.peer_timeout, origin_timeout=f.origin_timeout,
-                                     drop_get=lambda key: self.proxy.invalidate(key), max_keys=f.max_entries)
-        return CollapsedForwardingProxy(
+        proxy = CollapsedForwardingProxy(
             backend, f.ttl, timeout=timeout, negative_ttl=f.negative_ttl, max_entries=f.max_entries,
             grace=f.grace, stale_if_error=f.stale_if_error, early_refresh=f.early_refresh, jitter=f.jitter,
             error_ttl=f.error_ttl, max_waiters=f.max_waiters, scheduler=self.scheduler)
+        if isinstance(self.cluster, ForwardingOrigin):
+            self.linear = LinearKeys(self.wire, self.origin, self.cluster.owner, proxy, lease=f.lease,
+                                     drift=f.lease_drift, peer_timeout=f.peer_timeout,
+                                     origin_timeout=f.origin_timeout, settle=f.origin_settle,
+                                     max_keys=f.max_entries)
+        return proxy
 
     # -- reads -------------------------------------------------------------
 
@@ -202,10 +207,14 @@ class CacheNode:
 
     def invalidate(self, msg: Message, body: Body) -> None:
         key = request_key(body)
+        self.cluster.drop_everywhere(key, partial(self._drop, key), partial(self.wire.reply, msg, "invalidate_ok"))
+
+    def _drop(self, key: Hashable) -> None:
+        """The one way a key is dropped on this node, whoever asks (invalidate, cf_drop, cf_revoke)."""
         if self.linear is not None:
-            self.linear.invalidate(key)
-        self.cluster.drop_everywhere(key, partial(self.proxy.invalidate, key),
-                                     partial(self.wire.reply, msg, "invalidate_ok"))
+            self.linear.drop(key)
+        else:
+            self.proxy.invalidate(key)
 
     def stats(self, msg: Message, body: Body) -> None:
         if "key" in body:
@@ -261,10 +270,8 @@ class CacheNode:
             self.wire.reply(msg, "cf_fetch_ok", value=answer.value, ttl_left=ttl_left)
 
     def cf_drop(self, msg: Message, body: Body) -> None:
-        key = request_key(body)
-        self.proxy.invalidate(key)
-        if self.linear is not None:
-            self.linear.invalidate(key)
+        """A write went through at some node: drop the key here (see forwarding.py)."""
+        self._drop(request_key(body))
         self.wire.reply(msg, "cf_drop_ok")
 
     def _linear_keys(self) -> LinearKeys:
@@ -292,7 +299,9 @@ class CacheNode:
 
     def cf_revoke(self, msg: Message, body: Body) -> None:
         """The owner is about to update a key: drop our copy (and the cache's entry) first."""
-        self._linear_keys().cf_revoke(request_key(body))
+        key = request_key(body)
+        self._linear_keys()
+        self._drop(key)
         self.wire.reply(msg, "cf_revoke_ok")
 
 

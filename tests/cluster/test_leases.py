@@ -1,4 +1,4 @@
-"""read / write / cas on a cluster, step by step (collapsed_forwarding/node/leases.py).
+"""read / write / cas on a cluster, step by step (collapsed_forwarding/node/owner.py and holder.py).
 
 Real node processes on tests/support/net.py, the test playing lin-kv. The
 randomised, Maelstrom-shaped runs are in test_linearizable_cluster.py; these
@@ -25,8 +25,10 @@ def key_owned_by(node: str, prefix: str = "k") -> str:
     return next(f"{prefix}{i}" for i in range(1000) if owner(cache_key(f"{prefix}{i}"), NODES) == node)
 
 
-def cluster(*args: str) -> Net:
-    return Net(nodes=3, args=["--origin", "lin-kv", "--lease", str(LEASE), *args])
+def cluster(*args: str, settle: float = 0.0) -> Net:
+    """Three nodes; `settle` 0 (by default) lets a fresh owner cache and grant leases at once, as if
+    no previous incarnation could have an update in flight."""
+    return Net(nodes=3, args=["--origin", "lin-kv", "--lease", str(LEASE), "--origin-settle", str(settle), *args])
 
 
 def read(net: Net, node: str, key: str) -> object:
@@ -114,7 +116,7 @@ def test_a_fetch_sent_before_a_write_fills_nothing() -> None:
 
 
 def test_an_update_of_unknown_outcome_is_not_cached() -> None:
-    with cluster("--origin-timeout", "0.3") as net:
+    with cluster("--origin-timeout", "0.3", settle=10) as net:
         key = key_owned_by("n1")
         net.kv.set(key, 1)
         net.kv.fail = "drop"
@@ -162,14 +164,57 @@ class _FakeNode:
         pass
 
 
+class _NoCache:
+    def invalidate(self, key: object) -> None:
+        pass
+
+
 def test_the_owners_table_is_bounded_and_a_forgotten_keys_get_copies_are_dropped() -> None:
     from collapsed_forwarding.node.leases import LinearKeys
 
     node = _FakeNode()
-    keys = LinearKeys(node, origin=None, owner_of=lambda key: "n1", lease=LEASE, peer_timeout=0.5,  # type: ignore[arg-type]
-                      origin_timeout=1.0, drop_get=lambda key: None, max_keys=10)
+    keys = LinearKeys(node, origin=None, owner_of=lambda key: "n1", cache=_NoCache(), lease=LEASE,  # type: ignore[arg-type]
+                      drift=0.02, peer_timeout=0.5, origin_timeout=1.0, settle=10.0, max_keys=10)
     for i in range(100):
         keys.note_get_holder(f"k{i}", "n2")
-    assert len(keys.owned) <= 10
+    assert len(keys.owner.owned) <= 10
     revoked = {body["key"] for dest, body in node.sent if dest == "n2" and body["type"] == "cf_revoke"}
     assert len(revoked) >= 90 and "k99" not in revoked  # every forgotten key, and only those
+
+
+def test_updates_queued_behind_one_at_the_origin_go_there_as_one_write() -> None:
+    """While write 1 is at the origin, write 2, cas 2->3 and cas 9->4 queue at the owner: they are
+    decided in order against the value each leaves, and sent as one write of 3."""
+    with cluster() as net:
+        key = key_owned_by("n1")
+        net.kv.hold = True
+        first, *queued = net.send_many("n1", [  # one burst: all four are read before write 1 is answered
+            {"type": "write", "key": key, "value": 1},
+            {"type": "write", "key": key, "value": 2},
+            {"type": "cas", "key": key, "from": 2, "to": 3},
+            {"type": "cas", "key": key, "from": 9, "to": 4}])
+        net.kv.wait_count("write", 1)
+        net.kv.hold = False
+        net.kv.release()
+        assert net.reply(first)["type"] == "write_ok"
+        replies = [net.reply(msg_id) for msg_id in queued]
+        assert [r["type"] for r in replies] == ["write_ok", "cas_ok", "error"]
+        assert replies[2]["code"] == 22
+        assert net.kv.count("write") == 2 and net.kv.count("cas") == 0
+        assert {read(net, node, key) for node in NODES} == {3}
+        assert stats(net, "n1")["updates_batched"] == 2
+
+
+def test_a_key_whose_update_may_still_land_is_not_forgotten_to_make_room() -> None:
+    """Forgotten and made afresh, the key would trust the origin at once, while the update of
+    unknown outcome may still land."""
+    from collapsed_forwarding.node.leases import LinearKeys
+
+    keys = LinearKeys(_FakeNode(), origin=None, owner_of=lambda key: "n1", cache=_NoCache(), lease=LEASE,  # type: ignore[arg-type]
+                      drift=0.02, peer_timeout=0.5, origin_timeout=1.0, settle=0.0, max_keys=10)
+    keys.note_get_holder("uncertain", "n2")
+    keys.owner.owned["uncertain"].uncertain_until = keys.owner.clock() + 100
+    for i in range(100):
+        keys.note_get_holder(f"k{i}", "n2")
+    assert "uncertain" in keys.owner.owned
+    assert len(keys.owner.owned) <= 11

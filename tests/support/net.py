@@ -32,6 +32,7 @@ import itertools
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
@@ -76,6 +77,8 @@ class KV:
         self.fail: str | None = None  # None, "error" (reply error `fail_code`) or "drop" (never reply)
         self.fail_code = 11
         self.hold = False  # park replies (computed now) until release()
+        self.request_delay = 0.0  # seconds each request takes to reach the service (from a timer thread)
+        self.arrived = 0  # requests handed to the service, whether or not handled yet
         self.requests: list[Body] = []  # every request received, in order
         self.delivered = 0  # replies handed to the network so far
         self._parked: list[Message] = []
@@ -114,6 +117,19 @@ class KV:
     # -- the service ------------------------------------------------------
 
     def handle(self, msg: Message) -> None:
+        with self._changed:
+            self.arrived += 1
+            self._changed.notify_all()
+            delay = self.request_delay
+        if delay > 0:
+            timer = threading.Timer(delay, self._handle, (msg,))
+            timer.daemon = True
+            self._timers.append(timer)
+            timer.start()
+            return
+        self._handle(msg)
+
+    def _handle(self, msg: Message) -> None:
         body = msg["body"]
         with self._changed:
             self.requests.append(body)
@@ -240,20 +256,44 @@ class Net:
         self._msg_ids = itertools.count(1)
         self.exit_codes: dict[str, int] | None = None
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("CF_")}  # no stray configuration
-        command = cmd or [sys.executable, str(MAIN)]
+        self._command = [*(cmd or [sys.executable, str(MAIN)]), *args]
+        self._env = {**base_env, **(env or {})}
         self.nodes: dict[str, _Process] = {}
+        self.killed: list[_Process] = []  # the processes `restart` replaced, for their logs
         try:
             for node_id in self.node_ids:
-                self.nodes[node_id] = _Process(node_id, [*command, *args], {**base_env, **(env or {})},
-                                               self._route_line)
+                self.nodes[node_id] = _Process(node_id, self._command, self._env, self._route_line)
             if init:
                 for node_id in self.node_ids:
-                    reply = self.call(node_id, {"type": "init", "node_id": node_id, "node_ids": self.node_ids},
-                                      timeout=timeout, client="c0")
-                    assert reply["type"] == "init_ok", reply
+                    self._init(node_id, timeout)
         except BaseException:
             self.close()
             raise
+
+    def _init(self, node_id: str, timeout: float) -> None:
+        reply = self.call(node_id, {"type": "init", "node_id": node_id, "node_ids": self.node_ids},
+                          timeout=timeout, client="c0")
+        assert reply["type"] == "init_ok", reply
+
+    def restart(self, node_id: str, timeout: float = 10.0) -> None:
+        """Kill the node's process (SIGKILL: nothing flushed, nothing said) and start a fresh one with
+        the same id, which gets init again. Messages already on their way reach the new process."""
+        old = self.nodes[node_id]
+        old.proc.kill()
+        old.proc.wait()
+        old.inbox.put(None)
+        self.killed.append(old)
+        self.nodes[node_id] = _Process(node_id, self._command, self._env, self._route_line)
+        self._init(node_id, timeout)
+
+    def pause(self, node_id: str, seconds: float) -> None:
+        """SIGSTOP the node's process for `seconds`, then SIGCONT it (its clocks run on meanwhile)."""
+        proc = self.nodes[node_id].proc
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(seconds)  # the fault itself: the process stays stopped this long
+        finally:
+            proc.send_signal(signal.SIGCONT)
 
     def __enter__(self) -> Net:
         return self

@@ -20,6 +20,11 @@ What follows Maelstrom (jepsen-io/maelstrom at cb7f072) and jepsen (c4c7473d):
   majority, and no two the same one: one-way cuts, as jepsen's
   majorities-ring-perfect). The nemesis alternates start (a random shape) and
   stop, each after a wait uniform in [0, 2*interval) (gen/stagger).
+* Process faults (not in Maelstrom; jepsen's kill and pause nemeses): every
+  `fault_interval` seconds a random node is killed (SIGKILL; a fresh process
+  starts, gets `init` again and rejoins; what was on its way to the dead process
+  is lost with it) or paused (SIGSTOP for up to `max_pause` seconds, then
+  SIGCONT), one fault at a time, alongside any partitions.
 * lin-kv (maelstrom/service.clj): one store, one thread taking messages in
   deadline order and answering each at once (so it is linearizable); read of a
   missing key is error 20, cas 20 or 22. Played by net.KV.
@@ -175,6 +180,7 @@ class LatencyNet(Net):
         # (src, dest, type, msg_id) of the latest requests nodes sent: a hostile client forges replies to them
         self.node_requests: deque[tuple[str, str, str, int]] = deque(maxlen=256)
         self._seq = itertools.count()
+        self._born: dict[str, int] = {}  # node -> the first message sequence number its current process gets
         self._inboxes: dict[str, _Inbox] = {}
         self._threads: list[threading.Thread] = []
         for dest in [*(f"n{i}" for i in range(1, nodes + 1)), *SERVICES]:
@@ -221,12 +227,13 @@ class LatencyNet(Net):
                     inbox.ready.wait()
                 if inbox.closed:
                     return
-                deadline, _, msg = heapq.heappop(inbox.heap)
+                deadline, seq, msg = heapq.heappop(inbox.heap)
             pause = deadline - time.monotonic()
             if pause > 0:
                 time.sleep(pause)  # as net.clj's recv!: the head is held until due, whatever comes meanwhile
             src = msg.get("src")
-            if src in self.grudge.get(dest, ()) or frozenset((src, dest)) in self._cut:
+            dead = seq < self._born.get(dest, 0)  # sent to a process since killed: lost with it
+            if dead or src in self.grudge.get(dest, ()) or frozenset((src, dest)) in self._cut:
                 with self._rng_lock:
                     self.counts["dropped"] += 1
                 continue
@@ -237,6 +244,12 @@ class LatencyNet(Net):
                     self.nodes[dest].inbox.put(encode(msg))
             except Exception as exc:  # keep delivering: the failure shows up in net.problems
                 self._problem(f"delivering {msg} failed: {exc!r}")
+
+    def restart(self, node_id: str, timeout: float = 10.0) -> None:
+        """As Net.restart; what was on its way to the killed process is lost with it, as on a
+        connection that died with it (a reply to the old process never reaches the new one)."""
+        self._born[node_id] = next(self._seq)
+        super().restart(node_id, timeout)
 
     def partition(self, grudge: Grudge) -> None:
         self.grudge = {dest: set(srcs) for dest, srcs in grudge.items() if srcs}
@@ -274,6 +287,9 @@ class Workload:
     per_key_limit: int | None = None  # maelstrom: none
     nemesis: Sequence[str] = ()  # partition shapes to draw from; empty: no faults
     nemesis_interval: float = 0.5  # mean seconds between partition starts and stops (Maelstrom: 10)
+    faults: Sequence[str] = ()  # process faults to draw from: "kill" (and restart), "pause" (SIGSTOP, SIGCONT)
+    fault_interval: tuple[float, float] = (1.0, 2.0)  # seconds between process faults, uniform in this range
+    max_pause: float = 2.0  # a pause lasts uniform [0, max_pause) seconds
     seed: int = 0
     hostile: bool = False  # a client that forges cf_* requests and replies throughout (see above)
     hostile_rate: float = 300.0  # its messages per second
@@ -310,6 +326,7 @@ class RunResult:
     duration: float
     exit_codes: dict[str, int]
     hostile: Counter[str] = field(default_factory=Counter)  # what the hostile client sent, by kind
+    faults: list[tuple[float, str, str]] = field(default_factory=list)  # (when, "kill" or "pause", node)
 
     def ops(self) -> list[Op]:
         out = []
@@ -345,6 +362,8 @@ class RunResult:
             "write_p50_ms": percentile(writes, 50) * 1000, "write_p99_ms": percentile(writes, 99) * 1000,
             "outcomes": dict(self.outcomes()), "partitions": sum(1 for p in self.partitions if p[1] != "heal"),
             **({"hostile": dict(self.hostile)} if self.hostile else {}),
+            "kills": sum(1 for f in self.faults if f[1] == "kill"),
+            "pauses": sum(1 for f in self.faults if f[1] == "pause"),
         }
 
 
@@ -380,6 +399,7 @@ class _Runner:
         self.group_ops = [0] * groups
         self.group_limit = [self._key_limit() for _ in range(groups)]
         self.partitions: list[tuple[float, str, Grudge]] = []
+        self.faults: list[tuple[float, str, str]] = []
         self.stop = threading.Event()
 
     def _key_limit(self) -> float:
@@ -493,6 +513,23 @@ class _Runner:
             cut = not cut
 
 
+    def process_faults(self, until: float) -> None:
+        """Kill (then restart) or pause a random node, one fault at a time, every fault_interval."""
+        rng = random.Random(self.w.seed * 15485863 + 5)
+        while not self.stop.wait(rng.uniform(*self.w.fault_interval)):
+            if time.monotonic() >= until:
+                break
+            node, fault = rng.choice(self.net.node_ids), rng.choice(list(self.w.faults))
+            self.faults.append((time.monotonic(), fault, node))
+            try:
+                if fault == "kill":
+                    self.net.restart(node)
+                else:
+                    self.net.pause(node, rng.uniform(0, self.w.max_pause))
+            except Exception as exc:  # a node that will not come back shows up in net.problems
+                self.net.problems.append(f"{fault} of {node} failed: {exc!r}")
+
+
 def _outcome(f: str, reply: dict[str, Any] | None) -> tuple[str, Any, Any]:
     """(status, error, value read) as maelstrom's client/with-errors records it."""
     if reply is None:
@@ -601,9 +638,12 @@ def run(w: Workload) -> RunResult:
         clients = [threading.Thread(target=runner.client, args=(t,), daemon=True) for t in range(runner.concurrency)]
         for thread in clients:
             thread.start()
-        nemesis = None
+        nemeses = []
         if w.nemesis:
-            nemesis = threading.Thread(target=runner.nemesis, args=(until,), daemon=True)
+            nemeses.append(threading.Thread(target=runner.nemesis, args=(until,), daemon=True))
+        if w.faults:
+            nemeses.append(threading.Thread(target=runner.process_faults, args=(until,), daemon=True))
+        for nemesis in nemeses:
             nemesis.start()
         hostile = None
         if w.hostile:
@@ -614,15 +654,15 @@ def run(w: Workload) -> RunResult:
         for thread in clients:
             thread.join(runner.timeout + 10)
         runner.stop.set()
-        if nemesis is not None:
-            nemesis.join(5)
+        for nemesis in nemeses:
+            nemesis.join(w.max_pause + 15)
         net.heal_partition()
         duration = time.monotonic() - start
         counts = Counter(net.counts)
     finally:
         codes = net.close()
     return RunResult(w, runner.events, counts, runner.partitions, list(net.problems), duration, codes,
-                     Counter(hostile.sent) if hostile is not None else Counter())
+                     Counter(hostile.sent) if hostile is not None else Counter(), runner.faults)
 
 
 if __name__ == "__main__":  # a quick look: python3 tests/support/workload.py [nodes] [mean_ms] [dist] [seconds]

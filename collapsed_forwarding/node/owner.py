@@ -1,0 +1,289 @@
+"""The owner's side of leases: it serializes every update of its keys, and its copy is the register.
+
+Another node forwards its write or cas (`cf_update`) and its reads (`cf_read`)
+to the owner. Updates run one at a time: before one goes to the origin, every
+node that may serve the key from a copy (a lease, or a `get` copy) is told to
+drop it (`cf_revoke`), and the owner waits for each to acknowledge or for its
+lease to run out; meanwhile reads wait, no lease is granted, and no fetch sent
+before fills anything. The updates queued behind one are decided in order and
+sent as one write (`_batch`). The owner answers reads, and a cas that does not
+match, from its copy; a node gets a lease on its second read since the key's
+last update. After an update of unknown outcome, and for `settle` seconds after
+a start, it caches nothing and grants nothing; no update starts before
+`lease * (1 + drift)` seconds after a start (docs/protocol.md, "Restarts").
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Hashable
+from functools import partial
+from typing import Any, Protocol
+
+from ..errors import CacheError, KeyMissing, PreconditionFailed
+from ..keys import wire_key
+from .update import ABSENT, Owned, Update, UpdateDone, answer_all, cas_outcome, result_of
+from .wire import Body, Wire, after_replies
+
+LEASE_AFTER_READS = 2  # a node gets a lease on its second read of a key since the key's last update
+Result = Any  # a value, or a CacheError
+ReadDone = Callable[[Result], None]
+
+
+class Invalidates(Protocol):
+    """The node's cache, as the owner sees it: an entry it can drop."""
+
+    def invalidate(self, key: Hashable) -> Any: ...
+
+
+class OwnerKeys:
+    """read / write / cas of the keys this node owns (see the module's docstring)."""
+
+    def __init__(self, wire: Wire, origin: Any, cache: Invalidates, *, lease: float, drift: float,
+                 peer_timeout: float, settle: float, clock: Callable[[], float], max_keys: int) -> None:
+        self.wire, self.origin, self.cache, self.clock = wire, origin, cache, clock
+        self.lease, self.peer_timeout, self.settle = lease, peer_timeout, settle
+        # How long, on our clock, a holder's lease of `lease` seconds on its clock may last.
+        self.lease_record = lease * (1 + drift)
+        self.max_keys = max_keys
+        self.counts: Counter[str] = Counter()
+        started = clock()
+        self.settled_at = started + settle  # an update a previous incarnation sent has landed by then
+        self.writes_from = started + self.lease_record  # a lease a previous incarnation granted has ended
+        self.owned: dict[Hashable, Owned] = {}
+        # Updates that came before writes_from, in arrival order; None once it has passed.
+        self._held: list[tuple[Hashable, Update, UpdateDone]] | None = [] if self.lease_record > 0 else None
+        self._lock = threading.Lock()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def read(self, key: Hashable, reply: Callable[[Result, float], None], src: str | None) -> None:
+        """A read at the owner (`src` None) or a holder's `cf_read`; `reply(result, lease)`."""
+        with self._lock:
+            self.counts["reads_owned"] += 1
+            state = self._owned(key)
+            if src is not None:
+                state.reads[src] += 1
+            if state.busy:
+                state.blocked.append((lambda result: reply(result, 0.0), src))
+                return
+            now = self.clock()
+            if state.known and now >= state.uncertain_until:
+                value, lease = state.value, self._grant(state, src, now)
+            else:
+                self._join_fetch(key, state, (lambda result: reply(result, 0.0), src), now)
+                return
+        reply(result_of(value), lease)
+
+    def update(self, key: Hashable, update: Update, done: UpdateDone) -> None:
+        with self._lock:
+            if self._held == [] and self.clock() >= self.writes_from:
+                self._held = None  # the wait passed with nothing held
+            if self._held is not None:  # just started: a lease a previous incarnation granted may be live
+                self.counts["updates_held_after_start"] += 1
+                if not self._held:
+                    self.wire.scheduler.call_later(max(0.0, self.writes_from - self.clock()), self._release_held)
+                self._held.append((key, update, done))
+                return
+        self._start(key, update, done)
+
+    def _release_held(self) -> None:
+        """The previous incarnation's leases have ended: start the updates that waited, in order."""
+        if self.clock() < self.writes_from:  # (the scheduler's clock ran a little ahead of ours)
+            self.wire.scheduler.call_later(self.writes_from - self.clock(), self._release_held)
+            return
+        with self._lock:
+            held, self._held = self._held or [], None
+        for key, update, done in held:
+            self._start(key, update, done)
+
+    def _start(self, key: Hashable, update: Update, done: UpdateDone) -> None:
+        with self._lock:
+            state = self._owned(key)
+            state.updates.append((update, done))
+            if state.busy:
+                return
+            answers = self._next_update(key, state)
+        for answer in answers:
+            answer()
+
+    def note_get_holder(self, key: Hashable, src: str) -> int:
+        """A node asked us for a `get` of key: it may cache it. Returns the key's generation,
+        for `changed_since` when the answer goes out."""
+        with self._lock:
+            state = self._owned(key)
+            state.get_holders.add(src)
+            return state.gen
+
+    def changed_since(self, key: Hashable, gen: int) -> bool:
+        """Has an update of key started since `gen` (or is one under way)? Then what a `get`
+        fetched meanwhile may predate it, and the asker must not keep it."""
+        with self._lock:
+            state = self.owned.get(key)
+            return state is None or state.busy or state.gen != gen
+
+    def forget(self, key: Hashable) -> None:
+        """Forget what we know of key (the origin may have changed behind our back)."""
+        with self._lock:
+            state = self.owned.get(key)
+            if state is not None and not state.busy:
+                state.known = False
+                state.gen += 1
+
+    def stats(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self.counts)
+
+    # -- the table ---------------------------------------------------------------------------
+
+    def _owned(self, key: Hashable) -> Owned:
+        state = self.owned.get(key)
+        if state is None:
+            if len(self.owned) >= self.max_keys:
+                self._forget_idle_keys()
+            state = self.owned[key] = Owned(uncertain_until=self.settled_at)
+        return state
+
+    def _forget_idle_keys(self) -> None:
+        """Under the lock: make room (a tenth of max_keys). A forgotten key's get copies elsewhere
+        are dropped now, since no update of it will know to drop them."""
+        now = self.clock()
+        # A key made afresh is uncertain until settled_at: one uncertain for longer is kept, or its
+        # update of unknown outcome would be forgotten while it may still land.
+        fresh = max(now, self.settled_at)
+        forgettable = [k for k, s in self.owned.items() if s.idle(now) and s.uncertain_until <= fresh]
+        for key in forgettable[: max(1, self.max_keys // 10)]:
+            for holder in self.owned.pop(key).get_holders - {self.wire.node_id}:
+                self.wire.rpc(holder, {"type": "cf_revoke", "key": wire_key(key)}, _ignore, self.peer_timeout)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _grant(self, state: Owned, src: str | None, now: float) -> float:
+        if src is None or self.lease <= 0 or state.reads[src] < LEASE_AFTER_READS or state.value is ABSENT:
+            return 0.0
+        state.leases[src] = now + self.lease_record
+        self.counts["leases_granted"] += 1
+        return self.lease
+
+    def _join_fetch(self, key: Hashable, state: Owned, waiter: tuple[ReadDone, str | None], now: float) -> None:
+        """Under the lock. Share a fetch sent in this generation; none while uncertain (the value
+        may change at any moment then, so a read must not take one sent before it came)."""
+        if now < state.uncertain_until:
+            gen = -1 - len(state.fetches)  # a private one: never shared, never cached
+            while gen in state.fetches:
+                gen -= 1
+        else:
+            gen = state.gen
+            if gen in state.fetches:
+                state.fetches[gen].append(waiter)
+                return
+        state.fetches[gen] = [waiter]
+        self.wire.scheduler.call_later(0, self.origin.start_fetch, key,
+                                       lambda result: self._fetched(key, gen, result))
+
+    def _fetched(self, key: Hashable, gen: int, result: Result) -> None:
+        with self._lock:
+            state = self._owned(key)
+            waiters = state.fetches.pop(gen, [])
+            now = self.clock()
+            cacheable = gen == state.gen and not state.busy and now >= state.uncertain_until
+            if cacheable and not isinstance(result, CacheError):
+                state.known, state.value = True, result
+            elif cacheable and isinstance(result, KeyMissing):
+                state.known, state.value = True, ABSENT
+        for done, _src in waiters:
+            done(result)
+
+    # -- updates -----------------------------------------------------------------------------
+
+    def _next_update(self, key: Hashable, state: Owned) -> list[Callable[[], None]]:
+        """Under the lock: start the next update, answering at once each cas the copy decides.
+        Returns what to call once the lock is released."""
+        later: list[Callable[[], None]] = []
+        # Reads that came during the last update go first: a stream of updates must not starve them.
+        now = self.clock()
+        blocked, state.blocked = state.blocked, []
+        for reader, src in blocked:
+            if state.known and now >= state.uncertain_until:
+                later.append(partial(reader, result_of(state.value)))
+            else:
+                self._join_fetch(key, state, (reader, src), now)
+        while state.updates:
+            update, done = state.updates.popleft()
+            decided = self._decide_locally(state, update)
+            if decided is not None:
+                self.counts["cas_answered_locally"] += 1
+                later.append(partial(done, decided))
+                continue
+            if len(state.updates) and state.known and self.clock() >= state.uncertain_until:
+                update, done = self._batch(state, update, done)
+            state.busy, state.known = True, False
+            state.gen += 1
+            now = self.clock()
+            holders = {h: end for h, end in state.leases.items() if end > now}
+            get_holders = state.get_holders - {self.wire.node_id}
+            state.leases, state.get_holders = {}, set()
+            state.reads.clear()
+            later.append(partial(self._revoke_then_write, key, update, done, holders, get_holders))
+            return later
+        state.busy = False
+        return later
+
+    def _decide_locally(self, state: Owned, update: Update) -> CacheError | None:
+        if update.kind != "cas" or not state.known or self.clock() < state.uncertain_until:
+            return None
+        return cas_outcome(state.value, update)
+
+    def _batch(self, state: Owned, first: Update, done: UpdateDone) -> tuple[Update, UpdateDone]:
+        """Under the lock, the value known: take every queued update after `first` into one write of
+        the value they leave, in queue order (each cas decided against the value before it). They
+        are linearized one after another at the moment that write lands, so the origin is asked once
+        and the queue drains at once. Every one is answered with the write's outcome: a failure,
+        definite or not, says none happened, which is true of a cas refused here too."""
+        value = first.written
+        outcomes: list[tuple[UpdateDone, CacheError | None]] = [(done, None)]
+        while state.updates:
+            update, then = state.updates.popleft()
+            decided = cas_outcome(value, update) if update.kind == "cas" else None
+            if decided is None:
+                value = update.written
+            outcomes.append((then, decided))
+        self.counts["updates_batched"] += len(outcomes) - 1
+        return Update("write", value=value), partial(answer_all, outcomes)
+
+    def _revoke_then_write(self, key: Hashable, update: Update, done: UpdateDone,
+                           holders: dict[str, float], get_holders: set[str]) -> None:
+        """Drop every copy (acknowledged, or its lease run out), then write to the origin."""
+        self.cache.invalidate(key)
+        targets = set(holders) | get_holders
+        acknowledged = after_replies(len(targets), partial(self._write_origin, key, update, done))
+        now = self.clock()
+        for target in targets:
+            wait = max(holders.get(target, 0.0) - now, self.peer_timeout if target in get_holders else 0.0)
+            with self._lock:
+                self.counts["revokes_sent"] += 1
+            self.wire.rpc(target, {"type": "cf_revoke", "key": wire_key(key)}, acknowledged, max(wait, 0.001))
+
+    def _write_origin(self, key: Hashable, update: Update, done: UpdateDone) -> None:
+        update.send(self.origin, key, lambda error: self._written(key, update, done, error))
+
+    def _written(self, key: Hashable, update: Update, done: UpdateDone, error: CacheError | None) -> None:
+        self.cache.invalidate(key)  # anything a `get` fetched meanwhile
+        with self._lock:
+            state = self._owned(key)
+            if error is None:
+                state.known, state.value = True, update.written
+            elif isinstance(error, KeyMissing):
+                state.known, state.value = True, ABSENT
+            elif not isinstance(error, PreconditionFailed):  # unknown: it may still land
+                state.uncertain_until = self.clock() + self.settle
+            state.gen += 1
+            answers = self._next_update(key, state)
+        done(error)
+        for answer in answers:
+            answer()
+
+
+def _ignore(_reply: Body | None) -> None:
+    pass
