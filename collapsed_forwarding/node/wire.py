@@ -248,6 +248,10 @@ class Wire:
                 self._drained.set()
         if not self._drained.wait(min(timeout, threading.TIMEOUT_MAX)):  # (a huge timeout would overflow)
             log.error("exiting with %d requests unanswered", self._requests_read - self._replies_sent)
+        # The last reply may sit in a batch another thread has not flushed yet (a
+        # round of timers): counted as sent, it must leave before the process ends.
+        with self._output_lock:
+            self._flush()
 
 
 def after_replies(count: int, then: Callable[[], None]) -> Callable[[Body | None], None]:
