@@ -161,6 +161,9 @@ class CollapsedForwardingProxy:
             raise TypeError(f"jitter must be a number, not {type(jitter).__name__}")
         if not 0 <= jitter < 1:
             raise ValueError(f"jitter must be in [0, 1), not {jitter!r}")
+        if not callable(backend) and not callable(getattr(backend, "start_fetch", None)):
+            raise TypeError("backend must be a callable, backend(key) -> value, or an object with "
+                            f"start_fetch(key, done), not {type(backend).__name__}")
         self.lock_age = lock_age
         self.backend = backend
         self._start_fetch: Callable[..., None] | None = getattr(backend, "start_fetch", None)
