@@ -241,7 +241,8 @@ class CollapsedForwardingProxy:
     def fetch_and_cache(self, key: Key, ttl: float | None = None) -> Value:
         """Fetch the key from the origin now, even if a fresh entry is cached
         (joining a fetch already in flight), cache it for `ttl` (by default
-        the proxy's), and return it."""
+        the proxy's), and return it. If the fetch fails, raise its error: never
+        the cached entry, whatever grace or stale_if_error allow a get."""
         return self._wait(key, ttl, force=True).result()
 
     def request(self, key: Key, on_answer: OnAnswer, ttl: float | None = None, *,
@@ -364,13 +365,17 @@ class CollapsedForwardingProxy:
         """What a waiter that takes no stale value gets: the fetch's own error
         where the others get the stale entry (and it is counted so)."""
         if answer.cache == "stale":
-            with self.lock:
-                counts = self._counts_of(flight.key)
-                self._count(counts, "stale", -1)
-                self._count(counts, "collapsed")
-                self._count(counts, "errors")
-            answer = Answer(None, flight.error, "collapsed")
+            answer = self._origin_error(flight, "collapsed")
         on_answer(answer)
+
+    def _origin_error(self, flight: Flight, cache: str) -> Answer:
+        """The fetch's own error for a waiter that was given the stale entry, counted as `cache`."""
+        with self.lock:
+            counts = self._counts_of(flight.key)
+            self._count(counts, "stale", -1)
+            self._count(counts, COUNTER_OF[cache])
+            self._count(counts, "errors")
+        return Answer(None, flight.error, cache)
 
     def _stale_or(self, key: Key, answer: Answer, now: float) -> Answer:
         """The stale entry instead of a failure, within stale_if_error of its expiry."""
@@ -465,7 +470,10 @@ class CollapsedForwardingProxy:
             self.flights.time_out(flight)  # the timer thread is late; the flight's deadline has passed
         if flight is launch and flight.crash is not None:
             raise flight.crash  # what the call raised that is no Exception goes on in its leader's thread
-        return flight.answers[0 if flight is launch else 1]  # type: ignore[index]
+        settled: Answer = flight.answers[0 if flight is launch else 1]  # type: ignore[index]
+        if force and settled.cache == "stale":  # fetch_and_cache asked the origin: its error, not the entry
+            return self._origin_error(flight, "miss" if flight is launch else "collapsed")
+        return settled
 
     def _launch(self, flight: Flight, leader_waits: bool = False) -> None:
         """Start the origin fetch; called without the lock."""
