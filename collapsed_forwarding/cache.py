@@ -51,6 +51,7 @@ from .workers import shared_workers
 Key = Hashable
 Value = Any
 NEVER = -math.inf
+_NOTHING = object()  # equal to no key
 HIT_LOG_LIMIT = 1024  # hits recorded without the lock before they are folded in under it
 
 
@@ -189,6 +190,7 @@ class CollapsedForwardingProxy:
         self._failures: OrderedDict[Key, Answer] = OrderedDict()  # remembered for error_ttl
         self._hung: dict[Key, Flight] = {}  # blocking calls past their deadline, holding their key (lock_age)
         self._workers = shared_workers()  # the threads blocking calls run in
+        self._fetching = threading.local()  # .key: the key this thread's blocking backend call is fetching
         # Lock-free hits append their key here (list.append is atomic, with or
         # without the GIL); they are folded into counters and LRU order under
         # the lock, oldest first, before anything reads either.
@@ -458,6 +460,8 @@ class CollapsedForwardingProxy:
 
     def _wait(self, key: Key, ttl: float | None, force: bool) -> Answer:
         ttl = checked_ttl(ttl)
+        if getattr(self._fetching, "key", _NOTHING) == key:  # it would wait on itself until the deadline
+            raise RuntimeError(f"the backend asked this cache for {key!r}, the key it is fetching")
         with self.lock:
             answer, flight, launch = self._admit(key, ttl, force)
             if flight is not None and flight.event is None:
@@ -492,12 +496,15 @@ class CollapsedForwardingProxy:
             raise
 
     def _call_backend(self, flight: Flight, leader_waits: bool) -> None:
+        self._fetching.key = flight.key
         try:
             result = self.backend(flight.key)
         except BaseException as exc:
             result = exc
             if not isinstance(exc, Exception):
                 flight.crash = exc  # (a blocking leader raises it; else it ends this thread, as before)
+        finally:
+            del self._fetching.key
         with self.lock:
             flight.calling = False
             late = flight.answers is not None
