@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 from .handlers import CacheNode
+from .logs import RepeatFilter
 
 log = logging.getLogger("collapsed_forwarding.cli")
 
@@ -129,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = parse_flags(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(BoundedFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    repeats = RepeatFilter()
+    handler.addFilter(repeats)
     logging.basicConfig(level=flags.log_level, handlers=[handler])
     output = open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False)  # lives as long as the process
     sys.stdout = sys.stderr  # a stray print() must never corrupt the message stream
@@ -137,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, partial(_stop, node))
     node.serve(sys.stdin.buffer)
+    handler.removeFilter(repeats)
+    repeats.flush(log)
     return 0
 
 
