@@ -45,7 +45,7 @@ def main() -> int:
     for case in args.case:
         started = time.monotonic()
         with ThreadPoolExecutor(args.jobs) as pool:
-            lost = sum(pool.map(lambda _: lost_reply(CASES[case], args.sim_latency), range(args.runs)))
+            lost = sum(pool.map(lost_reply, [CASES[case]] * args.runs, [args.sim_latency] * args.runs))
         any_lost |= bool(lost)
         print(f"{case}: {lost} of {args.runs} runs lost a reply ({time.monotonic() - started:.0f}s)", flush=True)
     return 1 if any_lost else 0
