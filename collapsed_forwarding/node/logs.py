@@ -4,8 +4,8 @@ Each line of a record is already cut at MAX_LOG_LINE characters (cli.py); this
 bounds their number. Records of one kind (one logger, one message template)
 pass at most `burst` times per `window` seconds; the rest are counted, and the
 next one that passes, or `flush()` at exit, says how many were left out. So
-stderr grows at most by burst x kinds x line length per window: a few hundred
-KB/s, whatever the input, where 20,000 bad lines used to write 2.8 MB.
+stderr grows at most by burst x kinds x line length per window: a MB or so a second
+at worst, whatever the input, where 20,000 bad lines used to write 2.8 MB.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ MAX_KINDS = 1000  # kinds followed at once; past that (templates made on the fly
 class RepeatFilter(logging.Filter):
     """Lets through at most `burst` records of each kind per `window` seconds."""
 
-    def __init__(self, burst: int = 5, window: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, burst: int = 20, window: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.burst, self.window, self.clock = burst, window, clock
         self._kinds: dict[tuple[str, str], list[float]] = {}  # kind -> [window start, passed, left out]
