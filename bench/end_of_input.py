@@ -29,9 +29,13 @@ CASES = {
 
 
 def lost_reply(data: bytes, latency: str) -> bool:
-    out = subprocess.run([sys.executable, str(ROOT / "main.py"), "--sim-latency", latency], input=data,
-                         capture_output=True, timeout=60).stdout
-    return out.count(b"\n") != data.count(b"\n")
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--sim-latency", latency], input=data,
+                          capture_output=True, timeout=60)
+    lost = done.stdout.count(b"\n") != data.count(b"\n")
+    if lost:  # what the run did say, to tell a lost reply from a node that died
+        print(f"  lost: exit status {done.returncode}, stdout {done.stdout[-300:]!r}, "
+              f"stderr {done.stderr[-300:]!r}", flush=True)
+    return lost
 
 
 def main() -> int:
