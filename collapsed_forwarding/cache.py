@@ -51,6 +51,7 @@ from .workers import shared_workers
 Key = Hashable
 Value = Any
 NEVER = -math.inf
+_NOTHING = object()  # equal to no key
 HIT_LOG_LIMIT = 1024  # hits recorded without the lock before they are folded in under it
 
 
@@ -187,6 +188,9 @@ class CollapsedForwardingProxy:
             raise TypeError(f"jitter must be a number, not {type(jitter).__name__}")
         if not 0 <= jitter < 1:
             raise ValueError(f"jitter must be in [0, 1), not {jitter!r}")
+        if not callable(backend) and not callable(getattr(backend, "start_fetch", None)):
+            raise TypeError("backend must be a callable, backend(key) -> value, or an object with "
+                            f"start_fetch(key, done), not {type(backend).__name__}")
         self.lock_age = lock_age
         self.backend = backend
         self._start_fetch: Callable[..., None] | None = getattr(backend, "start_fetch", None)
@@ -212,6 +216,7 @@ class CollapsedForwardingProxy:
         self._failures: OrderedDict[Key, Answer] = OrderedDict()  # remembered for error_ttl
         self._hung: dict[Key, Flight] = {}  # blocking calls past their deadline, holding their key (lock_age)
         self._workers = shared_workers()  # the threads blocking calls run in
+        self._fetching = threading.local()  # .key: the key this thread's blocking backend call is fetching
         # Lock-free hits append their key here (list.append is atomic, with or
         # without the GIL); they are folded into counters and LRU order under
         # the lock, oldest first, before anything reads either.
@@ -264,7 +269,8 @@ class CollapsedForwardingProxy:
     def fetch_and_cache(self, key: Key, ttl: float | None = None) -> Value:
         """Fetch the key from the origin now, even if a fresh entry is cached
         (joining a fetch already in flight), cache it for `ttl` (by default
-        the proxy's), and return it."""
+        the proxy's), and return it. If the fetch fails, raise its error: never
+        the cached entry, whatever grace or stale_if_error allow a get."""
         return self._wait(key, ttl, force=True).result()
 
     def request(self, key: Key, on_answer: OnAnswer, ttl: float | None = None, *,
@@ -387,13 +393,17 @@ class CollapsedForwardingProxy:
         """What a waiter that takes no stale value gets: the fetch's own error
         where the others get the stale entry (and it is counted so)."""
         if answer.cache == "stale":
-            with self.lock:
-                counts = self._counts_of(flight.key)
-                self._count(counts, "stale", -1)
-                self._count(counts, "collapsed")
-                self._count(counts, "errors")
-            answer = Answer(None, flight.error, "collapsed")
+            answer = self._origin_error(flight, "collapsed")
         on_answer(answer)
+
+    def _origin_error(self, flight: Flight, cache: str) -> Answer:
+        """The fetch's own error for a waiter that was given the stale entry, counted as `cache`."""
+        with self.lock:
+            counts = self._counts_of(flight.key)
+            self._count(counts, "stale", -1)
+            self._count(counts, COUNTER_OF[cache])
+            self._count(counts, "errors")
+        return Answer(None, flight.error, cache)
 
     def _stale_or(self, key: Key, answer: Answer, now: float) -> Answer:
         """The stale entry instead of a failure, within stale_if_error of its expiry."""
@@ -476,6 +486,8 @@ class CollapsedForwardingProxy:
 
     def _wait(self, key: Key, ttl: float | None, force: bool) -> Answer:
         ttl = checked_ttl(ttl)
+        if getattr(self._fetching, "key", _NOTHING) == key:  # it would wait on itself until the deadline
+            raise RuntimeError(f"the backend asked this cache for {key!r}, the key it is fetching")
         with self.lock:
             answer, flight, launch = self._admit(key, ttl, force)
             if flight is not None and flight.event is None:
@@ -488,7 +500,10 @@ class CollapsedForwardingProxy:
             self.flights.time_out(flight)  # the timer thread is late; the flight's deadline has passed
         if flight is launch and flight.crash is not None:
             raise flight.crash  # what the call raised that is no Exception goes on in its leader's thread
-        return flight.answers[0 if flight is launch else 1]  # type: ignore[index]
+        settled: Answer = flight.answers[0 if flight is launch else 1]  # type: ignore[index]
+        if force and settled.cache == "stale":  # fetch_and_cache asked the origin: its error, not the entry
+            return self._origin_error(flight, "miss" if flight is launch else "collapsed")
+        return settled
 
     def _launch(self, flight: Flight, leader_waits: bool = False) -> None:
         """Start the origin fetch; called without the lock."""
@@ -507,12 +522,15 @@ class CollapsedForwardingProxy:
             raise
 
     def _call_backend(self, flight: Flight, leader_waits: bool) -> None:
+        self._fetching.key = flight.key
         try:
             result = self.backend(flight.key)
         except BaseException as exc:
             result = exc
             if not isinstance(exc, Exception):
                 flight.crash = exc  # (a blocking leader raises it; else it ends this thread, as before)
+        finally:
+            del self._fetching.key
         with self.lock:
             flight.calling = False
             late = flight.answers is not None

@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 from .handlers import CacheNode
+from .logs import RepeatFilter
 
 log = logging.getLogger("collapsed_forwarding.cli")
 
@@ -69,6 +70,8 @@ FLAGS: list[tuple[str, Callable[[str], Any], str, str]] = [
     ("jitter", below_one, "0", "fraction by which each entry's TTL is randomly shortened"),
     ("error-ttl", seconds, "0", "seconds an origin failure is remembered and answered without another fetch"),
     ("max-waiters", count, "0", "above 0, the most requests that may wait on one key's fetch"),
+    ("max-pending", count, "100000", "the most requests that may wait for an answer at once (about 3 KB each); "
+                                     "past it, error 11 at once; 0: no limit"),
     ("peer-timeout", seconds, "0.5", "seconds a node waits on another node before acting alone"),
     ("lease", seconds, "0.3", "on a cluster, seconds a node may answer read from its copy of a key it does not own; "
                               "0: never"),
@@ -133,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = parse_flags(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(BoundedFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    repeats = RepeatFilter()
+    handler.addFilter(repeats)
     logging.basicConfig(level=flags.log_level, handlers=[handler])
     output = open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False)  # lives as long as the process
     sys.stdout = sys.stderr  # a stray print() must never corrupt the message stream
@@ -141,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, partial(_stop, node))
     node.serve(sys.stdin.buffer)
+    handler.removeFilter(repeats)
+    repeats.flush(log)
     return 0
 
 

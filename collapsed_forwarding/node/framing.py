@@ -13,6 +13,7 @@ its own (a JSON object with a "body") is taken as one, and the fragment is
 dropped; so is a fragment that a line turns into something no JSON object
 starts with, and that line is then read afresh. A fragment holds at most
 `max_bytes`; past that its text is dropped and the rest of the message skipped.
+One nested deeper than MAX_NESTING is dropped too: what it holds stays bounded.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ class Shape(Enum):
     WHOLE = "whole"  # one JSON object, complete
     BROKEN = "broken"  # nothing a JSON object starts with
 
+
+# Nesting past which a fragment is no message: Python's parser could not decode it
+# (its recursion limit), and following it would hold a stack entry per bracket, so
+# a never-closed run of `[` lines would hold memory without bound.
+MAX_NESTING = 1000
 
 # What the tokenizer expects next.
 _START, _KEY_OR_END, _KEY, _COLON, _VALUE, _VALUE_OR_END, _COMMA_OR_END, _DONE = range(8)
@@ -89,6 +95,8 @@ class JsonPrefix:
             if token in ("s", "v"):
                 self._after_value()
             elif token in ("{", "["):
+                if len(stack) >= MAX_NESTING:
+                    return False
                 stack.append(token)
                 self.expect = _KEY_OR_END if token == "{" else _VALUE_OR_END
             elif token == "]" and expect == _VALUE_OR_END:

@@ -69,6 +69,7 @@ class CacheNode:
         self.flags = flags
         self.scheduler = Scheduler()
         self.wire = Wire(output, self.scheduler)
+        self.wire.max_pending = flags.max_pending
         self.reader = Reader(self.wire)
         self.scheduler.around = self.wire.batch  # one flush for all a round of due timers sends
         handlers: dict[str, Handler] = dict(

@@ -7,6 +7,7 @@ the handlers and sorts the replies to this node's RPCs ahead of the requests.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import math
@@ -96,7 +97,11 @@ class Reader:
     def _handle_reply_line(self, line: bytes) -> None:
         """A line the reader found to be one whole reply: handled as such, apart
         from whatever the requests' lines are in the middle of."""
-        msg = self._parse(line.decode())
+        try:
+            msg = self._parse(line.decode())
+        except ValueError as exc:  # NaN or Infinity, which the reader thread's looser decoder let through
+            log.warning("ignoring a reply that is not JSON (%.100s): %.200r", exc, line)
+            return
         self.wire.handle_reply(msg.get("src"), msg["body"], self._number_too_large)
 
     def handle_line(self, line: bytes) -> None:
@@ -135,12 +140,17 @@ class Reader:
                 alone = self._parse(text)
             except (ValueError, RecursionError):
                 alone = None
-            if isinstance(alone, dict) and "body" in alone:  # a whole message is never swallowed by a fragment
+            if _is_message(alone):  # a whole message is never swallowed by a fragment
                 log.warning("dropped an unfinished message of %d lines: a whole one came", len(fragment.lines))
                 fragment.drop()
                 self._dispatch(alone, line)
                 return
             if not text.strip():
+                return
+            if text.rstrip() == "{":  # a pretty printer's top-level brace, at the margin: a new message begins
+                log.warning("dropped an unfinished message of %d lines: a new one began", len(fragment.lines))
+                fragment.drop()
+                fragment.begin(text)
                 return
             shape = fragment.add(text)
         if shape is Shape.BROKEN:
@@ -179,6 +189,12 @@ class Reader:
             self._number_too_large = True
             return 0.0
         return value
+
+
+def _is_message(value: Any) -> bool:
+    """Whether a line decoded on its own is a whole message, not a piece of one
+    that happens to be an object (a value holding a "body" of its own)."""
+    return isinstance(value, dict) and isinstance(value.get("src"), str) and isinstance(value.get("body"), dict)
 
 
 def _is_reply(line: bytes) -> bool:
@@ -253,7 +269,11 @@ def _line_batches(stream: BinaryIO, read_size: int = 1 << 16) -> Iterator[list[b
     read = getattr(stream, "read1", stream.read)
     pieces: list[bytes] = []  # the line being read, when no newline has come yet
     size = skipped = 0
-    while chunk := read(read_size):
+    first = read(read_size)
+    if first.startswith(codecs.BOM_UTF8):  # an editor's byte-order mark: not part of the first message
+        first = first[len(codecs.BOM_UTF8):]
+    while chunk := first or read(read_size):
+        first = b""
         if skipped:
             end = chunk.find(b"\n")
             if end < 0:

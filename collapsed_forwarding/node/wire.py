@@ -100,6 +100,9 @@ class Wire:
         self._requests_read = 0  # only the thread that runs the handlers writes this
         self._replies_sent = 0  # only written under _output_lock
         self._batching = threading.local()  # .depth > 0: this thread's messages wait for one flush
+        # The most requests that may wait for an answer at once (0: no limit): past it,
+        # error 11 at once, so a flood of misses cannot grow memory without bound.
+        self.max_pending = 0
         # Called (under the output lock) once stdout is found closed: nothing can be
         # answered any more, so by default the process ends at once, quietly.
         self.on_output_closed: Callable[[], None] = _exit_quietly
@@ -232,6 +235,9 @@ class Wire:
             self.error(msg, ErrorCode.TEMPORARILY_UNAVAILABLE, "not initialised yet: send init first")
         elif handler is None:
             self.error(msg, ErrorCode.NOT_SUPPORTED, f"unknown message type {type_!r}")
+        elif self.max_pending and self._requests_read - self._replies_sent > self.max_pending and type_ != "init":
+            self.error(msg, ErrorCode.TEMPORARILY_UNAVAILABLE,
+                       f"overloaded: {self.max_pending} requests already wait for an answer (--max-pending)")
         else:
             try:
                 handler(msg, body)
@@ -254,6 +260,10 @@ class Wire:
                 self._drained.set()
         if not self._drained.wait(min(timeout, threading.TIMEOUT_MAX)):  # (a huge timeout would overflow)
             log.error("exiting with %d requests unanswered", self._requests_read - self._replies_sent)
+        # The last reply may sit in a batch another thread has not flushed yet (a
+        # round of timers): counted as sent, it must leave before the process ends.
+        with self._output_lock:
+            self._flush()
 
 
 def after_replies(count: int, then: Callable[[], None]) -> Callable[[Body | None], None]:

@@ -29,8 +29,12 @@ def key_owned_by(node: str, prefix: str = "k") -> str:
     return next(f"{prefix}{i}" for i in range(1000) if owner(cache_key(f"{prefix}{i}"), NODES) == node)
 
 
+# --origin-settle 0: these tests need leases at once, not after the restart rule's wait
+CLUSTER_ARGS = ["--origin", "lin-kv", "--peer-timeout", "0.3", "--origin-settle", "0"]
+
+
 def cluster(*args: str) -> Net:
-    return Net(nodes=3, args=["--origin", "lin-kv", "--lease", "0.3", "--peer-timeout", "0.3", "--origin-settle", "0", *args])
+    return Net(nodes=3, args=[*CLUSTER_ARGS, "--lease", "0.3", *args])
 
 
 def read(net: Net, node: str, key: str) -> Any:
@@ -181,7 +185,7 @@ def test_a7_every_inter_node_request_from_a_client_is_refused() -> None:
 
 
 def test_a8_a_forged_cf_revoke_ok_does_not_end_the_wait_for_a_cut_off_holder() -> None:
-    with Net(nodes=3, args=["--origin", "lin-kv", "--lease", "1", "--peer-timeout", "0.3", "--origin-settle", "0"]) as net:
+    with Net(nodes=3, args=[*CLUSTER_ARGS, "--lease", "1"]) as net:
         key = key_owned_by("n2")
         assert net.call("n2", {"type": "write", "key": key, "value": "old"})["type"] == "write_ok"
         assert [read(net, "n1", key) for _ in range(2)] == ["old", "old"]  # the second brought a lease

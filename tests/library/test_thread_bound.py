@@ -1,0 +1,54 @@
+"""A blocking backend that never returns must not make the library start
+threads without bound: one more per key per lock_age, 2,001 after 20 s with 400
+keys, before. The threads in play should be the callers' own."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from collapsed_forwarding.cache import CollapsedForwardingProxy
+from collapsed_forwarding.errors import CacheError
+
+KEYS = 50
+ROUNDS = 3
+
+
+@pytest.mark.xfail(strict=True, reason="the library still runs each blocking call in a thread of its own; "
+                                       "the blocking leader calling inline (issue 16's cache split) bounds it")
+def test_a_never_returning_backend_over_many_keys_starts_no_thread_of_the_librarys_own():
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+
+    def never_returns(key: Any) -> Any:
+        entered.release()
+        release.wait(60)
+        raise RuntimeError("released at the end of the test")
+
+    proxy = CollapsedForwardingProxy(never_returns, timeout=0.01, lock_age=0)  # each round may call again
+    callers: list[threading.Thread] = []
+    baseline = {t.ident for t in threading.enumerate()}
+
+    def call(key: str) -> None:
+        try:
+            proxy.get(key)
+        except CacheError:
+            pass
+
+    try:
+        for _ in range(ROUNDS):
+            round_callers = [threading.Thread(target=call, args=(f"k{n}",), daemon=True) for n in range(KEYS)]
+            for caller in round_callers:
+                caller.start()
+            callers += round_callers
+            for _ in range(KEYS):  # every key's backend call has begun (in whatever thread)
+                assert entered.acquire(timeout=10)
+            for caller in round_callers:
+                caller.join(0.5)  # a caller the library lets go at the deadline has ended by now
+        ours = {t.ident for t in callers}
+        library = [t for t in threading.enumerate() if t.ident not in baseline and t.ident not in ours]
+        assert len(library) <= 8, f"{len(library)} threads started by the library for {KEYS} keys"
+    finally:
+        release.set()
