@@ -5,8 +5,8 @@ A Flight is settled exactly once, by the origin's answer, by whatever the
 call raised, or by its deadline, whichever comes first; later outcomes are
 ignored. Every waiter is then woken: a callback, or an Event for a thread
 that blocks. What each waiter is given is the owner's business (`settle`).
-All the state here is guarded by the owner's lock; the call itself, and the
-callbacks, run without it.
+The state is guarded by the owner's lock, as each field says; the call
+itself, and the callbacks, run without it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,15 @@ OnAnswer = Callable[[Any], None]
 
 
 class Flight:
-    """One call to the origin for one key, and the requests waiting on it."""
+    """One call to the origin for one key, and the requests waiting on it.
+
+    Guarded by the owner's lock: `waiters`, `callbacks`, `event`, `detached`,
+    `calling`, `error`, and the writing of `answers` (once). Set once at the
+    start and only read after: `key`, `started`, `ttl`, `led`. Written by one
+    thread and read only after the flight is settled (the settling thread's
+    lock release, or the Event, orders them): `answers` (read), `crash`.
+    `timer` belongs to whoever launches the flight and whoever settles it.
+    """
 
     __slots__ = ("key", "started", "ttl", "led", "waiters", "callbacks", "event", "answers", "detached", "timer",
                  "calling", "crash", "error")
@@ -36,14 +44,45 @@ class Flight:
         self.event: threading.Event | None = None  # made for the first blocking waiter only
         self.answers: tuple[Any, Any] | None = None  # (the leader's, a follower's), once settled
         self.detached = False  # invalidated: answers its own waiters, but fills nothing and takes no more
-        self.timer: Timer | None = None
+        self.timer: Timer | None = None  # the deadline, armed at launch, cancelled at settle
         self.calling = False  # a blocking backend call for it is running (it may outlive the deadline)
         self.crash: BaseException | None = None  # what the call raised that is no Exception, for the leader
         self.error: Any = None  # the error it settled with, for a waiter that takes no stale value instead
 
+    # -- under the owner's lock ------------------------------------------
+
+    def join(self, max_waiters: int) -> bool:
+        """One more request waits on it; False (and it does not) if `max_waiters` already do (0: no limit)."""
+        if max_waiters and self.waiters >= max_waiters:
+            return False
+        self.waiters += 1
+        return True
+
+    def answer_later(self, on_answer: OnAnswer, leader: bool) -> None:
+        """`on_answer(answer)` once it is settled."""
+        self.callbacks.append((on_answer, leader))
+
+    def block(self) -> None:
+        """A thread will block on it (`wait`): make the Event the settle sets."""
+        if self.event is None:
+            self.event = threading.Event()
+
+    def alone(self) -> bool:
+        """Led, with no one else waiting, and not invalidated: a plain fill."""
+        return self.led and self.waiters == 1 and not self.detached
+
+    def followers(self) -> int:
+        return self.waiters - self.led
+
+    # -- without the lock ---------------------------------------------------
+
     def wait(self, timeout: float) -> bool:
-        """Block until settled (a blocking waiter has made `event`); False at the timeout."""
+        """Block until settled (`block` made the event); False at the timeout."""
         return self.event.wait(timeout)  # type: ignore[union-attr]
+
+    def answer_for(self, leader: bool) -> Any:
+        """Once settled: what the leader, or a follower, is given."""
+        return self.answers[0 if leader else 1]  # type: ignore[index]
 
 
 class Flights:
@@ -69,15 +108,23 @@ class Flights:
         if flight is not None:
             flight.detached = True
 
-    def land(self, flight: Flight) -> None:
-        """Under the lock, from settle_locked: the key is no longer in the air."""
+    def land(self, flight: Flight) -> bool:
+        """Under the lock, from settle_locked: the key is no longer in the air.
+        False if it had been detached (invalidated): then it fills nothing."""
+        if flight.detached:
+            return False
         if self.in_air.get(flight.key) is flight:
             del self.in_air[flight.key]
+        return True
+
+    def arm(self, flight: Flight) -> None:
+        """Without the lock: the deadline, at which every waiter is released."""
+        flight.timer = self.scheduler.call_later(self.timeout, self.time_out, flight)
 
     def launch(self, flight: Flight, call: Callable[[Flight], None]) -> None:
         """Without the lock: arm the deadline, then make the call. Whatever the
         call raises settles the flight, so no waiter is stranded."""
-        flight.timer = self.scheduler.call_later(self.timeout, self.time_out, flight)
+        self.arm(flight)
         try:
             call(flight)
         except BaseException as exc:
