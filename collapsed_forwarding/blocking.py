@@ -1,9 +1,11 @@
 """A blocking origin, `backend(key) -> value`, adapted to flights.
 
-The call runs in a worker thread (see `workers.py`), so the `get` that leads
-the flight waits on it like every other waiter, and returns at the deadline
-even if the origin hangs. A call that outlives its flight's deadline is
-handed back to the owner (`returned_late`) when it finally returns.
+The flight's leader calls it inline, in its caller's thread, as Go's
+singleflight and every peer do: no hand-off on the miss path. Waiters still
+leave at the flight's deadline. A call made for no waiting caller (a
+background refresh, or `request()`'s leader, which must not block) runs in a
+worker thread (see `workers.py`). A call that outlives its flight's deadline
+is handed back to the owner (`returned_late`) when it finally returns.
 """
 
 from __future__ import annotations
@@ -22,37 +24,56 @@ class BlockingOrigin:
     """Runs `backend(key)` for a flight and settles it with what the call returned or raised.
 
     settle(flight, result): the owner's settle, called without the lock;
-    returned_late(flight, result): under the lock, for a call that returned after its flight was settled.
+    returned_late(flight, result): under the lock, for a call that returned
+    after its flight was settled; returns what the leader's caller gets then.
     """
 
     def __init__(self, backend: Backend, lock: threading.Lock, settle: Callable[[Flight, Any], None],
-                 returned_late: Callable[[Flight, Any], None]) -> None:
+                 returned_late: Callable[[Flight, Any], Any]) -> None:
         self.backend, self._lock = backend, lock
         self._settle, self._returned_late = settle, returned_late
-        self._workers = shared_workers()  # the threads blocking calls run in
+        self._workers = shared_workers()  # the threads background calls run in
 
-    def start(self, flight: Flight, leader_waits: bool = False) -> None:
-        """Start the call in a worker thread, so every waiter, the leader too, can leave at the deadline."""
+    def lead(self, flight: Flight) -> tuple[bool, Any]:
+        """Call the backend in this thread, then settle the flight with its outcome:
+        (False, None) if that settled it, or (True, what returned_late made of the
+        outcome) if the deadline settled it first. What the call raised that is
+        no Exception is raised here, once the waiters are released with an error."""
         flight.calling = True
-        try:
-            self._workers.submit(self._call, flight, leader_waits)
-        except BaseException:
-            flight.calling = False
-            raise
-
-    def _call(self, flight: Flight, leader_waits: bool) -> None:
         try:
             result = self.backend(flight.key)
         except BaseException as exc:
             result = exc
-            if not isinstance(exc, Exception):
-                flight.crash = exc  # (a blocking leader raises it; else it ends this thread, as before)
+        late, late_answer = self._end(flight, result)
+        if isinstance(result, BaseException) and not isinstance(result, Exception):
+            raise result
+        return late, late_answer
+
+    def start(self, flight: Flight) -> None:
+        """Start the call in a worker thread: no caller waits in it."""
+        flight.calling = True
+        try:
+            self._workers.submit(self._call, flight)
+        except BaseException:
+            flight.calling = False
+            raise
+
+    def _call(self, flight: Flight) -> None:
+        try:
+            result = self.backend(flight.key)
+        except BaseException as exc:
+            result = exc
+        self._end(flight, result)
+        if isinstance(result, BaseException) and not isinstance(result, Exception):
+            raise result  # it ends this thread, which reports it as any thread does
+
+    def _end(self, flight: Flight, result: Any) -> tuple[bool, Any]:
+        late_answer = None
         with self._lock:
             flight.calling = False
             late = flight.answers is not None
             if late:
-                self._returned_late(flight, result)
+                late_answer = self._returned_late(flight, result)
         if not late:
             self._settle(flight, result)
-        if flight.crash is not None and (late or not leader_waits):  # (no leader waits for it any more)
-            raise flight.crash
+        return late, late_answer

@@ -263,27 +263,38 @@ class CollapsedForwardingProxy:
 
     def _wait(self, key: Key, ttl: float | None, force: bool) -> Answer:
         ttl = checked_ttl(ttl)
+        blocking = self._blocking
         with self.lock:
             self._fold_hits()
             answer, flight, launch = self.state.admit(key, ttl, force)
-            if flight is not None:
+            if flight is not None and (flight is not launch or blocking is None):
                 flight.block()
         if launch is not None:
-            self._launch(launch, leader_waits=flight is launch)
+            if flight is launch and blocking is not None:
+                return self._lead(blocking, flight)
+            self._launch(launch)
         if flight is None:
             return answer  # type: ignore[return-value]
         if not flight.wait(min(self.timeout, threading.TIMEOUT_MAX)):
             self.flights.time_out(flight)  # the timer thread is late; the flight's deadline has passed
-        if flight is launch and flight.crash is not None:
-            raise flight.crash  # what the call raised that is no Exception goes on in its leader's thread
         return flight.answer_for(flight is launch)  # type: ignore[no-any-return]
 
-    def _launch(self, flight: Flight, leader_waits: bool = False) -> None:
-        """Start the origin fetch; called without the lock."""
+    def _lead(self, blocking: BlockingOrigin, flight: Flight) -> Answer:
+        """The leader of a blocking fetch calls the backend itself, in its own
+        thread; the deadline releases the waiters meanwhile. A hung backend:
+        this caller stays in the call until it returns, and then gets what it
+        returned (or raised), though the waiters got OriginTimeout at the
+        deadline and the key stays held (lock_age) until the call returns."""
+        self.flights.arm(flight)
+        late, answer = blocking.lead(flight)
+        return answer if late else flight.answer_for(True)  # type: ignore[no-any-return]
+
+    def _launch(self, flight: Flight) -> None:
+        """Start the origin fetch for no waiting caller; called without the lock."""
         if self._blocking is None:
             self.flights.launch(flight, lambda f: self._start_fetch(f.key, partial(self.settle, f)))  # type: ignore[misc]
         else:
-            self.flights.launch(flight, partial(self._blocking.start, leader_waits=leader_waits))
+            self.flights.launch(flight, self._blocking.start)
 
     def _settle_locked(self, flight: Flight, result: Value | BaseException, ttl: float | None) -> tuple[Answer, Answer]:
         self._fold_hits()

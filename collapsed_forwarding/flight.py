@@ -28,14 +28,14 @@ class Flight:
 
     Guarded by the owner's lock: `waiters`, `callbacks`, `event`, `detached`,
     `calling`, `error`, and the writing of `answers` (once). Set once at the
-    start and only read after: `key`, `started`, `ttl`, `led`. Written by one
-    thread and read only after the flight is settled (the settling thread's
-    lock release, or the Event, orders them): `answers` (read), `crash`.
+    start and only read after: `key`, `started`, `ttl`, `led`. Read without the lock
+    once settled (the settling thread's lock release, or the Event, orders it):
+    `answers`.
     `timer` belongs to whoever launches the flight and whoever settles it.
     """
 
     __slots__ = ("key", "started", "ttl", "led", "waiters", "callbacks", "event", "answers", "detached", "timer",
-                 "calling", "crash", "error")
+                 "calling", "error")
 
     def __init__(self, key: Hashable, started: float, ttl: float, led: bool) -> None:
         self.key, self.started, self.ttl, self.led = key, started, ttl, led
@@ -46,7 +46,6 @@ class Flight:
         self.detached = False  # invalidated: answers its own waiters, but fills nothing and takes no more
         self.timer: Timer | None = None  # the deadline, armed at launch, cancelled at settle
         self.calling = False  # a blocking backend call for it is running (it may outlive the deadline)
-        self.crash: BaseException | None = None  # what the call raised that is no Exception, for the leader
         self.error: Any = None  # the error it settled with, for a waiter that takes no stale value instead
 
     # -- under the owner's lock ------------------------------------------

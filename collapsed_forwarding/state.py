@@ -137,14 +137,16 @@ class CacheState:
             self._count_flight(flight, counts, leader, follower, answered, now)
         return leader, follower
 
-    def returned_late(self, flight: Flight, result: Any) -> None:
-        """A hung call came back. Its value fills the cache, if it still holds its key."""
-        if not self.failures.returned(flight):
-            return
+    def returned_late(self, flight: Flight, result: Any) -> Answer:
+        """A hung call came back: what it brought, as its leader's caller gets it.
+        Its value fills the cache, if the call still holds its key (see Failures)."""
         error = as_cache_error(result) if isinstance(result, BaseException) else None
-        if error is None or isinstance(error, KeyMissing):
+        answer = Answer(None if error else result, error, "miss")
+        if self.failures.returned(flight) and (error is None or isinstance(error, KeyMissing)):
             now = self.clock()
-            self.fill(flight.key, None if error else result, error, flight.ttl, now - flight.started, now)
+            filled = self.fill(flight.key, answer.value, error, flight.ttl, now - flight.started, now)
+            answer = filled.served_as("miss")
+        return answer
 
     def _count_flight(self, flight: Flight, counts: KeyCounts, leader: Answer, follower: Answer, answered: bool,
                       now: float) -> None:
