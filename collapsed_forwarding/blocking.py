@@ -20,7 +20,7 @@ from .workers import shared_workers
 Backend = Callable[[Any], Any]
 
 
-class BlockingOrigin:
+class BlockingCalls:
     """Runs `backend(key)` for a flight and settles it with what the call returned or raised.
 
     settle(flight, result): the owner's settle, called without the lock;

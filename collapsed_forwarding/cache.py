@@ -34,7 +34,7 @@ from functools import partial
 from typing import Any
 
 from .answer import NEVER, Answer, checked_ttl, fresh_until
-from .blocking import BlockingOrigin
+from .blocking import BlockingCalls
 from .errors import CacheError, OriginTimeout
 from .flight import Flight, Flights, OnAnswer
 from .policy import PolicyFactory
@@ -130,7 +130,7 @@ class CollapsedForwardingProxy:
         self.store = Store(max_entries, max_bytes, size_of, policy)
         self.state = CacheState(self.store, self.flights, freshness, self.clock, max_waiters, lock_age)
         self._entries = self.store.entries  # the one dict the lock-free hit reads
-        self._blocking = None if self._start_fetch else BlockingOrigin(backend, self.lock, self.settle,
+        self._blocking = None if self._start_fetch else BlockingCalls(backend, self.lock, self.settle,
                                                                           self.state.returned_late)
         # Lock-free hits append their key here (list.append is atomic, with or
         # without the GIL); they are folded into counters and the policy under
@@ -279,7 +279,7 @@ class CollapsedForwardingProxy:
             self.flights.time_out(flight)  # the timer thread is late; the flight's deadline has passed
         return flight.answer_for(flight is launch)  # type: ignore[no-any-return]
 
-    def _lead(self, blocking: BlockingOrigin, flight: Flight) -> Answer:
+    def _lead(self, blocking: BlockingCalls, flight: Flight) -> Answer:
         """The leader of a blocking fetch calls the backend itself, in its own
         thread; the deadline releases the waiters meanwhile. A hung backend:
         this caller stays in the call until it returns, and then gets what it
