@@ -176,8 +176,9 @@ def measure(args: argparse.Namespace) -> dict[str, list[float]]:
     ratios: dict[str, list[float]] = {name: [] for name in GOALS}
     raw: dict[str, list[tuple[float, float]]] = {name: [] for name in GOALS}
     for run in range(runs):
-        for name, pair in (("miss", lambda: miss_pair(n, 1, run)), ("miss_8_threads", lambda: miss_pair(n, 8, run)),
-                           ("hit", hit_pair)):
+        pairs = (("miss", lambda run=run: miss_pair(n, 1, run)),
+                 ("miss_8_threads", lambda run=run: miss_pair(n, 8, run)), ("hit", hit_pair))
+        for name, pair in pairs:
             mine, base = pair()
             raw[name].append((mine, base))
             ratios[name].append(mine / base)

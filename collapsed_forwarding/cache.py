@@ -194,6 +194,8 @@ class CollapsedForwardingProxy:
                 if not serve_stale:
                     on_answer = partial(self._unstale, flight, on_answer)
                 flight.answer_later(on_answer, flight is launch and flight.led)
+                if flight.calling and flight.timer is None:  # a blocking leader's flight: it needs its timer now
+                    self.flights.arm(flight)
         if launch is not None:
             self._launch(launch)
         return answer
@@ -267,16 +269,19 @@ class CollapsedForwardingProxy:
         with self.lock:
             self._fold_hits()
             answer, flight, launch = self.state.admit(key, ttl, force)
-            if flight is not None and (flight is not launch or blocking is None):
-                flight.block()
+            if flight is not None:
+                if flight is not launch or blocking is None:
+                    flight.block()
+                else:
+                    flight.calling = True  # (so a callback that joins arms the deadline: see request)
         if launch is not None:
             if flight is launch and blocking is not None:
                 return self._lead(blocking, flight)
             self._launch(launch)
         if flight is None:
             return answer  # type: ignore[return-value]
-        if not flight.wait(min(self.timeout, threading.TIMEOUT_MAX)):
-            self.flights.time_out(flight)  # the timer thread is late; the flight's deadline has passed
+        if not flight.wait(self.scheduler.time()):
+            self.flights.time_out(flight)  # the deadline has passed (no timer was armed, or it is late)
         return flight.answer_for(flight is launch)  # type: ignore[no-any-return]
 
     def _lead(self, blocking: BlockingCalls, flight: Flight) -> Answer:
@@ -285,8 +290,7 @@ class CollapsedForwardingProxy:
         this caller stays in the call until it returns, and then gets what it
         returned (or raised), though the waiters got OriginTimeout at the
         deadline and the key stays held (lock_age) until the call returns."""
-        self.flights.arm(flight)
-        late, answer = blocking.lead(flight)
+        late, answer = blocking.lead(flight)  # (no timer: blocking waiters time out by themselves)
         return answer if late else flight.answer_for(True)  # type: ignore[no-any-return]
 
     def _launch(self, flight: Flight) -> None:

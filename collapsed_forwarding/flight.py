@@ -28,23 +28,26 @@ class Flight:
 
     Guarded by the owner's lock: `waiters`, `callbacks`, `event`, `detached`,
     `calling`, `error`, and the writing of `answers` (once). Set once at the
-    start and only read after: `key`, `started`, `ttl`, `led`. Read without the lock
+    start and only read after: `key`, `started`, `ttl`, `led`, `deadline`. Read without the lock
     once settled (the settling thread's lock release, or the Event, orders it):
     `answers`.
     `timer` belongs to whoever launches the flight and whoever settles it.
     """
 
     __slots__ = ("key", "started", "ttl", "led", "waiters", "callbacks", "event", "answers", "detached", "timer",
-                 "calling", "error")
+                 "calling", "error", "deadline")
 
-    def __init__(self, key: Hashable, started: float, ttl: float, led: bool) -> None:
+    def __init__(self, key: Hashable, started: float, ttl: float, led: bool, deadline: float) -> None:
         self.key, self.started, self.ttl, self.led = key, started, ttl, led
+        self.deadline = deadline  # when its waiters are released, on the scheduler's clock
         self.waiters = int(led)  # requests waiting, the one that started it included
         self.callbacks: list[tuple[OnAnswer, bool]] = []  # (on_answer, is the leader)
         self.event: threading.Event | None = None  # made for the first blocking waiter only
         self.answers: tuple[Any, Any] | None = None  # (the leader's, a follower's), once settled
         self.detached = False  # invalidated: answers its own waiters, but fills nothing and takes no more
-        self.timer: Timer | None = None  # the deadline, armed at launch, cancelled at settle
+        # The deadline's timer, armed at launch, or, for a blocking leader's flight, only once a callback
+        # waits (a blocking waiter times out by itself); cancelled at settle.
+        self.timer: Timer | None = None
         self.calling = False  # a blocking backend call for it is running (it may outlive the deadline)
         self.error: Any = None  # the error it settled with, for a waiter that takes no stale value instead
 
@@ -75,9 +78,9 @@ class Flight:
 
     # -- without the lock ---------------------------------------------------
 
-    def wait(self, timeout: float) -> bool:
-        """Block until settled (`block` made the event); False at the timeout."""
-        return self.event.wait(timeout)  # type: ignore[union-attr]
+    def wait(self, now: float) -> bool:
+        """Block until settled (`block` made the event); False at the deadline (`now` on the scheduler's clock)."""
+        return self.event.wait(min(self.deadline - now, threading.TIMEOUT_MAX))  # type: ignore[union-attr]
 
     def answer_for(self, leader: bool) -> Any:
         """Once settled: what the leader, or a follower, is given."""
@@ -98,7 +101,7 @@ class Flights:
 
     def start(self, key: Hashable, now: float, ttl: float, led: bool) -> Flight:
         """Under the lock: the key's new flight. Launch it once the lock is released."""
-        self.in_air[key] = flight = Flight(key, now, ttl, led)
+        self.in_air[key] = flight = Flight(key, now, ttl, led, self.scheduler.time() + self.timeout)
         return flight
 
     def detach(self, key: Hashable) -> None:
@@ -117,8 +120,9 @@ class Flights:
         return True
 
     def arm(self, flight: Flight) -> None:
-        """Without the lock: the deadline, at which every waiter is released."""
-        flight.timer = self.scheduler.call_later(self.timeout, self.time_out, flight)
+        """The deadline, at which every waiter is released. (Under the lock too: the timer thread
+        takes the lock only to settle, never while holding the scheduler's.)"""
+        flight.timer = self.scheduler.call_later(flight.deadline - self.scheduler.time(), self.time_out, flight)
 
     def launch(self, flight: Flight, call: Callable[[Flight], None]) -> None:
         """Without the lock: arm the deadline, then make the call. Whatever the
