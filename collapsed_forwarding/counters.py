@@ -89,11 +89,15 @@ class Counters:
         """Count lock-free hits (oldest first); the keys still held, each once,
         in the order of its last hit: what the eviction policy is told of."""
         entries, hit_counts = self._entries, self.hit_counts
-        times = Counter(reversed(hits))  # counted in C, keys in the order of their last hit, newest first
+        first, n = hits[0], len(hits)
+        if hits.count(first) == n:  # one hot key, the common case of a full log: no dict per hit
+            times: dict[Hashable, int] = {first: n}
+        else:
+            times = Counter(reversed(hits))  # counted in C, keys in the order of their last hit, newest first
         keys = [key for key in reversed(times) if key in entries]  # (an evicted key's counts start again)
         for key in keys:
             hit_counts[key] = hit_counts.get(key, 0) + times[key]
-        self.totals["hits"] += len(hits)
+        self.totals["hits"] += n
         self._sweep()
         return keys
 
