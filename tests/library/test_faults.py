@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import queue
 import threading
 import time
 from concurrent.futures import Future
@@ -249,3 +250,17 @@ def test_key_missing_is_a_key_error_and_says_so_plainly(backend):
         cache.get("gone")
     except KeyError:  # code written against a dict-like cache
         pass
+
+
+def test_a_callback_that_joins_a_hung_blocking_leader_is_released_at_the_deadline(backend):
+    """The blocking leader's flight arms no timer until a callback waits on it: then it must."""
+    cache = CollapsedForwardingProxy(backend, timeout=TIMEOUT)
+    backend.hold("k")
+    leader = in_thread(cache.get, "k")
+    backend.wait_entered("k")
+    answers: queue.Queue = queue.Queue()
+    assert cache.request("k", answers.put) is None
+    answer = answers.get(timeout=5)
+    assert isinstance(answer.error, OriginTimeout) and not leader.done()
+    backend.release("k")
+    assert outcome(leader) == "value-k"
