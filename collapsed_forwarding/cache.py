@@ -137,6 +137,7 @@ class CollapsedForwardingProxy:
         # the lock, oldest first, before anything reads either.
         self._hit_log: list[Key] = []
         self._get = self._make_get()
+        self.hit = self._make_hit()
         if type(self).get is CollapsedForwardingProxy.get:  # a subclass's own get is never bypassed
             self.get = self._get  # type: ignore[method-assign]
 
@@ -169,6 +170,23 @@ class CollapsedForwardingProxy:
 
         get.__doc__ = CollapsedForwardingProxy.get.__doc__
         return get
+
+    def _make_hit(self) -> Callable[[Key], Answer | None]:
+        entry_of, hit_clock, log, fold = self._entries.get, self._hit_clock, self._hit_log, self._fold_hits_locked
+        record = log.append
+
+        def hit(key: Key) -> Answer | None:
+            """Lock-free, as `get`'s hit: the Answer of the key's fresh entry (counted
+            as a hit), or None, and nothing counted: then ask `request` or `lookup`."""
+            entry = entry_of(key)
+            if entry is not None and hit_clock() < entry[1]:
+                record(key)
+                if len(log) >= HIT_LOG_LIMIT:
+                    fold()
+                return Answer(entry[0], None, "hit", entry[1])
+            return None
+
+        return hit
 
     def lookup(self, key: Key, ttl: float | None = None) -> Answer:
         """Like `get`, but returns the Answer, which says how it was served."""
