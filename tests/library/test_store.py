@@ -107,3 +107,16 @@ def test_a_factory_policy_is_told_of_fills_hits_and_drops() -> None:
 def test_bad_store_options_are_refused(option: str, value: object, error: type[Exception]) -> None:
     with pytest.raises(error):
         CollapsedForwardingProxy(lambda key: "v", **{option: value})  # type: ignore[arg-type]
+
+
+def test_hit_answers_a_fresh_entry_without_the_lock_and_counts_it() -> None:
+    clock = FakeClock()
+    proxy = CollapsedForwardingProxy(lambda key: "v", ttl=10, clock=clock)
+    assert proxy.hit("k") is None and proxy.stats()["requests"] == 0  # nothing cached, nothing counted
+    proxy.get("k")
+    with proxy.lock:  # held: a hit must not need it
+        answer = proxy.hit("k")
+    assert answer is not None and (answer.value, answer.cache, proxy.ttl_left(answer)) == ("v", "hit", 10)
+    assert (proxy.stats()["hits"], proxy.key_stats("k")["hits"]) == (1, 1)
+    clock.advance(11)
+    assert proxy.hit("k") is None
