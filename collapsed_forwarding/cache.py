@@ -37,6 +37,7 @@ from .answer import NEVER, Answer, checked_ttl, fresh_until
 from .blocking import BlockingCalls
 from .errors import CacheError, OriginTimeout
 from .flight import Flight, Flights, OnAnswer
+from .hits import make_get, make_hit
 from .policy import PolicyFactory
 from .state import CacheState, Freshness
 from .store import SizeOf, Store
@@ -46,7 +47,6 @@ __all__ = ["Answer", "CollapsedForwardingProxy", "checked_ttl"]
 
 Key = Hashable
 Value = Any
-HIT_LOG_LIMIT = 1024  # hits recorded without the lock before they are folded in under it
 
 
 def check_settings(seconds: dict[str, Any], counts: dict[str, tuple[int, int]], jitter: Any) -> None:
@@ -132,12 +132,11 @@ class CollapsedForwardingProxy:
         self._entries = self.store.entries  # the one dict the lock-free hit reads
         self._blocking = None if self._start_fetch else BlockingCalls(backend, self.lock, self.settle,
                                                                           self.state.returned_late)
-        # Lock-free hits append their key here (list.append is atomic, with or
-        # without the GIL); they are folded into counters and the policy under
-        # the lock, oldest first, before anything reads either.
-        self._hit_log: list[Key] = []
-        self._get = self._make_get()
-        self.hit = self._make_hit()
+        self._hit_log: list[Key] = []  # lock-free hits, folded in under the lock (see hits.py)
+        hit_log = (self._entries.get, self._hit_clock, self._hit_log, self._fold_hits_locked)
+        self._get = make_get(*hit_log, self._miss)
+        self._get.__doc__ = CollapsedForwardingProxy.get.__doc__
+        self._hit = make_hit(*hit_log)
         if type(self).get is CollapsedForwardingProxy.get:  # a subclass's own get is never bypassed
             self.get = self._get  # type: ignore[method-assign]
 
@@ -146,47 +145,18 @@ class CollapsedForwardingProxy:
     def get(self, key: Key, ttl: float | None = None) -> Value:
         """The key's value, fetching it if need be; raises CacheError.
 
-        A fresh hit takes no lock: one dict read, one clock read, one append.
-        Every change to an entry is made under the lock by replacing its tuple
-        whole, so the one read of it is the moment the request is served."""
+        A fresh hit takes no lock: one dict read, one clock read, one append
+        (see `hits.py`). Where a subclass does not override `get`, the instance
+        answers `get` with that closure directly, sparing one more frame."""
         return self._get(key, ttl)
 
-    def _make_get(self) -> Callable[..., Value]:
-        """The one definition of `get`: a closure over pre-bound methods, as
-        functools.lru_cache builds its wrapper, which spares a hit five attribute
-        lookups. Where a subclass does not override `get`, the instance answers
-        `get` with it directly, sparing one more frame."""
-        entry_of, hit_clock, log, fold = self._entries.get, self._hit_clock, self._hit_log, self._fold_hits_locked
-        record, wait = log.append, self._wait
+    def hit(self, key: Key) -> Answer | None:
+        """Lock-free, as `get`'s hit: the Answer of the key's fresh entry (counted
+        as a hit), or None, and nothing counted: then ask `request` or `lookup`."""
+        return self._hit(key)
 
-        def get(key: Key, ttl: float | None = None) -> Value:
-            entry = entry_of(key)
-            if entry is not None and hit_clock() < entry[1]:
-                record(key)
-                if len(log) >= HIT_LOG_LIMIT:
-                    fold()
-                return entry[0]
-            return wait(key, ttl, force=False).result()
-
-        get.__doc__ = CollapsedForwardingProxy.get.__doc__
-        return get
-
-    def _make_hit(self) -> Callable[[Key], Answer | None]:
-        entry_of, hit_clock, log, fold = self._entries.get, self._hit_clock, self._hit_log, self._fold_hits_locked
-        record = log.append
-
-        def hit(key: Key) -> Answer | None:
-            """Lock-free, as `get`'s hit: the Answer of the key's fresh entry (counted
-            as a hit), or None, and nothing counted: then ask `request` or `lookup`."""
-            entry = entry_of(key)
-            if entry is not None and hit_clock() < entry[1]:
-                record(key)
-                if len(log) >= HIT_LOG_LIMIT:
-                    fold()
-                return Answer(entry[0], None, "hit", entry[1])
-            return None
-
-        return hit
+    def _miss(self, key: Key, ttl: float | None) -> Value:
+        return self._wait(key, ttl, force=False).result()
 
     def lookup(self, key: Key, ttl: float | None = None) -> Answer:
         """Like `get`, but returns the Answer, which says how it was served."""
