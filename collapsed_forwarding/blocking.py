@@ -10,7 +10,6 @@ is handed back to the owner (`returned_late`) when it finally returns.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -23,31 +22,31 @@ Backend = Callable[[Any], Any]
 class BlockingCalls:
     """Runs `backend(key)` for a flight and settles it with what the call returned or raised.
 
-    settle(flight, result): the owner's settle, called without the lock;
-    returned_late(flight, result): under the lock, for a call that returned
-    after its flight was settled; returns what the leader's caller gets then.
+    settle(flight, result, returned_late=...): Flights.settle, called without the
+    lock; returned_late(flight, result), under the lock, for a call that returned
+    after its flight was settled, says what the leader's caller gets then.
     """
 
-    def __init__(self, backend: Backend, lock: threading.Lock, settle: Callable[[Flight, Any], None],
+    def __init__(self, backend: Backend, settle: Callable[..., Any],
                  returned_late: Callable[[Flight, Any], Any]) -> None:
-        self.backend, self._lock = backend, lock
+        self.backend = backend
         self._settle, self._returned_late = settle, returned_late
         self._workers = shared_workers()  # the threads background calls run in
 
-    def lead(self, flight: Flight) -> tuple[bool, Any]:
+    def lead(self, flight: Flight) -> Any:
         """Call the backend in this thread, then settle the flight with its outcome:
-        (False, None) if that settled it, or (True, what returned_late made of the
-        outcome) if the deadline settled it first. What the call raised that is
-        no Exception is raised here, once the waiters are released with an error."""
+        None if that settled it, or what returned_late made of the outcome if the
+        deadline settled it first. What the call raised that is no Exception is
+        raised here, once the waiters are released with an error."""
         flight.calling = True
         try:
             result = self.backend(flight.key)
         except BaseException as exc:
             result = exc
-        late, late_answer = self._end(flight, result)
+        late = self._settle(flight, result, returned_late=self._returned_late)
         if isinstance(result, BaseException) and not isinstance(result, Exception):
             raise result
-        return late, late_answer
+        return late
 
     def start(self, flight: Flight) -> None:
         """Start the call in a worker thread: no caller waits in it."""
@@ -63,17 +62,6 @@ class BlockingCalls:
             result = self.backend(flight.key)
         except BaseException as exc:
             result = exc
-        self._end(flight, result)
+        self._settle(flight, result, returned_late=self._returned_late)
         if isinstance(result, BaseException) and not isinstance(result, Exception):
             raise result  # it ends this thread, which reports it as any thread does
-
-    def _end(self, flight: Flight, result: Any) -> tuple[bool, Any]:
-        late_answer = None
-        with self._lock:
-            flight.calling = False
-            late = flight.answers is not None
-            if late:
-                late_answer = self._returned_late(flight, result)
-        if not late:
-            self._settle(flight, result)
-        return late, late_answer

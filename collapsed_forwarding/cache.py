@@ -130,7 +130,7 @@ class CollapsedForwardingProxy:
         self.store = Store(max_entries, max_bytes, size_of, policy)
         self.state = CacheState(self.store, self.flights, freshness, self.clock, max_waiters, lock_age)
         self._entries = self.store.entries  # the one dict the lock-free hit reads
-        self._blocking = None if self._start_fetch else BlockingCalls(backend, self.lock, self.settle,
+        self._blocking = None if self._start_fetch else BlockingCalls(backend, self.flights.settle,
                                                                           self.state.returned_late)
         self._hit_log: list[Key] = []  # lock-free hits, folded in under the lock (see hits.py)
         hit_log = (self._entries.get, self._hit_clock, self._hit_log, self._fold_hits_locked)
@@ -278,8 +278,8 @@ class CollapsedForwardingProxy:
         this caller stays in the call until it returns, and then gets what it
         returned (or raised), though the waiters got OriginTimeout at the
         deadline and the key stays held (lock_age) until the call returns."""
-        late, answer = blocking.lead(flight)  # (no timer: blocking waiters time out by themselves)
-        return answer if late else flight.answer_for(True)  # type: ignore[no-any-return]
+        late = blocking.lead(flight)  # (no timer: blocking waiters time out by themselves)
+        return late if late is not None else flight.answer_for(True)  # type: ignore[no-any-return]
 
     def _launch(self, flight: Flight) -> None:
         """Start the origin fetch for no waiting caller; called without the lock."""

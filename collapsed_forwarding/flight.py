@@ -138,11 +138,16 @@ class Flights:
     def time_out(self, flight: Flight) -> None:
         self.settle(flight, self._on_timeout())
 
-    def settle(self, flight: Flight, result: Any, ttl: float | None = None) -> None:
-        """Finish `flight` with `result` (a value or an exception), once, and wake its waiters."""
+    def settle(self, flight: Flight, result: Any, ttl: float | None = None,
+               returned_late: Callable[[Flight, Any], Any] | None = None) -> Any:
+        """Finish `flight` with `result` (a value or an exception), once, and wake its waiters.
+        From a blocking call's own thread, `returned_late(flight, result)` is what
+        becomes of a result that comes after the flight was settled (its value is returned)."""
         with self.lock:
+            if returned_late is not None:
+                flight.calling = False
             if flight.answers is not None:
-                return
+                return None if returned_late is None else returned_late(flight, result)
             flight.answers = leader, follower = self._settle_locked(flight, result, ttl)
             callbacks, flight.callbacks = flight.callbacks, []
             event = flight.event
@@ -156,3 +161,4 @@ class Flights:
                 on_answer(leader if led else follower)
             except Exception:  # one waiter's failure must not cost the others their answers
                 log.exception("answer callback failed")
+        return None
