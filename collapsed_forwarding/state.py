@@ -119,17 +119,18 @@ class CacheState:
         plain = error is None and flight.alone() and key not in self.store.entries \
             and not self.counters.has_counts(key)
         counts = None if plain else self.counters.counts_of(key)  # before the fill, which would make it look plain
-        follower = Answer(value, error, "collapsed")
         flight.error = error
-        if self.flights.land(flight):
-            if answered:
-                follower = self.fill(key, value, error, flight.ttl if ttl is None else ttl, now - flight.started, now)
-            else:
-                follower = self.stale_or(key, follower, now)
-                if flight.calling:  # the deadline passed with the call still running: it holds the key
-                    self.failures.hold(flight)
-                if self.fresh.error_ttl:
-                    self.failures.remember(key, Answer(value, error, "hit", now + self.fresh.error_ttl))
+        landed = self.flights.land(flight)
+        if landed and answered:
+            follower = self.fill(key, value, error, flight.ttl if ttl is None else ttl, now - flight.started, now)
+        else:
+            follower = Answer(value, error, "collapsed")
+        if landed and not answered:
+            follower = self.stale_or(key, follower, now)
+            if flight.calling:  # the deadline passed with the call still running: it holds the key
+                self.failures.hold(flight)
+            if self.fresh.error_ttl:
+                self.failures.remember(key, Answer(value, error, "hit", now + self.fresh.error_ttl))
         leader = follower if follower.cache == "stale" else follower.served_as("miss")
         if counts is None:  # a plain fill's counts are what an entry with no KeyCounts stands for
             self.counters.totals["misses"] += 1
