@@ -5,8 +5,8 @@ A Flight is settled exactly once, by the origin's answer, by whatever the
 call raised, or by its deadline, whichever comes first; later outcomes are
 ignored. Every waiter is then woken: a callback, or an Event for a thread
 that blocks. What each waiter is given is the owner's business (`settle`).
-All the state here is guarded by the owner's lock; the call itself, and the
-callbacks, run without it.
+The state is guarded by the owner's lock, as each field says; the call
+itself, and the callbacks, run without it.
 """
 
 from __future__ import annotations
@@ -24,26 +24,67 @@ OnAnswer = Callable[[Any], None]
 
 
 class Flight:
-    """One call to the origin for one key, and the requests waiting on it."""
+    """One call to the origin for one key, and the requests waiting on it.
+
+    Guarded by the owner's lock: `waiters`, `callbacks`, `event`, `detached`,
+    `calling`, `error`, and the writing of `answers` (once). Set once at the
+    start and only read after: `key`, `started`, `ttl`, `led`, `deadline`. Read without the lock
+    once settled (the settling thread's lock release, or the Event, orders it):
+    `answers`.
+    `timer` belongs to whoever launches the flight and whoever settles it.
+    """
 
     __slots__ = ("key", "started", "ttl", "led", "waiters", "callbacks", "event", "answers", "detached", "timer",
-                 "calling", "crash", "error")
+                 "calling", "error", "deadline")
 
-    def __init__(self, key: Hashable, started: float, ttl: float, led: bool) -> None:
+    def __init__(self, key: Hashable, started: float, ttl: float, led: bool, deadline: float) -> None:
         self.key, self.started, self.ttl, self.led = key, started, ttl, led
+        self.deadline = deadline  # when its waiters are released, on the scheduler's clock
         self.waiters = int(led)  # requests waiting, the one that started it included
         self.callbacks: list[tuple[OnAnswer, bool]] = []  # (on_answer, is the leader)
         self.event: threading.Event | None = None  # made for the first blocking waiter only
         self.answers: tuple[Any, Any] | None = None  # (the leader's, a follower's), once settled
         self.detached = False  # invalidated: answers its own waiters, but fills nothing and takes no more
+        # The deadline's timer, armed at launch, or, for a blocking leader's flight, only once a callback
+        # waits (a blocking waiter times out by itself); cancelled at settle.
         self.timer: Timer | None = None
         self.calling = False  # a blocking backend call for it is running (it may outlive the deadline)
-        self.crash: BaseException | None = None  # what the call raised that is no Exception, for the leader
         self.error: Any = None  # the error it settled with, for a waiter that takes no stale value instead
 
-    def wait(self, timeout: float) -> bool:
-        """Block until settled (a blocking waiter has made `event`); False at the timeout."""
-        return self.event.wait(timeout)  # type: ignore[union-attr]
+    # -- under the owner's lock ------------------------------------------
+
+    def join(self, max_waiters: int) -> bool:
+        """One more request waits on it; False (and it does not) if `max_waiters` already do (0: no limit)."""
+        if max_waiters and self.waiters >= max_waiters:
+            return False
+        self.waiters += 1
+        return True
+
+    def answer_later(self, on_answer: OnAnswer, leader: bool) -> None:
+        """`on_answer(answer)` once it is settled."""
+        self.callbacks.append((on_answer, leader))
+
+    def block(self) -> None:
+        """A thread will block on it (`wait`): make the Event the settle sets."""
+        if self.event is None:
+            self.event = threading.Event()
+
+    def alone(self) -> bool:
+        """Led, with no one else waiting, and not invalidated: a plain fill."""
+        return self.led and self.waiters == 1 and not self.detached
+
+    def followers(self) -> int:
+        return self.waiters - self.led
+
+    # -- without the lock ---------------------------------------------------
+
+    def wait(self, now: float) -> bool:
+        """Block until settled (`block` made the event); False at the deadline (`now` on the scheduler's clock)."""
+        return self.event.wait(min(self.deadline - now, threading.TIMEOUT_MAX))  # type: ignore[union-attr]
+
+    def answer_for(self, leader: bool) -> Any:
+        """Once settled: what the leader, or a follower, is given."""
+        return self.answers[0 if leader else 1]  # type: ignore[index]
 
 
 class Flights:
@@ -60,7 +101,7 @@ class Flights:
 
     def start(self, key: Hashable, now: float, ttl: float, led: bool) -> Flight:
         """Under the lock: the key's new flight. Launch it once the lock is released."""
-        self.in_air[key] = flight = Flight(key, now, ttl, led)
+        self.in_air[key] = flight = Flight(key, now, ttl, led, self.scheduler.time() + self.timeout)
         return flight
 
     def detach(self, key: Hashable) -> None:
@@ -69,15 +110,24 @@ class Flights:
         if flight is not None:
             flight.detached = True
 
-    def land(self, flight: Flight) -> None:
-        """Under the lock, from settle_locked: the key is no longer in the air."""
+    def land(self, flight: Flight) -> bool:
+        """Under the lock, from settle_locked: the key is no longer in the air.
+        False if it had been detached (invalidated): then it fills nothing."""
+        if flight.detached:
+            return False
         if self.in_air.get(flight.key) is flight:
             del self.in_air[flight.key]
+        return True
+
+    def arm(self, flight: Flight) -> None:
+        """The deadline, at which every waiter is released. (Under the lock too: the timer thread
+        takes the lock only to settle, never while holding the scheduler's.)"""
+        flight.timer = self.scheduler.call_later(flight.deadline - self.scheduler.time(), self.time_out, flight)
 
     def launch(self, flight: Flight, call: Callable[[Flight], None]) -> None:
         """Without the lock: arm the deadline, then make the call. Whatever the
         call raises settles the flight, so no waiter is stranded."""
-        flight.timer = self.scheduler.call_later(self.timeout, self.time_out, flight)
+        self.arm(flight)
         try:
             call(flight)
         except BaseException as exc:
@@ -88,11 +138,16 @@ class Flights:
     def time_out(self, flight: Flight) -> None:
         self.settle(flight, self._on_timeout())
 
-    def settle(self, flight: Flight, result: Any, ttl: float | None = None) -> None:
-        """Finish `flight` with `result` (a value or an exception), once, and wake its waiters."""
+    def settle(self, flight: Flight, result: Any, ttl: float | None = None,
+               returned_late: Callable[[Flight, Any], Any] | None = None) -> Any:
+        """Finish `flight` with `result` (a value or an exception), once, and wake its waiters.
+        From a blocking call's own thread, `returned_late(flight, result)` is what
+        becomes of a result that comes after the flight was settled (its value is returned)."""
         with self.lock:
+            if returned_late is not None:
+                flight.calling = False
             if flight.answers is not None:
-                return
+                return None if returned_late is None else returned_late(flight, result)
             flight.answers = leader, follower = self._settle_locked(flight, result, ttl)
             callbacks, flight.callbacks = flight.callbacks, []
             event = flight.event
@@ -106,3 +161,4 @@ class Flights:
                 on_answer(leader if led else follower)
             except Exception:  # one waiter's failure must not cost the others their answers
                 log.exception("answer callback failed")
+        return None

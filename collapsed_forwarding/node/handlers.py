@@ -24,7 +24,7 @@ from .kv import KvOrigin
 from .leases import LinearKeys
 from .reader import Reader
 from .update import Update
-from .wire import Body, ErrorCode, Handler, Malformed, Message, Wire, fields_json
+from .wire import Body, ErrorCode, Handler, Malformed, Message, Wire, fields_json, to_json
 
 log = logging.getLogger("collapsed_forwarding.node")
 
@@ -62,6 +62,14 @@ def request_ttl(body: Body) -> float | None:
         raise Malformed(str(exc)) from None
 
 
+
+def encoded_size(key: Hashable, value: Any) -> int:
+    """What `--max-bytes` counts: the bytes of the key and of the value as JSON on the wire."""
+    try:
+        return len(to_json(key).encode("utf-8", "surrogatepass")) + len(to_json(value).encode("utf-8", "surrogatepass"))
+    except (ValueError, TypeError, RecursionError):  # (no value reaches the cache without a JSON form)
+        return len(repr(key)) + len(repr(value))
+
 class CacheNode:
     """The handlers: one per message type, on top of the proxy and an origin."""
 
@@ -83,7 +91,8 @@ class CacheNode:
         self.cluster: ForwardingOrigin | Alone = Alone()
         self.linear: LinearKeys | None = None  # read/write/cas on a cluster (leases.py)
         # The last answer's fields, encoded: every waiter of a fetch gets the same Answer.
-        self._last_encoded: tuple[Answer | None, str, str] = (None, "", "")
+        # The last answer's fields as JSON, by the identity of its value: (value, cache, ok, encoded).
+        self._last_encoded: tuple[Any, str, str, str] = (None, "", "", "")
         self.proxy: CollapsedForwardingProxy = None  # type: ignore[assignment]  # made at init
         self.freeze_gc = False  # the process's owner (cli.main) sets it: see init
 
@@ -124,6 +133,7 @@ class CacheNode:
             timeout += f.peer_timeout
         proxy = CollapsedForwardingProxy(
             backend, f.ttl, timeout=timeout, negative_ttl=f.negative_ttl, max_entries=f.max_entries,
+            max_bytes=f.max_bytes or None, size_of=encoded_size,
             grace=f.grace, stale_if_error=f.stale_if_error, early_refresh=f.early_refresh, jitter=f.jitter,
             error_ttl=f.error_ttl, max_waiters=f.max_waiters, scheduler=self.scheduler)
         if isinstance(self.cluster, ForwardingOrigin):
@@ -136,7 +146,12 @@ class CacheNode:
     # -- reads -------------------------------------------------------------
 
     def get(self, msg: Message, body: Body) -> None:
-        self._lookup(msg, request_key(body), request_ttl(body), self._get_answered)
+        key, ttl = request_key(body), request_ttl(body)
+        answer = self.proxy.hit(key)  # a fresh entry, without the lock (a hit's ttl changes nothing)
+        if answer is not None:
+            self._get_answered(msg, answer)
+            return
+        self._lookup(msg, key, ttl, self._get_answered)
 
     def read(self, msg: Message, body: Body) -> None:
         if self.linear is not None:
@@ -168,14 +183,14 @@ class CacheNode:
             self._fail(msg, answer.error)
             return
         memo = self._last_encoded  # one tuple, read and replaced whole: safe from two threads
-        if memo[0] is not answer or memo[1] != ok:
+        if memo[0] is not answer.value or memo[1] != answer.cache or memo[2] != ok:
             fields = {"value": answer.value, "cache": answer.cache} if with_cache else {"value": answer.value}
             try:
-                memo = self._last_encoded = (answer, ok, fields_json(**fields))
+                memo = self._last_encoded = (answer.value, answer.cache, ok, fields_json(**fields))
             except (ValueError, TypeError, RecursionError):
                 self.wire.reply(msg, ok, **fields)  # says why, and answers with an error
                 return
-        self.wire.reply_encoded(msg, ok, memo[2])
+        self.wire.reply_encoded(msg, ok, memo[3])
 
     def _fail(self, msg: Message, error: CacheError) -> None:
         self.wire.error(msg, code_of(error), str(error))

@@ -6,13 +6,15 @@
 from __future__ import annotations
 
 import math
+import queue
 import threading
 import time
+from concurrent.futures import Future
 
 import pytest
 from support.doubles import Backend, FakeClock, in_thread, outcome, wait_until
 
-from proxy import CacheError, CollapsedForwardingProxy, KeyMissing, OriginTimeout
+from proxy import CacheError, CollapsedForwardingProxy, KeyMissing, OriginTimeout, OriginUnavailable
 
 # -- 12. ttl is validated at the call ---------------------------------------------------------------
 
@@ -113,29 +115,52 @@ def test_a_backends_own_error_class_reaches_every_waiter(backend, error):
 
 
 # -- 15. a hung blocking backend ------------------------------------------------------------------------------
+# The leader calls the backend inline, in its caller's thread: that caller stays in a hung call until it
+# returns, then gets what it returned. The waiters leave at the deadline with OriginTimeout, and the call
+# holds its key (lock_age) until it returns.
 
 TIMEOUT = 0.3
 
 
-def hung(backend: Backend, **settings) -> CollapsedForwardingProxy:
-    """A proxy whose backend hangs on "k" until released, and the leader's get already timed out."""
+def hung(backend: Backend, **settings) -> tuple[CollapsedForwardingProxy, Future]:
+    """A proxy whose backend hangs on "k" until released: the leader's get (still in the call), after a
+    follower has timed out at the deadline."""
     cache = CollapsedForwardingProxy(backend, timeout=TIMEOUT, **settings)
     backend.hold("k")
-    started = time.monotonic()
     leader = in_thread(cache.get, "k")
     backend.wait_entered("k")
-    assert isinstance(outcome(leader, timeout=5), OriginTimeout)
-    assert time.monotonic() - started < TIMEOUT + 2, "the leader's get waited on the hung origin"
-    assert backend.active["k"] == 1
-    return cache
+    started = time.monotonic()
+    assert isinstance(outcome(in_thread(cache.get, "k"), timeout=5), OriginTimeout)
+    assert time.monotonic() - started < TIMEOUT + 2, "the follower waited on the hung origin"
+    assert backend.active["k"] == 1 and not leader.done()
+    return cache, leader
 
 
-def test_the_leaders_get_returns_at_the_deadline_though_the_origin_hangs(backend):
-    hung(backend)
+def test_the_leader_stays_in_the_hung_call_and_gets_what_it_returns(backend):
+    cache, leader = hung(backend)
+    backend.values["k"] = "late"
+    backend.release("k")
+    assert outcome(leader) == "late"
+    assert cache.get("k") == "late" and backend.calls["k"] == 1
+
+
+def test_a_hung_leader_gets_the_error_its_call_finally_raises(backend):
+    backend.plan["k"].append(ValueError("broke late"))
+    cache, leader = hung(backend)
+    backend.release("k")
+    error = outcome(leader)
+    assert isinstance(error, OriginUnavailable) and isinstance(error.__cause__, ValueError), error
+    assert not cache.is_cached("k")
+
+
+def test_a_blocking_leader_calls_the_backend_in_its_own_thread(backend):
+    cache = CollapsedForwardingProxy(backend)
+    assert cache.get("k") == "value-k"
+    assert backend.threads == [threading.get_ident()]
 
 
 def test_while_a_call_hangs_requests_fail_fast_and_start_no_second_call(backend):
-    cache = hung(backend)
+    cache, _ = hung(backend)
     for _ in range(10):
         answer = cache.request("k", lambda answer: pytest.fail("answered later: it waited"))
         assert answer is not None and isinstance(answer.error, OriginTimeout), answer  # now, not at a deadline
@@ -146,9 +171,10 @@ def test_while_a_call_hangs_requests_fail_fast_and_start_no_second_call(backend)
 
 
 def test_the_value_a_hung_call_brings_back_is_cached(backend):
-    cache = hung(backend, ttl=60)
+    cache, leader = hung(backend, ttl=60)
     backend.release("k")
-    wait_until(lambda: cache.is_cached("k"), "the late value to be cached")
+    assert outcome(leader) == "value-k"
+    assert cache.is_cached("k")
     assert cache.lookup("k").cache == "hit" and cache.get("k") == "value-k"
     assert backend.calls["k"] == 1
 
@@ -157,25 +183,28 @@ def test_after_lock_age_one_more_call_may_start(backend):
     clock = FakeClock(time.monotonic())
     cache = CollapsedForwardingProxy(backend, timeout=TIMEOUT, lock_age=5, clock=clock)
     backend.hold("k")
-    assert isinstance(outcome(in_thread(cache.get, "k"), timeout=5), OriginTimeout)
+    first = in_thread(cache.get, "k")
+    backend.wait_entered("k")
+    assert isinstance(outcome(in_thread(cache.get, "k"), timeout=5), OriginTimeout)  # at the deadline
     clock.advance(4)
-    assert isinstance(outcome(in_thread(cache.get, "k"), timeout=5), OriginTimeout)
+    assert isinstance(outcome(in_thread(cache.get, "k"), timeout=5), OriginTimeout)  # at once: the key is held
     assert backend.calls["k"] == 1
     clock.advance(1.5)
     second = in_thread(cache.get, "k")
     backend.wait_entered("k")
-    backend.wait_entered("k")
     assert backend.calls["k"] == 2
     backend.release("k")
-    assert outcome(second) in ("value-k", OriginTimeout) or isinstance(outcome(second), OriginTimeout)
-    wait_until(lambda: cache.is_cached("k"), "the second call's value to be cached")  # (even if it came late)
+    assert outcome(first) == outcome(second) == "value-k"
+    assert cache.is_cached("k")
 
 
 def test_an_invalidate_stops_a_hung_call_from_filling_the_cache(backend):
-    cache = hung(backend)
+    cache, leader = hung(backend)
     cache.invalidate("k")
     backend.values["k"] = "new"
-    backend.release("k")  # the hung call, started before the invalidate, returns "value-k"
+    backend.release("k")
+    assert outcome(leader) == "new"  # what its call returned; its caller gets it, but it fills nothing
+    assert not cache.is_cached("k")
     assert cache.get("k") == "new"
     assert backend.calls["k"] == 2
 
@@ -186,18 +215,22 @@ def test_a_hung_refresh_serves_stale_within_stale_if_error(backend):
     assert cache.get("k") == "value-k"
     clock.advance(2)
     backend.hold("k")
-    assert outcome(in_thread(cache.lookup, "k"), timeout=5).cache == "stale"
+    leader = in_thread(cache.lookup, "k")
+    backend.wait_entered("k")
+    assert outcome(in_thread(cache.lookup, "k"), timeout=5).cache == "stale"  # at the deadline
     for _ in range(3):
         answer = outcome(in_thread(cache.lookup, "k"), timeout=5)
         assert (answer.cache, answer.value) == ("stale", "value-k")
-    assert backend.calls["k"] == 2
+    assert backend.calls["k"] == 2 and not leader.done()
+    backend.release("k")
+    assert outcome(leader).value == "value-k"
 
 
 def test_a_hung_call_leaves_the_counters_sane(backend):
-    cache = hung(backend)
+    cache, leader = hung(backend)
     assert cache.stats()["in_flight"] == 0
     backend.release("k")
-    wait_until(lambda: cache.is_cached("k"), "the late value to be cached")
+    assert outcome(leader) == "value-k"
     stats = cache.stats()
     assert (stats["in_flight"], stats["entries"], stats["origin_fetches"]) == (0, 1, 1), stats
     assert threading.active_count() < 50
@@ -217,3 +250,17 @@ def test_key_missing_is_a_key_error_and_says_so_plainly(backend):
         cache.get("gone")
     except KeyError:  # code written against a dict-like cache
         pass
+
+
+def test_a_callback_that_joins_a_hung_blocking_leader_is_released_at_the_deadline(backend):
+    """The blocking leader's flight arms no timer until a callback waits on it: then it must."""
+    cache = CollapsedForwardingProxy(backend, timeout=TIMEOUT)
+    backend.hold("k")
+    leader = in_thread(cache.get, "k")
+    backend.wait_entered("k")
+    answers: queue.Queue = queue.Queue()
+    assert cache.request("k", answers.put) is None
+    answer = answers.get(timeout=5)
+    assert isinstance(answer.error, OriginTimeout) and not leader.done()
+    backend.release("k")
+    assert outcome(leader) == "value-k"

@@ -606,6 +606,22 @@ def test_max_entries_evicts_the_least_recently_used_key():
         assert net.call("n1", {"type": "get", "key": "b"})["cache"] == "miss"
 
 
+def test_max_bytes_counts_encoded_keys_and_values_and_evicts_to_hold_it():
+    """stats reports the bytes held (key and value as JSON); CF_MAX_BYTES bounds them like --max-bytes."""
+    with Net(args=FAST) as net:
+        value = net.call("n1", {"type": "get", "key": "a"})["value"]
+        stats = net.call("n1", {"type": "stats"})
+        one = len(json.dumps("a")) + len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        assert stats["bytes"] == one, (stats, value)
+    with Net(args=FAST, env={"CF_MAX_BYTES": str(2 * one + 1)}) as net:
+        for key in ("a", "b", "a", "c"):
+            net.call("n1", {"type": "get", "key": key})
+        stats = net.call("n1", {"type": "stats"})
+        assert (stats["entries"], stats["evictions"], stats["bytes"]) == (2, 1, 2 * one)
+        assert net.call("n1", {"type": "get", "key": "a"})["cache"] == "hit"
+        assert net.call("n1", {"type": "get", "key": "b"})["cache"] == "miss"
+
+
 # -- flags -------------------------------------------------------------------------------------
 
 
