@@ -86,5 +86,7 @@ class LruPolicy:
         return victims
 
 
-POLICIES: dict[str, PolicyFactory] = {"lru": LruPolicy}
-DEFAULT_POLICY = "lru"
+from collapsed_forwarding.tinylfu import AdaptiveTinyLfuPolicy  # noqa: E402  (it builds on this module's names)
+
+POLICIES: dict[str, PolicyFactory] = {"lru": LruPolicy, "tinylfu": AdaptiveTinyLfuPolicy}
+DEFAULT_POLICY = "tinylfu"
