@@ -15,6 +15,9 @@ from collections.abc import Hashable
 _ROWS = 4
 _CAP = 15  # a counter saturates here: popularity beyond this is not worth distinguishing
 _HALVE = bytes(value >> 1 for value in range(256))  # translate table: every counter halved in C
+WIDTH_PER_ENTRY = 4  # counters a row holds for each entry: few enough collisions that ties mean ties
+SAMPLE_PER_ENTRY = 10  # additions between halvings, for each entry (TinyLFU's own choice)
+_MAX_WIDTH = 1 << 20  # 4 MiB at most, enough to tell a quarter million entries' keys apart
 _SALT = 0x2545F491  # hashing (key, salt) mixes an int key's bits, which hash(int) leaves as they are
 
 
@@ -23,12 +26,12 @@ class FrequencySketch:
 
     def __init__(self, max_entries: int) -> None:
         width = 16
-        while width < max_entries and width < 1 << 20:  # 4 MiB at most, enough to tell a million keys apart
+        while width < WIDTH_PER_ENTRY * max_entries and width < _MAX_WIDTH:
             width <<= 1
         self._mask = width - 1
         self._width = width
         self._table = bytearray(_ROWS * width)
-        self.sample_size = 10 * min(max(max_entries, 16), 1 << 20)
+        self.sample_size = SAMPLE_PER_ENTRY * min(max(max_entries, 16), _MAX_WIDTH)
         self._additions = 0
 
     def _slots(self, key: Hashable) -> tuple[int, int, int, int]:

@@ -130,3 +130,4 @@ def test_its_state_is_invisible_to_the_garbage_collector() -> None:
     gc.collect()
     assert not any(gc.is_tracked(container) for container in (policy._where, policy._weights))
     assert not any(gc.is_tracked(queue._keys) for queue in policy._queues)
+    assert not gc.is_tracked(policy._window_ghost._seqs) and not gc.is_tracked(policy._main_ghost._times)
