@@ -15,6 +15,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Protocol
 
+from .tinylfu import AdaptiveTinyLfuPolicy
+
 
 class Policy(Protocol):
     """Keeps at most `max_entries` keys and, if `max_weight` is set, at most that total weight."""
@@ -86,5 +88,5 @@ class LruPolicy:
         return victims
 
 
-POLICIES: dict[str, PolicyFactory] = {"lru": LruPolicy}
-DEFAULT_POLICY = "lru"
+POLICIES: dict[str, PolicyFactory] = {"lru": LruPolicy, "tinylfu": AdaptiveTinyLfuPolicy}
+DEFAULT_POLICY = "tinylfu"

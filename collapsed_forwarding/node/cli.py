@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+from ..policy import DEFAULT_POLICY, POLICIES
 from .handlers import CacheNode
 from .logs import RepeatFilter
 
@@ -62,6 +63,8 @@ FLAGS: list[tuple[str, Callable[[str], Any], str, str]] = [
     ("origin-timeout", seconds, "1", "seconds before an origin fetch fails with error 0"),
     ("negative-ttl", seconds, "1", "seconds a key-does-not-exist answer is cached"),
     ("max-entries", positive_count, "100000", "entries kept; the eviction policy says which go first"),
+    ("policy", str, DEFAULT_POLICY, "which keys go first at a bound: tinylfu (adaptive W-TinyLFU: keeps what "
+                                    "is asked often) or lru (keeps what was asked last)"),
     ("max-bytes", count, "0", "above 0, the most bytes kept: the key and the value as encoded JSON, per entry"),
     ("sim-latency", seconds, "0.05", "seconds each sim fetch takes"),
     ("sim-error-rate", fraction, "0", "fraction of sim fetches that fail"),
@@ -109,6 +112,8 @@ def parse_flags(argv: Sequence[str] | None = None, environ: Mapping[str, str] = 
     if flags.origin not in ORIGINS:
         origin = given.get("origin", flags.origin)
         parser.error(f"{source['origin']} must be one of {', '.join(ORIGINS)}, not {origin!r}")
+    if flags.policy not in POLICIES:
+        parser.error(f"{source['policy']} must be one of {', '.join(sorted(POLICIES))}, not {flags.policy!r}")
     if flags.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         parser.error(f"{source['log_level']} {given.get('log_level', flags.log_level)!r} is not a logging level")
     return flags

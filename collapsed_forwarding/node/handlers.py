@@ -133,7 +133,7 @@ class CacheNode:
             timeout += f.peer_timeout
         proxy = CollapsedForwardingProxy(
             backend, f.ttl, timeout=timeout, negative_ttl=f.negative_ttl, max_entries=f.max_entries,
-            max_bytes=f.max_bytes or None, size_of=encoded_size,
+            max_bytes=f.max_bytes or None, size_of=encoded_size, policy=f.policy,
             grace=f.grace, stale_if_error=f.stale_if_error, early_refresh=f.early_refresh, jitter=f.jitter,
             error_ttl=f.error_ttl, max_waiters=f.max_waiters, scheduler=self.scheduler)
         if isinstance(self.cluster, ForwardingOrigin):

@@ -299,7 +299,7 @@ def test_ttl_zero_is_collapsed_but_not_cached(backend: Backend, clock: FakeClock
 
 def test_lru_evicts_the_least_recently_used_entry(backend: Backend, clock: FakeClock) -> None:
     """max_entries=3: a hit refreshes recency, so the fourth key evicts the oldest untouched one."""
-    proxy = make(backend, clock, max_entries=3)
+    proxy = make(backend, clock, max_entries=3, policy="lru")
     for key in "abc":
         proxy.get(key)
     assert proxy.lookup("a").cache == "hit"  # a is now the most recently used
@@ -314,7 +314,7 @@ def test_lru_evicts_the_least_recently_used_entry(backend: Backend, clock: FakeC
 def test_entry_with_fetch_in_flight_is_not_evicted(backend: Backend, clock: FakeClock) -> None:
     """An in-flight key survives eviction pressure: later misses of it still join its one fetch."""
     backend.hold("a")
-    proxy = make(backend, clock, max_entries=2)
+    proxy = make(backend, clock, max_entries=2, policy="lru")  # (the default may refuse a new key)
     first = in_thread(proxy.lookup, "a")
     backend.wait_entered("a")
     for key in "bcd":

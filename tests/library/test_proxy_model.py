@@ -33,7 +33,8 @@ class ProxyModel(RuleBasedStateMachine):
         self.origin: dict[str, str] = {"a": "a0", "b": "b0", "c": "c0"}  # d and e do not exist yet
         self.fetches = 0
         self.proxy = CollapsedForwardingProxy(self.fetch, ttl=TTL, negative_ttl=NEGATIVE_TTL,
-                                              max_entries=MAX_ENTRIES, clock=self.clock)
+                                              max_entries=MAX_ENTRIES, clock=self.clock,
+                                              policy="lru")  # the model keeps LRU order
         self.model: OrderedDict[str, tuple[Any, float]] = OrderedDict()  # the entries, least recently used first
         self.counts = {"hits": 0, "misses": 0, "evictions": 0, "origin_fetches": 0}
         self.versions = 0

@@ -17,7 +17,8 @@ def sized(key: Hashable, value: object) -> int:
 
 
 def test_max_bytes_evicts_until_the_bytes_bound_holds() -> None:
-    proxy = CollapsedForwardingProxy(lambda key: "x" * 10, max_bytes=30, size_of=sized, clock=FakeClock())
+    proxy = CollapsedForwardingProxy(lambda key: "x" * 10, max_bytes=30, size_of=sized, clock=FakeClock(),
+                                     policy="lru")
     for key in ("a", "b"):
         proxy.get(key)
     assert proxy.stats()["bytes"] == 22 and proxy.stats()["entries"] == 2
@@ -29,7 +30,7 @@ def test_max_bytes_evicts_until_the_bytes_bound_holds() -> None:
 
 def test_the_entry_bound_still_holds_under_a_bytes_bound() -> None:
     proxy = CollapsedForwardingProxy(lambda key: "v", max_entries=2, max_bytes=10**9, size_of=sized,
-                                     clock=FakeClock())
+                                     clock=FakeClock(), policy="lru")
     for key in ("a", "b", "c"):
         proxy.get(key)
     assert proxy.stats()["entries"] == 2 and not proxy.is_cached("a")

@@ -596,8 +596,8 @@ def test_request_ttl_sets_the_lifetime_of_the_fill_it_leads():
 
 
 def test_max_entries_evicts_the_least_recently_used_key():
-    """With --max-entries 2, a third key evicts the least recently used one, which then misses."""
-    with Net(args=[*FAST, "--max-entries", "2"]) as net:
+    """With --max-entries 2 --policy lru, a third key evicts the least recently used one, which then misses."""
+    with Net(args=[*FAST, "--max-entries", "2", "--policy", "lru"]) as net:
         for key in ("a", "b", "a", "c"):
             net.call("n1", {"type": "get", "key": key})
         stats = net.call("n1", {"type": "stats"})
@@ -613,7 +613,7 @@ def test_max_bytes_counts_encoded_keys_and_values_and_evicts_to_hold_it():
         stats = net.call("n1", {"type": "stats"})
         one = len(json.dumps("a")) + len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
         assert stats["bytes"] == one, (stats, value)
-    with Net(args=FAST, env={"CF_MAX_BYTES": str(2 * one + 1)}) as net:
+    with Net(args=[*FAST, "--policy", "lru"], env={"CF_MAX_BYTES": str(2 * one + 1)}) as net:
         for key in ("a", "b", "a", "c"):
             net.call("n1", {"type": "get", "key": key})
         stats = net.call("n1", {"type": "stats"})

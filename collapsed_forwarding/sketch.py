@@ -1,0 +1,55 @@
+"""How often a key was asked for lately: a count-min sketch with aging, as TinyLFU uses.
+
+The admission filter only needs to compare two keys' recent popularity, so
+four rows of 4-bit-range counters (one byte each, capped at 15) in one
+`bytearray` are enough: a few bytes a key, no per-key objects, and nothing the
+garbage collector ever traverses. Counts are halved once `sample_size`
+additions were made, so a key's past popularity fades and the filter follows
+a changing workload (TinyLFU's "reset").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+_ROWS = 4
+_CAP = 15  # a counter saturates here: popularity beyond this is not worth distinguishing
+_HALVE = bytes(value >> 1 for value in range(256))  # translate table: every counter halved in C
+WIDTH_PER_ENTRY = 4  # counters a row holds for each entry: few enough collisions that ties mean ties
+SAMPLE_PER_ENTRY = 10  # additions between halvings, for each entry (TinyLFU's own choice)
+_MAX_WIDTH = 1 << 20  # 4 MiB at most, enough to tell a quarter million entries' keys apart
+_SALT = 0x2545F491  # hashing (key, salt) mixes an int key's bits, which hash(int) leaves as they are
+
+
+class FrequencySketch:
+    """Estimated recent request counts (0-15) of keys, in `_ROWS * width` bytes."""
+
+    def __init__(self, max_entries: int) -> None:
+        width = 16
+        while width < WIDTH_PER_ENTRY * max_entries and width < _MAX_WIDTH:
+            width <<= 1
+        self._mask = width - 1
+        self._width = width
+        self._table = bytearray(_ROWS * width)
+        self.sample_size = SAMPLE_PER_ENTRY * min(max(max_entries, 16), _MAX_WIDTH)
+        self._additions = 0
+
+    def _slots(self, key: Hashable) -> tuple[int, int, int, int]:
+        mixed = hash((key, _SALT))
+        first, step, mask, width = mixed & self._mask, (mixed >> 32) | 1, self._mask, self._width
+        return (first, width + ((first + step) & mask), 2 * width + ((first + 2 * step) & mask),
+                3 * width + ((first + 3 * step) & mask))
+
+    def add(self, key: Hashable) -> None:
+        table = self._table
+        for slot in self._slots(key):
+            if table[slot] < _CAP:
+                table[slot] += 1
+        self._additions += 1
+        if self._additions >= self.sample_size:
+            self._table = table.translate(_HALVE)
+            self._additions //= 2
+
+    def frequency(self, key: Hashable) -> int:
+        table = self._table
+        return min(table[slot] for slot in self._slots(key))

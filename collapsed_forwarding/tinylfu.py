@@ -1,0 +1,246 @@
+"""Adaptive W-TinyLFU: the eviction and admission policy the store keeps by default.
+
+Why this policy: plain LRU keeps whatever came last, so one scan, or a loop a
+little larger than the cache, flushes everything worth keeping. TinyLFU
+(Einziger, Friedman, Manes) lets a key into the main area only if it was asked
+for more often, lately, than the key it would push out: that resists scans and
+loops and is near optimal on skewed (Zipf) traffic. Recency bursts, where new
+keys are reused soon and then forgotten, want the opposite: a large LRU window
+in front of the filter. No fixed split fits every workload (a 1% window loses
+over 20 points to LRU on some database traces), so the split adapts.
+
+How it adapts: by ARC's evidence, applied to W-TinyLFU's two areas. Each area
+remembers the hashes of keys it lately evicted (a "ghost"). A miss on a key the
+window lately lost says a larger window would have hit: the window grows by
+half an entry. A miss on a key the main area lately lost says the opposite: it
+shrinks. Unlike a hill climber sampling the hit ratio, this reacts within a few
+misses of a change, even on short traces and small caches. One guard keeps
+loops from fooling it, as they fool ARC: a window ghost counts only if fewer
+requests than the capacity passed since it was evicted, when even a cache that
+was all window would have kept it; a loop a little larger than the cache never
+qualifies, so the filter keeps its stable part.
+
+Layout: window (LRU) -> probation (LRU) <-> protected (LRU, 80% of the main area).
+A new key enters the window; the window's oldest spills into probation as a
+candidate and stays only if the sketch says it is more popular than probation's
+oldest (the victim); ties keep the victim. A hit in probation promotes to
+protected; protected's oldest is demoted back to probation.
+
+Memory that the garbage collector never walks: every region and ghost is a
+`_Queue`, plain dicts of atoms (keys, ints), which CPython untracks, rather
+than an `OrderedDict` (always tracked: 30+ ms a full collection at a million keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from .sketch import FrequencySketch
+
+WINDOW, PROBATION, PROTECTED = 0, 1, 2
+_PROTECTED_SHARE = 0.8  # of the main area, as in Caffeine and the W-TinyLFU paper
+_INITIAL_WINDOW = 0.01  # TinyLFU's recommended start: mostly frequency, until the ghosts say otherwise
+_STEP_ENTRIES = 0.5  # the split moves this many entries a ghost hit: one hit alone barely moves it
+
+
+class _Queue:
+    """Keys in the order they were pushed, with O(1) push, remove and pop-oldest.
+
+    A key's position is the sequence number it was pushed with; `_keys` maps
+    sequence numbers to keys and `_head` only moves forward over numbers that
+    were removed, so each number is stepped over once: O(1) amortised. (A plain
+    dict's own order can't do this: `next(iter(d))` rescans its deleted slots.)
+    """
+
+    __slots__ = ("_keys", "_head", "_next", "weight")
+
+    def __init__(self) -> None:
+        self._keys: dict[int, Hashable] = {}
+        self._head = self._next = 0
+        self.weight = 0
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def push(self, key: Hashable) -> int:
+        seq = self._next
+        self._keys[seq] = key
+        self._next = seq + 1
+        return seq
+
+    def remove(self, seq: int) -> None:
+        del self._keys[seq]
+
+    def oldest(self) -> Hashable:
+        """The oldest key; the queue must not be empty."""
+        keys, head = self._keys, self._head
+        while head not in keys:
+            head += 1
+        self._head = head
+        return keys[head]
+
+
+class _Ghost:
+    """Hashes (not keys: nothing kept alive) of keys lately evicted from one side of the cache.
+
+    A miss on a key still remembered here says that side was too small: ARC's
+    signal, asked of the window and the main area instead of ARC's two lists.
+    """
+
+    __slots__ = ("_queue", "_seqs", "_times", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self._queue = _Queue()
+        self._seqs: dict[int, int] = {}
+        self._times: dict[int, int] = {}  # when each was evicted, counted in requests
+        self.limit = limit
+
+    def add(self, hashed: int, now: int) -> None:
+        self.take(hashed)
+        self._seqs[hashed] = self._queue.push(hashed)
+        self._times[hashed] = now
+        if len(self._seqs) > self.limit:
+            oldest: int = self._queue.oldest()  # type: ignore[assignment]
+            self._queue.remove(self._seqs.pop(oldest))
+            del self._times[oldest]
+
+    def take(self, hashed: int) -> int | None:
+        """When `hashed` was evicted, forgetting it; None if it is not remembered."""
+        seq = self._seqs.pop(hashed, None)
+        if seq is None:
+            return None
+        self._queue.remove(seq)
+        return self._times.pop(hashed)
+
+
+class AdaptiveTinyLfuPolicy:
+    """W-TinyLFU whose window adapts by ghost hits; see the module docstring for why."""
+
+    def __init__(self, max_entries: int, max_weight: int | None = None) -> None:
+        self.max_entries, self.max_weight = max_entries, max_weight
+        self._sketch = FrequencySketch(max_entries)
+        self._queues = (_Queue(), _Queue(), _Queue())
+        self._where: dict[Hashable, int] = {}  # key -> its queue's sequence number << 2 | region
+        self._weights: dict[Hashable, int] = {}
+        self._total = 0
+        self._window_share = _INITIAL_WINDOW
+        self._step = _STEP_ENTRIES / max_entries
+        self._window_ghost, self._main_ghost = _Ghost(max_entries), _Ghost(max_entries)
+        self._clock = 0  # requests seen, to date ghosts
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._where
+
+    def admit(self, key: Hashable, weight: int) -> list[Hashable]:
+        if key in self._where:
+            return self.resize(key, weight)
+        self._sketch.add(key)
+        self._clock += 1
+        self._learn(hash(key))
+        self._place(key, WINDOW, weight)
+        self._weights[key] = weight
+        self._total += weight
+        return self._evict()
+
+    def resize(self, key: Hashable, weight: int) -> list[Hashable]:
+        code = self._where.get(key)
+        if code is None:
+            return self.admit(key, weight)
+        change = weight - self._weights[key]
+        self._weights[key] = weight
+        self._queues[code & 3].weight += change
+        self._total += change
+        return self._evict()
+
+    def touch_many(self, keys: list[Hashable]) -> None:
+        where, add, queues, weights = self._where, self._sketch.add, self._queues, self._weights
+        self._clock += len(keys)
+        for key in keys:
+            add(key)  # a hit logged for a key since evicted still says it is popular
+            code = where.get(key)
+            if code is None:
+                continue
+            region = code & 3
+            queues[region].remove(code >> 2)
+            if region == PROBATION:
+                weight = weights[key]
+                queues[PROBATION].weight -= weight
+                queues[PROTECTED].weight += weight
+                region = PROTECTED
+            where[key] = queues[region].push(key) << 2 | region
+        self._demote()
+
+    def discard(self, key: Hashable) -> None:
+        code = self._where.pop(key, None)
+        if code is not None:
+            weight = self._weights.pop(key)
+            queue = self._queues[code & 3]
+            queue.remove(code >> 2)
+            queue.weight -= weight
+            self._total -= weight
+
+    def weight(self) -> int:
+        return self._total
+
+    def _place(self, key: Hashable, region: int, weight: int) -> None:
+        queue = self._queues[region]
+        queue.weight += weight
+        self._where[key] = queue.push(key) << 2 | region
+
+    def _move(self, key: Hashable, region: int) -> None:
+        code, weight = self._where[key], self._weights[key]
+        source = self._queues[code & 3]
+        source.remove(code >> 2)
+        source.weight -= weight
+        self._place(key, region, weight)
+
+    def _over(self, count: int, weight: int, share: float) -> bool:
+        """Whether a region of `count` keys and `weight` exceeds `share` of the capacity."""
+        if count > share * self.max_entries:
+            return True
+        return self.max_weight is not None and weight > share * self.max_weight
+
+    def _demote(self) -> None:
+        protected = self._queues[PROTECTED]
+        share = _PROTECTED_SHARE * (1.0 - self._window_share)
+        while protected and self._over(len(protected), protected.weight, share):
+            self._move(protected.oldest(), PROBATION)
+
+    def _evict(self) -> list[Hashable]:
+        """Spill the window's overflow into probation as candidates, then evict until both bounds hold:
+        each round, the less popular of the oldest candidate and probation's oldest goes."""
+        window, probation, protected = self._queues
+        candidates: list[Hashable] = []
+        while window and self._over(len(window), window.weight, self._window_share):
+            key = window.oldest()
+            self._move(key, PROBATION)
+            candidates.append(key)
+        where, victims, limit = self._where, [], self.max_weight
+        while where and (len(where) > self.max_entries or (limit is not None and self._total > limit)):
+            victim = (probation if probation else protected if protected else window).oldest()
+            while candidates and candidates[0] not in where:
+                candidates.pop(0)
+            loser = victim
+            if candidates and candidates[0] != victim:
+                candidate = candidates[0]
+                too_heavy = limit is not None and self._weights[candidate] > limit
+                if too_heavy or self._sketch.frequency(candidate) <= self._sketch.frequency(victim):
+                    loser = candidate
+            from_window = loser is not victim or where[loser] & 3 == WINDOW
+            (self._window_ghost if from_window else self._main_ghost).add(hash(loser), self._clock)
+            self.discard(loser)
+            victims.append(loser)
+        return victims
+
+    def _learn(self, hashed: int) -> None:
+        """A miss on a key lately evicted: move the split toward the side that lost it."""
+        evicted = self._window_ghost.take(hashed)
+        if evicted is not None:
+            if evicted >= self._clock - self.max_entries:  # else a loop longer than the cache: no evidence
+                self._window_share = min(1.0, self._window_share + self._step)
+                self._demote()
+        elif self._main_ghost.take(hashed) is not None:
+            self._window_share = max(0.0, self._window_share - self._step)
