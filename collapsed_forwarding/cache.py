@@ -43,6 +43,7 @@ from collections.abc import Callable, Hashable
 from functools import partial
 from typing import Any
 
+from .awaitables import awaitable_refused, refuse_async_backend
 from .errors import CacheError, KeyMissing, OriginTimeout, Overloaded, as_cache_error
 from .flight import Flight, Flights, OnAnswer
 from .timers import Scheduler, default_scheduler
@@ -164,6 +165,8 @@ class CollapsedForwardingProxy:
         self.lock_age = lock_age
         self.backend = backend
         self._start_fetch: Callable[..., None] | None = getattr(backend, "start_fetch", None)
+        if self._start_fetch is None:
+            refuse_async_backend(backend)
         self.ttl, self.timeout, self.negative_ttl, self.max_entries = ttl, timeout, negative_ttl, max_entries
         self.grace, self.stale_if_error, self.early_refresh = grace, stale_if_error, early_refresh
         self.jitter, self.error_ttl, self.max_waiters = jitter, error_ttl, max_waiters
@@ -482,7 +485,7 @@ class CollapsedForwardingProxy:
 
     def _call_backend(self, flight: Flight, leader_waits: bool) -> None:
         try:
-            result = self.backend(flight.key)
+            result = awaitable_refused(self.backend(flight.key))
         except BaseException as exc:
             result = exc
             if not isinstance(exc, Exception):
