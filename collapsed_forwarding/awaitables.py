@@ -18,7 +18,7 @@ ASYNC_HINT = "use collapsed_forwarding.AsyncCollapsedForwardingProxy and `await 
 
 def is_async_callable(fn: Any) -> bool:
     """An `async def` function, method or partial of one, or an object whose `__call__` is one."""
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(type(fn), "__call__", None))
+    return inspect.iscoroutinefunction(fn) or (callable(fn) and inspect.iscoroutinefunction(type(fn).__call__))
 
 
 def refuse_async_backend(backend: Any) -> None:
