@@ -213,14 +213,21 @@ class CollapsedForwardingProxy:
         whole, so the one read of it is the moment the request is served."""
         return self._get(key, ttl, timeout=timeout)
 
-    def _make_get(self) -> Callable[..., Value]:
+    def _make_get(self, miss: Callable[[Key, float | None, float | None], Any] | None = None) -> Callable[..., Value]:
         """The one definition of `get`: a closure over pre-bound methods, as
         functools.lru_cache builds its wrapper, which spares a hit five attribute
         lookups (220 ns against the floor's 80 ns as a plain method, where the
         goal is 2x: bench/scale.py). Where a subclass does not override `get`,
-        the instance answers `get` with it directly, sparing one more frame."""
+        the instance answers `get` with it directly, sparing one more frame.
+
+        `miss(key, ttl, timeout)` answers what is no fresh hit: by default it
+        waits for the value; the asyncio face (aio.py) passes its own, so that
+        its hits are served by this same lock-free path."""
         entry_of, hit_clock, log, fold = self._entries.get, self._hit_clock, self._hit_log, self._fold_hits_locked
         record, wait = log.append, self._wait
+        if miss is None:
+            def miss(key: Key, ttl: float | None, timeout: float | None) -> Value:
+                return wait(key, ttl, False, timeout).result()
 
         # (timeout is not keyword-only here, as in the method: that costs a hit 12 ns)
         def get(key: Key, ttl: float | None = None, timeout: float | None = None) -> Value:
@@ -230,7 +237,7 @@ class CollapsedForwardingProxy:
                 if len(log) >= HIT_LOG_LIMIT:
                     fold()
                 return entry[0]
-            return wait(key, ttl, False, timeout).result()
+            return miss(key, ttl, timeout)
 
         get.__doc__ = CollapsedForwardingProxy.get.__doc__
         return get
@@ -250,14 +257,15 @@ class CollapsedForwardingProxy:
         return self._wait(key, ttl, True, timeout).result()
 
     def request(self, key: Key, on_answer: OnAnswer, ttl: float | None = None, *,
-                serve_stale: bool = True) -> Answer | None:
+                serve_stale: bool = True, force: bool = False) -> Answer | None:
         """Non-blocking: the Answer now if it can be given now, else None and
         `on_answer(answer)` is called once, from another thread, when it can.
         With serve_stale false, `grace` and `stale_if_error` never apply to
-        this request: it gets a fresh value or an error (as a `read` must)."""
+        this request: it gets a fresh value or an error (as a `read` must).
+        With force, it fetches past a fresh entry, as `fetch_and_cache` does."""
         ttl = checked_ttl(ttl)
         with self.lock:
-            answer, flight, launch = self._admit(key, ttl, force=False, serve_stale=serve_stale)
+            answer, flight, launch = self._admit(key, ttl, force=force, serve_stale=serve_stale)
             if flight is not None:
                 if not serve_stale:
                     on_answer = partial(self._unstale, flight, on_answer)
