@@ -1,15 +1,18 @@
 """collapsed-forwarding: a cache that stops a thundering herd.
 
 Concurrent misses of one key share one origin fetch. The library is
-`CollapsedForwardingProxy`, in front of an `Origin`; the Maelstrom node built
+`CollapsedForwardingProxy`, in front of an `Origin`, and
+`AsyncCollapsedForwardingProxy` for asyncio code; the Maelstrom node built
 on it (the subpackage `collapsed_forwarding.node`, which this package never
 imports) runs as `python3 -m collapsed_forwarding` or the
 `collapsed-forwarding` script.
 """
 
+from .aio import AsyncCollapsedForwardingProxy
 from .cache import Answer, CollapsedForwardingProxy
 from .errors import CacheError, KeyMissing, OriginTimeout, OriginUnavailable, Overloaded, PreconditionFailed
 from .origin import BlockingOrigin, FetchingOrigin, Origin, SimOrigin
 
-__all__ = ["Answer", "BlockingOrigin", "CacheError", "CollapsedForwardingProxy", "FetchingOrigin", "KeyMissing",
-           "Origin", "OriginTimeout", "OriginUnavailable", "Overloaded", "PreconditionFailed", "SimOrigin"]
+__all__ = ["Answer", "AsyncCollapsedForwardingProxy", "BlockingOrigin", "CacheError", "CollapsedForwardingProxy",
+           "FetchingOrigin", "KeyMissing", "Origin", "OriginTimeout", "OriginUnavailable", "Overloaded",
+           "PreconditionFailed", "SimOrigin"]
