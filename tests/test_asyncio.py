@@ -39,7 +39,7 @@ class HeldOrigin:
         self.entered: asyncio.Event | None = None
 
     def release(self) -> None:
-        assert self.gate is not None
+        self.gate = self.gate or asyncio.Event()  # (the fetch may not have begun yet)
         self.gate.set()
 
     async def __call__(self, key: Hashable) -> Any:
@@ -312,3 +312,39 @@ def test_a_waiter_on_a_closed_loop_costs_the_others_nothing(backend: Backend) ->
     wait_until(lambda: waiting(proxy, "k") == 2, "the thread joining")
     backend.release("k")
     assert outcome(thread) == "value-k"
+
+
+def test_a_fetch_cancelled_by_its_loop_shutting_down_answers_the_threads_waiting() -> None:
+    origin = HeldOrigin()
+    started = threading.Event()
+    thread_answer: list[Any] = []
+
+    async def main() -> None:
+        proxy = AsyncCollapsedForwardingProxy(origin, timeout=WAIT)
+        asyncio.get_running_loop().create_task(proxy.aget("k"))
+        await until(lambda: waiting(proxy, "k") == 1, "the task's fetch")
+        thread = in_thread(proxy.get, "k")
+        await until(lambda: waiting(proxy, "k") == 2, "the thread joining")
+        thread_answer.append(thread)
+        started.set()
+
+    asyncio.run(main())  # ends with the fetch held: asyncio.run cancels it
+    assert started.is_set()
+    error = outcome(thread_answer[0])
+    assert isinstance(error, OriginUnavailable) and "cancelled" in str(error)
+    assert origin.cancelled == 1
+
+
+def test_max_waiters_sheds_tasks_as_it_sheds_threads() -> None:
+    origin = HeldOrigin()
+
+    async def main() -> None:
+        proxy = AsyncCollapsedForwardingProxy(origin, max_waiters=2)
+        tasks = [asyncio.create_task(proxy.aget("k")) for _ in range(2)]
+        await until(lambda: waiting(proxy, "k") == 2, "two waiters")
+        assert (await proxy.alookup("k")).cache == "shed"
+        origin.release()
+        assert await asyncio.gather(*tasks) == ["value-k"] * 2
+        assert proxy.stats()["shed"] == 1
+
+    asyncio.run(main())
