@@ -83,13 +83,16 @@ class AsyncCollapsedForwardingProxy(CollapsedForwardingProxy):
         """`aget` as a closure: a hit is the lock-free path `get` takes (the
         miss handed to it says only "missed"), then one comparison."""
         hit_or_missed = CollapsedForwardingProxy._make_get(self, _missed)
-        wait = self._answer
+        ask = self._ask
 
         async def aget(key: Key, ttl: float | None = None, timeout: float | None = None) -> Value:
             value = hit_or_missed(key)
             if value is not MISSED:
                 return value
-            return (await wait(key, ttl, timeout, False)).result()
+            answer = ask(key, ttl, timeout, False)
+            if not isinstance(answer, Answer):
+                answer = await answer
+            return answer.result()
 
         aget.__doc__ = AsyncCollapsedForwardingProxy.aget.__doc__
         return aget
@@ -104,19 +107,23 @@ class AsyncCollapsedForwardingProxy(CollapsedForwardingProxy):
         return (await self._answer(key, ttl, timeout, True)).result()
 
     async def _answer(self, key: Key, ttl: float | None, timeout: float | None, force: bool) -> Answer:
+        answer = self._ask(key, ttl, timeout, force)
+        return answer if isinstance(answer, Answer) else await answer
+
+    def _ask(self, key: Key, ttl: float | None, timeout: float | None,
+             force: bool) -> Answer | asyncio.Future[Answer]:
+        """The Answer now, or the Future this task awaits it on (a plain function,
+        so that a waiting `aget` makes one coroutine, not two)."""
         patience = checked_ttl(timeout, "timeout")
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Answer] = loop.create_future()
         answer = self.request(key, partial(_resolve, loop, waiter), ttl, force=force)
         if answer is not None:
             return answer
-        if patience is None or patience >= self.timeout:  # the flight's deadline comes first anyway
-            return await waiter
-        expiry = loop.call_later(patience, _give_up, waiter, patience)
-        try:
-            return await waiter
-        finally:
-            expiry.cancel()
+        if patience is not None and patience < self.timeout:  # (else the flight's deadline comes first anyway)
+            expiry = loop.call_later(patience, _give_up, waiter, patience)
+            waiter.add_done_callback(lambda _: expiry.cancel())  # however it ends, cancelled included
+        return waiter
 
     def _make_get(self, miss: Callable[[Key, float | None, float | None], Any] | None = None) -> Callable[..., Value]:
         """The sync `get`, which, with an `async def` origin, refuses to wait on an event loop's thread."""
