@@ -54,9 +54,10 @@ class AsyncCollapsedForwardingProxy(CollapsedForwardingProxy):
     loop running when the proxy is made, or else the last one a task fetched on.
     Every other setting is CollapsedForwardingProxy's.
 
-    Threads may call the sync `get` on the same proxy, and share its flights,
-    but not a thread that runs an event loop: that `get` would block the loop a
-    fetch needs, so where it would wait it raises RuntimeError instead.
+    Threads may call the sync `get` on the same proxy, and share its flights.
+    With an `async def` origin, not a thread that runs an event loop: that
+    `get` would block the loop a fetch needs, so where it would wait it raises
+    RuntimeError instead (a hit is served).
     """
 
     def __init__(self, backend: Any, ttl: float = 60, *, loop: asyncio.AbstractEventLoop | None = None,
