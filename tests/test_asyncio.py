@@ -15,7 +15,7 @@ from collections.abc import Hashable
 from typing import Any
 
 import pytest
-from conftest import WAIT, Backend, FakeClock, in_thread, outcome, wait_until
+from support.doubles import WAIT, Backend, FakeClock, in_thread, outcome, wait_until
 
 from collapsed_forwarding import (
     AsyncCollapsedForwardingProxy,

@@ -13,7 +13,7 @@ from collections.abc import Hashable
 from pathlib import Path
 from types import ModuleType
 
-from conftest import WAIT, Backend, in_thread, outcome, wait_until
+from support.doubles import WAIT, Backend, in_thread, outcome, wait_until
 
 from collapsed_forwarding import AsyncCollapsedForwardingProxy, CollapsedForwardingProxy
 
