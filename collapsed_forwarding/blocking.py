@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .awaitables import awaitable_refused
 from .flight import Flight
 from .workers import shared_workers
 
@@ -67,7 +68,7 @@ class BlockingCalls:
         keys = self._fetching.__dict__.setdefault("keys", [])
         keys.append(key)
         try:
-            return self.backend(key)
+            return awaitable_refused(self.backend(key))
         except BaseException as exc:
             return exc
         finally:

@@ -34,6 +34,7 @@ from functools import partial
 from typing import Any
 
 from .answer import NEVER, Answer, checked_ttl, fresh_until
+from .awaitables import refuse_async_backend
 from .blocking import BlockingCalls
 from .counters import COUNTER_OF
 from .errors import CacheError, OriginTimeout
@@ -118,6 +119,8 @@ class CollapsedForwardingProxy:
         if not callable(backend) and not callable(getattr(backend, "start_fetch", None)):
             raise TypeError("backend must be a callable, backend(key) -> value, or an object with "
                             f"start_fetch(key, done), not {type(backend).__name__}")
+        if not callable(getattr(backend, "start_fetch", None)):
+            refuse_async_backend(backend)
         if size_of is not None and not callable(size_of):
             raise TypeError(f"size_of must be a callable (key, value) -> int, not {type(size_of).__name__}")
         self.backend = backend
@@ -146,43 +149,51 @@ class CollapsedForwardingProxy:
 
     # -- the public API -------------------------------------------------
 
-    def get(self, key: Key, ttl: float | None = None) -> Value:
+    def get(self, key: Key, ttl: float | None = None, *, timeout: float | None = None) -> Value:
         """The key's value, fetching it if need be; raises CacheError.
+
+        `timeout` (seconds) bounds this caller's wait, below the proxy's own:
+        past it the caller gets OriginTimeout, and the fetch goes on for the
+        others and still fills the cache. (The leader of a blocking backend's
+        fetch is the caller whose thread makes the call: it returns when the
+        call does, or at the proxy's timeout with the call left holding the key.)
 
         A fresh hit takes no lock: one dict read, one clock read, one append
         (see `hits.py`). Where a subclass does not override `get`, the instance
         answers `get` with that closure directly, sparing one more frame."""
-        return self._get(key, ttl)
+        return self._get(key, ttl, timeout)
 
     def hit(self, key: Key) -> Answer | None:
         """Lock-free, as `get`'s hit: the Answer of the key's fresh entry (counted
         as a hit), or None, and nothing counted: then ask `request` or `lookup`."""
         return self._hit(key)
 
-    def _miss(self, key: Key, ttl: float | None) -> Value:
-        return self._wait(key, ttl, force=False).result()
+    def _miss(self, key: Key, ttl: float | None, timeout: float | None) -> Value:
+        """What `get` does when it has no fresh hit (a subclass may refuse to wait)."""
+        return self._wait(key, ttl, False, timeout).result()
 
-    def lookup(self, key: Key, ttl: float | None = None) -> Answer:
+    def lookup(self, key: Key, ttl: float | None = None, *, timeout: float | None = None) -> Answer:
         """Like `get`, but returns the Answer, which says how it was served."""
-        return self._wait(key, ttl, force=False)
+        return self._wait(key, ttl, False, timeout)
 
-    def fetch_and_cache(self, key: Key, ttl: float | None = None) -> Value:
+    def fetch_and_cache(self, key: Key, ttl: float | None = None, *, timeout: float | None = None) -> Value:
         """Fetch the key from the origin now, even if a fresh entry is cached
         (joining a fetch already in flight), cache it for `ttl` (by default
         the proxy's), and return it. If the fetch fails, raise its error: never
         the cached entry, whatever grace or stale_if_error allow a get."""
-        return self._wait(key, ttl, force=True).result()
+        return self._wait(key, ttl, True, timeout).result()
 
     def request(self, key: Key, on_answer: OnAnswer, ttl: float | None = None, *,
-                serve_stale: bool = True) -> Answer | None:
+                serve_stale: bool = True, force: bool = False) -> Answer | None:
         """Non-blocking: the Answer now if it can be given now, else None and
         `on_answer(answer)` is called once, from another thread, when it can.
         With serve_stale false, `grace` and `stale_if_error` never apply to
-        this request: it gets a fresh value or an error (as a `read` must)."""
+        this request: it gets a fresh value or an error (as a `read` must).
+        With force, it fetches past a fresh entry, as `fetch_and_cache` does."""
         ttl = checked_ttl(ttl)
         with self.lock:
             self._fold_hits()
-            answer, flight, launch = self.state.admit(key, ttl, force=False, serve_stale=serve_stale)
+            answer, flight, launch = self.state.admit(key, ttl, force, serve_stale)
             if flight is not None:
                 if not serve_stale:
                     on_answer = partial(self._unstale, flight, on_answer)
@@ -256,8 +267,9 @@ class CollapsedForwardingProxy:
 
     # -- flights -----------------------------------------------------------
 
-    def _wait(self, key: Key, ttl: float | None, force: bool) -> Answer:
+    def _wait(self, key: Key, ttl: float | None, force: bool, timeout: float | None = None) -> Answer:
         ttl = checked_ttl(ttl)
+        patience = None if timeout is None else checked_ttl(timeout, "timeout")
         blocking = self._blocking
         if blocking is not None and blocking.fetching_here(key):  # it would wait on itself until the deadline
             raise RuntimeError(f"the backend asked this cache for {key!r}, the key it is fetching")
@@ -275,7 +287,9 @@ class CollapsedForwardingProxy:
             self._launch(launch)
         if flight is None:
             return answer  # type: ignore[return-value]
-        if not flight.wait(self.scheduler.time()):
+        if not flight.wait(self.scheduler.time(), patience):
+            if flight.answers is None and patience is not None and patience < self.timeout:
+                return gave_up(patience, led=flight is launch)  # this caller's own limit: the flight goes on
             self.flights.time_out(flight)  # the deadline has passed (no timer was armed, or it is late)
         return self._settled(flight, flight.answer_for(flight is launch), force, flight is launch)
 
@@ -324,3 +338,9 @@ class CollapsedForwardingProxy:
             counters.count(counts, COUNTER_OF[cache])
             counters.count(counts, "errors")
         return Answer(None, flight.error, cache)
+
+
+def gave_up(timeout: float, led: bool) -> Answer:
+    """What a caller gets whose own `timeout` passed before its fetch settled."""
+    error = OriginTimeout(f"gave up waiting after {timeout:g}s (the fetch goes on for the others)")
+    return Answer(None, error, "miss" if led else "collapsed")

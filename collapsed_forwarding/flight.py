@@ -78,9 +78,11 @@ class Flight:
 
     # -- without the lock ---------------------------------------------------
 
-    def wait(self, now: float) -> bool:
-        """Block until settled (`block` made the event); False at the deadline (`now` on the scheduler's clock)."""
-        return self.event.wait(min(self.deadline - now, threading.TIMEOUT_MAX))  # type: ignore[union-attr]
+    def wait(self, now: float, patience: float | None = None) -> bool:
+        """Block until settled (`block` made the event); False at the deadline (`now` on the
+        scheduler's clock), or after `patience` seconds if that comes first."""
+        limit = self.deadline - now if patience is None else min(self.deadline - now, patience)
+        return self.event.wait(min(limit, threading.TIMEOUT_MAX))  # type: ignore[union-attr]
 
     def answer_for(self, leader: bool) -> Any:
         """Once settled: what the leader, or a follower, is given."""
