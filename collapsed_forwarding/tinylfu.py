@@ -135,12 +135,16 @@ class AdaptiveTinyLfuPolicy:
         return key in self._where
 
     def admit(self, key: Hashable, weight: int) -> list[Hashable]:
-        if key in self._where:
+        where = self._where
+        if key in where:
             return self.resize(key, weight)
         self._sketch.add(key)
         self._clock += 1
-        self._learn(hash(key))
-        self._place(key, WINDOW, weight)
+        if self._window_ghost._seqs or self._main_ghost._seqs:  # (their __len__ is a Python call)
+            self._learn(hash(key))
+        window = self._queues[WINDOW]
+        window.weight += weight
+        where[key] = window.push(key) << 2  # | WINDOW
         self._weights[key] = weight
         self._total += weight
         return self._evict()
@@ -212,12 +216,32 @@ class AdaptiveTinyLfuPolicy:
     def _evict(self) -> list[Hashable]:
         """Spill the window's overflow into probation as candidates, then evict until both bounds hold:
         each round, the less popular of the oldest candidate and probation's oldest goes."""
-        window, probation, protected = self._queues
-        candidates: list[Hashable] = []
-        while window and self._over(len(window), window.weight, self._window_share):
+        window, limit = self._queues[WINDOW], self.max_weight
+        # (len of the _Queue's dict, not of the _Queue: its __len__ is a Python call, and this runs every miss)
+        if len(window._keys) > self._window_share * self.max_entries or (
+                limit is not None and window.weight > self._window_share * limit):
+            candidates = self._spill(window)
+        else:
+            candidates = []
+        if len(self._where) <= self.max_entries and (limit is None or self._total <= limit):
+            return []  # (the usual case while the cache fills: nothing to compare)
+        return self._evict_over(candidates)
+
+    def _spill(self, window: _Queue) -> list[Hashable]:
+        """Move the window's oldest keys into probation until it fits its share: the candidates."""
+        probation, where, weights, candidates = self._queues[PROBATION], self._where, self._weights, []
+        while window._keys and self._over(len(window._keys), window.weight, self._window_share):
             key = window.oldest()
-            self._move(key, PROBATION)
+            weight = weights[key]
+            window.remove(where[key] >> 2)
+            window.weight -= weight
+            probation.weight += weight
+            where[key] = probation.push(key) << 2 | PROBATION
             candidates.append(key)
+        return candidates
+
+    def _evict_over(self, candidates: list[Hashable]) -> list[Hashable]:
+        window, probation, protected = self._queues
         where, victims, limit = self._where, [], self.max_weight
         while where and (len(where) > self.max_entries or (limit is not None and self._total > limit)):
             victim = (probation if probation else protected if protected else window).oldest()
