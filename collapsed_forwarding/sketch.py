@@ -17,43 +17,48 @@ _CAP = 15  # a counter saturates here: popularity beyond this is not worth disti
 _HALVE = bytes(value >> 1 for value in range(256))  # translate table: every counter halved in C
 WIDTH_PER_ENTRY = 4  # counters a row holds for each entry: few enough collisions that ties mean ties
 SAMPLE_PER_ENTRY = 10  # additions between halvings, for each entry (TinyLFU's own choice)
+_BLOCK_ROW = 16  # a row's counters in one 64-byte block
 _MAX_WIDTH = 1 << 20  # 4 MiB at most, enough to tell a quarter million entries' keys apart
 _SALT = 0x2545F491  # hashing (key, salt) mixes an int key's bits, which hash(int) leaves as they are
 
 
 class FrequencySketch:
-    """Estimated recent request counts (0-15) of keys, in `_ROWS * width` bytes."""
+    """Estimated recent request counts (0-15) of keys, in `_ROWS * width` bytes.
+
+    A key's four counters, one a row, lie in one 64-byte block, as in Caffeine's
+    sketch: one cache line touched per addition, not four. At a few hundred
+    thousand entries the table outgrows the CPU's caches, and four scattered
+    reads cost a miss more than all the rest of the sketch's arithmetic."""
 
     def __init__(self, max_entries: int) -> None:
-        width = 16
+        width = _BLOCK_ROW
         while width < WIDTH_PER_ENTRY * max_entries and width < _MAX_WIDTH:
             width <<= 1
-        self._mask = width - 1
-        self._width = width
+        self._block_mask = width // _BLOCK_ROW - 1
         self._table = bytearray(_ROWS * width)
         self.sample_size = SAMPLE_PER_ENTRY * min(max(max_entries, 16), _MAX_WIDTH)
         self._additions = 0
 
     def _slots(self, key: Hashable) -> tuple[int, int, int, int]:
         mixed = hash((key, _SALT))
-        first, step, mask, width = mixed & self._mask, (mixed >> 32) | 1, self._mask, self._width
-        return (first, width + ((first + step) & mask), 2 * width + ((first + 2 * step) & mask),
-                3 * width + ((first + 3 * step) & mask))
+        block, spread = (mixed & self._block_mask) << 6, mixed >> 32 & 0xFFFF
+        return (block + (spread & 15), block + 16 + (spread >> 4 & 15), block + 32 + (spread >> 8 & 15),
+                block + 48 + (spread >> 12))
 
     def add(self, key: Hashable) -> None:
-        # _slots and the loop unrolled: this runs on every miss and every hit folded in
+        # _slots and the loop unrolled, and small ints (spread): this runs on every miss and every hit folded in
         mixed = hash((key, _SALT))
-        mask, width, table = self._mask, self._width, self._table
-        first, step = mixed & mask, (mixed >> 32) | 1
-        if table[first] < _CAP:
-            table[first] += 1
-        slot = width + ((first + step) & mask)
+        block, spread, table = (mixed & self._block_mask) << 6, mixed >> 32 & 0xFFFF, self._table
+        slot = block + (spread & 15)
         if table[slot] < _CAP:
             table[slot] += 1
-        slot = 2 * width + ((first + 2 * step) & mask)
+        slot = block + 16 + (spread >> 4 & 15)
         if table[slot] < _CAP:
             table[slot] += 1
-        slot = 3 * width + ((first + 3 * step) & mask)
+        slot = block + 32 + (spread >> 8 & 15)
+        if table[slot] < _CAP:
+            table[slot] += 1
+        slot = block + 48 + (spread >> 12)
         if table[slot] < _CAP:
             table[slot] += 1
         self._additions += 1
