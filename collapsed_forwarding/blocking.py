@@ -21,6 +21,14 @@ from .workers import shared_workers
 Backend = Callable[[Any], Any]
 
 
+class _Fetching(threading.local):
+    """The keys this thread's backend calls are fetching, outermost first
+    (a leader calls inline, so a backend that gets another key nests calls)."""
+
+    def __init__(self) -> None:
+        self.keys: list[Any] = []
+
+
 class BlockingCalls:
     """Runs `backend(key)` for a flight and settles it with what the call returned or raised.
 
@@ -34,13 +42,11 @@ class BlockingCalls:
         self.backend = backend
         self._settle, self._returned_late = settle, returned_late
         self._workers = shared_workers()  # the threads background calls run in
-        # .keys: the keys this thread's backend calls are fetching, outermost first
-        # (a leader calls inline, so a backend that gets another key nests calls)
-        self._fetching = threading.local()
+        self._fetching = _Fetching()
 
     def fetching_here(self, key: Any) -> bool:
         """Whether this thread is inside the backend's call for `key`: a get of it would wait on itself."""
-        return key in getattr(self._fetching, "keys", ())
+        return key in self._fetching.keys
 
     def lead(self, flight: Flight) -> Any:
         """Call the backend in this thread, then settle the flight with its outcome:
@@ -65,7 +71,7 @@ class BlockingCalls:
 
     def _call_backend(self, key: Any) -> Any:
         """What backend(key) returned, or the exception it raised."""
-        keys = self._fetching.__dict__.setdefault("keys", [])
+        keys = self._fetching.keys
         keys.append(key)
         try:
             return awaitable_refused(self.backend(key))

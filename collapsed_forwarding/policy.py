@@ -12,7 +12,7 @@ the front scans every deleted slot, so evicting that way costs O(n) per key
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable
 from typing import Protocol
 
 from .tinylfu import AdaptiveTinyLfuPolicy
@@ -21,12 +21,12 @@ from .tinylfu import AdaptiveTinyLfuPolicy
 class Policy(Protocol):
     """Keeps at most `max_entries` keys and, if `max_weight` is set, at most that total weight."""
 
-    def admit(self, key: Hashable, weight: int) -> Iterable[Hashable]:
+    def admit(self, key: Hashable, weight: int) -> list[Hashable]:
         """A key not held was just stored with `weight`: the keys to evict now
         until both bounds hold, which may include `key` itself (not admitted)."""
         ...
 
-    def resize(self, key: Hashable, weight: int) -> Iterable[Hashable]:
+    def resize(self, key: Hashable, weight: int) -> list[Hashable]:
         """A held key's value was replaced, and now weighs `weight`: the keys to evict now."""
         ...
 

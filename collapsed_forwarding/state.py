@@ -59,13 +59,15 @@ class CacheState:
                 if serve_stale and now < until + fresh.grace:
                     refresh = None if self._quiet(key, now) else self._start(key, fresh.ttl, now, led=False)
                     return self._serve(key, answer_of(entry, "stale")), None, refresh
-        failure = self.failures.failing(key, now)
-        if failure is not None and not force:
-            return self._serve(key, self.stale_or(key, failure, now) if serve_stale else failure), None, None
-        hung = self.failures.hung_error(key, now)
-        if hung is not None:  # one call per key: fail fast meanwhile
-            failed = Answer(None, hung, "hit")
-            return self._serve(key, self.stale_or(key, failed, now) if serve_stale else failed), None, None
+        failures = self.failures
+        if failures.remembered or failures.hung:  # (the usual miss skips both calls)
+            failure = failures.failing(key, now)
+            if failure is not None and not force:
+                return self._serve(key, self.stale_or(key, failure, now) if serve_stale else failure), None, None
+            hung = failures.hung_error(key, now)
+            if hung is not None:  # one call per key: fail fast meanwhile
+                failed = Answer(None, hung, "hit")
+                return self._serve(key, self.stale_or(key, failed, now) if serve_stale else failed), None, None
         flight = self.flights.in_air.get(key)
         if flight is not None:
             if not flight.join(self.max_waiters):

@@ -61,7 +61,7 @@ class Store:
         entries = self.entries
         held = key in entries
         entries[key] = entry
-        victims = list(self.policy.resize(key, weight) if held else self.policy.admit(key, weight))
+        victims = self.policy.resize(key, weight) if held else self.policy.admit(key, weight)
         for victim in victims:
             entries.pop(victim, None)
         return victims
