@@ -228,16 +228,24 @@ class AdaptiveTinyLfuPolicy:
         return self._evict_over(candidates)
 
     def _spill(self, window: _Queue) -> list[Hashable]:
-        """Move the window's oldest keys into probation until it fits its share: the candidates."""
+        """Move the window's oldest keys into probation until it fits its share: the candidates.
+        (_Queue's push, remove and oldest written out: this runs on nearly every miss.)"""
         probation, where, weights, candidates = self._queues[PROBATION], self._where, self._weights, []
-        while window._keys and self._over(len(window._keys), window.weight, self._window_share):
-            key = window.oldest()
+        window_keys, probation_keys = window._keys, probation._keys
+        head = window._head
+        while window_keys and self._over(len(window_keys), window.weight, self._window_share):
+            while head not in window_keys:
+                head += 1
+            key = window_keys.pop(head)
             weight = weights[key]
-            window.remove(where[key] >> 2)
             window.weight -= weight
             probation.weight += weight
-            where[key] = probation.push(key) << 2 | PROBATION
+            seq = probation._next
+            probation_keys[seq] = key
+            probation._next = seq + 1
+            where[key] = seq << 2 | PROBATION
             candidates.append(key)
+        window._head = head
         return candidates
 
     def _evict_over(self, candidates: list[Hashable]) -> list[Hashable]:
