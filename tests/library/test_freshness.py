@@ -41,6 +41,15 @@ def fill(proxy: CollapsedForwardingProxy, origin: AsyncBackend, key: str, value:
     return recorder.answers[0]
 
 
+def in_grace(origin: AsyncBackend, clock: FakeClock) -> CollapsedForwardingProxy:
+    """A proxy (ttl 10 s, grace 5 s) whose entry "k" expired 1 s ago: served stale, its refresh in flight."""
+    proxy = make(origin, clock, ttl=10, grace=5)
+    fill(proxy, origin, "k", "v1")
+    clock.advance(11)
+    assert proxy.lookup("k").cache == "stale"
+    return proxy
+
+
 def assert_invariant(proxy: CollapsedForwardingProxy) -> None:
     stats = proxy.stats()
     assert stats["requests"] == stats["hits"] + stats["stale"] + stats["misses"] + stats["collapsed"] + stats["shed"]
@@ -89,10 +98,7 @@ def test_grace_refresh_with_blocking_backend_runs_in_background(backend: Backend
 
 def test_grace_refresh_failure_serves_stale_until_grace_runs_out(async_backend: AsyncBackend, clock: FakeClock) -> None:
     """A failed grace refresh: stale keeps serving (retrying the refresh) until grace ends, then a normal miss."""
-    proxy = make(async_backend, clock, ttl=10, grace=5)
-    fill(proxy, async_backend, "k", "v1")
-    clock.advance(11)
-    assert proxy.lookup("k").cache == "stale"
+    proxy = in_grace(async_backend, clock)
     async_backend.finish("k", RuntimeError("refresh failed"))
     assert not proxy.is_cached("k")
 
@@ -112,10 +118,7 @@ def test_grace_refresh_failure_serves_stale_until_grace_runs_out(async_backend: 
 
 def test_request_past_grace_joins_the_refresh_in_flight(async_backend: AsyncBackend, clock: FakeClock) -> None:
     """Once grace has run out, a request waits on the refresh already in flight instead of fetching again."""
-    proxy = make(async_backend, clock, ttl=10, grace=5)
-    fill(proxy, async_backend, "k", "v1")
-    clock.advance(11)
-    assert proxy.lookup("k").cache == "stale"
+    proxy = in_grace(async_backend, clock)
     clock.advance(5)
     recorder = Recorder()
     assert proxy.request("k", recorder) is None
@@ -126,10 +129,7 @@ def test_request_past_grace_joins_the_refresh_in_flight(async_backend: AsyncBack
 
 def test_invalidate_during_grace_refresh_stops_it_refilling(async_backend: AsyncBackend, clock: FakeClock) -> None:
     """invalidate while a grace refresh is in flight: the refresh's value does not refill the cache."""
-    proxy = make(async_backend, clock, ttl=10, grace=5)
-    fill(proxy, async_backend, "k", "v1")
-    clock.advance(11)
-    assert proxy.lookup("k").cache == "stale"
+    proxy = in_grace(async_backend, clock)
     proxy.invalidate("k")
     async_backend.finish("k", "v-before-invalidate")
     assert not proxy.is_cached("k")

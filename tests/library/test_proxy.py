@@ -510,17 +510,22 @@ def test_singleflight_TestDoDupSuppress(backend: Backend, clock: FakeClock) -> N
     assert backend.calls["key"] == 1
 
 
+def forgotten_then_fetched_again(proxy: CollapsedForwardingProxy, backend: Backend) -> tuple[Any, Any]:
+    """A get of "key" in the air, the key invalidated, and a second get that started its own fetch."""
+    first = in_thread(proxy.get, "key")
+    backend.wait_entered("key")
+    proxy.invalidate("key")
+    second = in_thread(proxy.get, "key")
+    backend.wait_entered("key")
+    return first, second
+
+
 def test_singleflight_TestForget(backend: Backend, clock: FakeClock) -> None:
     """TestForget: Forget ≈ invalidate; after it a new call runs, and a third call shares the second's result."""
     unblock_first, unblock_second = threading.Event(), threading.Event()
     backend.plan["key"].extend([lambda: unblock_first.wait(WAIT) and 1, lambda: unblock_second.wait(WAIT) and 2, 3])
     proxy = make(backend, clock)
-    first = in_thread(proxy.get, "key")
-    backend.wait_entered("key")
-    proxy.invalidate("key")
-
-    second = in_thread(proxy.get, "key")
-    backend.wait_entered("key")
+    first, second = forgotten_then_fetched_again(proxy, backend)
     unblock_first.set()
     assert first.result(WAIT) == 1
 
@@ -538,12 +543,7 @@ def test_singleflight_TestForgetUnshared(backend: Backend, clock: FakeClock) -> 
     first_gate, second_gate = threading.Event(), threading.Event()
     backend.plan["key"].extend([lambda: first_gate.wait(WAIT) and None, lambda: second_gate.wait(WAIT) and 2])
     proxy = make(backend, clock)
-    first = in_thread(proxy.get, "key")
-    backend.wait_entered("key")
-    proxy.invalidate("key")
-
-    second = in_thread(proxy.get, "key")
-    backend.wait_entered("key")
+    first, second = forgotten_then_fetched_again(proxy, backend)
     third = Recorder()
     assert proxy.request("key", third) is None  # must not start a third fetch
     assert proxy.key_stats("key")["waiting"] == 2
