@@ -28,22 +28,11 @@ from .answer import Answer, checked_ttl
 from .awaitables import is_async_callable
 from .cache import CollapsedForwardingProxy, gave_up
 from .coroutine_origin import CoroutineOrigin
-from .hits import make_get
+from .hits import make_aget
 
 Key = Hashable
 Value = Any
 _get_running_loop = asyncio._get_running_loop  # the C accessor: None off any loop, never raises
-
-
-class _Missed:
-    """What the lock-free hit path returns to `aget` when it has no fresh hit."""
-
-
-MISSED = _Missed()
-
-
-def _missed(key: Key, ttl: float | None, timeout: float | None) -> _Missed:
-    return MISSED
 
 
 class AsyncCollapsedForwardingProxy(CollapsedForwardingProxy):
@@ -83,20 +72,8 @@ class AsyncCollapsedForwardingProxy(CollapsedForwardingProxy):
         return await self._aget(key, ttl, timeout)
 
     def _make_aget(self) -> Callable[..., Any]:
-        """`aget` as a closure: a hit is the lock-free path `get` takes (the
-        miss handed to it says only "missed"), then one comparison."""
-        hit_or_missed = make_get(self._entries.get, self._hit_clock, self._hit_log, self._fold_hits_locked, _missed)
-        ask = self._ask
-
-        async def aget(key: Key, ttl: float | None = None, timeout: float | None = None) -> Value:
-            value = hit_or_missed(key)
-            if value is not MISSED:
-                return value
-            answer = ask(key, ttl, timeout, False)
-            if not isinstance(answer, Answer):
-                answer = await answer
-            return answer.result()
-
+        """`aget` as a closure: a hit is the lock-free path `get` takes; a miss asks `request`."""
+        aget = make_aget(self._entries.get, self._hit_clock, self._hit_log, self._fold_hits_locked, self._ask)
         aget.__doc__ = AsyncCollapsedForwardingProxy.aget.__doc__
         return aget
 
@@ -115,8 +92,7 @@ class AsyncCollapsedForwardingProxy(CollapsedForwardingProxy):
 
     def _ask(self, key: Key, ttl: float | None, timeout: float | None,
              force: bool) -> Answer | asyncio.Future[Answer]:
-        """The Answer now, or the Future this task awaits it on (a plain function,
-        so that a waiting `aget` makes one coroutine, not two)."""
+        """The Answer now, or the Future this task awaits it on."""
         patience = checked_ttl(timeout, "timeout")
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Answer] = loop.create_future()

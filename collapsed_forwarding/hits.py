@@ -13,7 +13,7 @@ wrapper, which spares a hit several attribute lookups.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from .answer import Answer, Entry
@@ -39,6 +39,29 @@ def make_get(entry_of: EntryOf, clock: Callable[[], float], log: list[Hashable],
         return miss(key, ttl, timeout)
 
     return get
+
+
+def make_aget(entry_of: EntryOf, clock: Callable[[], float], log: list[Hashable], fold: Callable[[], None],
+              ask: Callable[[Hashable, float | None, float | None, bool], Answer | Awaitable[Answer]],
+              ) -> Callable[..., Any]:
+    """`aget(key, ttl=None, timeout=None)`, a coroutine function: `get`'s hit
+    written out again in its body (a call into `get` would cost an awaited hit a
+    third of its time), else the Answer `ask(key, ttl, timeout, False)` gives now or later."""
+    record = log.append
+
+    async def aget(key: Hashable, ttl: float | None = None, timeout: float | None = None) -> Any:
+        entry = entry_of(key)
+        if entry is not None and clock() < entry[1]:
+            record(key)
+            if len(log) >= HIT_LOG_LIMIT:
+                fold()
+            return entry[0]
+        answer = ask(key, ttl, timeout, False)
+        if not isinstance(answer, Answer):
+            answer = await answer  # (ask is a plain function: a waiting aget makes one coroutine, not two)
+        return answer.result()
+
+    return aget
 
 
 def make_hit(entry_of: EntryOf, clock: Callable[[], float], log: list[Hashable],
