@@ -18,6 +18,8 @@ _HALVE = bytes(value >> 1 for value in range(256))  # translate table: every cou
 WIDTH_PER_ENTRY = 4  # counters a row holds for each entry: few enough collisions that ties mean ties
 SAMPLE_PER_ENTRY = 10  # additions between halvings, for each entry (TinyLFU's own choice)
 _BLOCK_ROW = 16  # a row's counters in one 64-byte block
+_MIN_WIDTH = 1 << 14  # 64 KiB at least: a small cache still tells apart the keys of a working set
+# many times its size (in a loop of 50x the cache, a narrower table made every count a collision)
 _MAX_WIDTH = 1 << 20  # 4 MiB at most, enough to tell a quarter million entries' keys apart
 _SALT = 0x2545F491  # hashing (key, salt) mixes an int key's bits, which hash(int) leaves as they are
 
@@ -31,7 +33,7 @@ class FrequencySketch:
     reads cost a miss more than all the rest of the sketch's arithmetic."""
 
     def __init__(self, max_entries: int) -> None:
-        width = _BLOCK_ROW
+        width = _MIN_WIDTH
         while width < WIDTH_PER_ENTRY * max_entries and width < _MAX_WIDTH:
             width <<= 1
         self._block_mask = width // _BLOCK_ROW - 1

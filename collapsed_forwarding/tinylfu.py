@@ -23,7 +23,9 @@ qualifies, so the filter keeps its stable part.
 Layout: window (LRU) -> probation (LRU) <-> protected (LRU, 80% of the main area).
 A new key enters the window; the window's oldest spills into probation as a
 candidate and stays only if the sketch says it is more popular than probation's
-oldest (the victim); ties keep the victim. A hit in probation promotes to
+oldest (the victim); ties keep the victim, and a candidate seen only once
+lately (a one-hit wonder, which TinyLFU's doorkeeper filters) never wins:
+one sighting is no evidence. A hit in probation promotes to
 protected; protected's oldest is demoted back to probation.
 
 Memory that the garbage collector never walks: every region and ghost is a
@@ -40,6 +42,7 @@ from .sketch import FrequencySketch
 WINDOW, PROBATION, PROTECTED = 0, 1, 2
 _PROTECTED_SHARE = 0.8  # of the main area, as in Caffeine and the W-TinyLFU paper
 _INITIAL_WINDOW = 0.01  # TinyLFU's recommended start: mostly frequency, until the ghosts say otherwise
+_ONCE = 1  # a candidate must have been seen more often than this lately to displace a key
 _STEP_ENTRIES = 0.5  # the split moves this many entries a ghost hit: one hit alone barely moves it
 
 
@@ -259,7 +262,7 @@ class AdaptiveTinyLfuPolicy:
             if candidates and candidates[0] != victim:
                 candidate = candidates[0]
                 too_heavy = limit is not None and self._weights[candidate] > limit
-                if too_heavy or self._sketch.frequency(candidate) <= self._sketch.frequency(victim):
+                if too_heavy or self._sketch.frequency(candidate) <= max(self._sketch.frequency(victim), _ONCE):
                     loser = candidate
             from_window = loser is not victim or where[loser] & 3 == WINDOW
             (self._window_ghost if from_window else self._main_ghost).add(hash(loser), self._clock)
