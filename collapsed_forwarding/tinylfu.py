@@ -235,8 +235,9 @@ class AdaptiveTinyLfuPolicy:
         (_Queue's push, remove and oldest written out: this runs on nearly every miss.)"""
         probation, where, weights, candidates = self._queues[PROBATION], self._where, self._weights, []
         window_keys, probation_keys = window._keys, probation._keys
-        head = window._head
-        while window_keys and self._over(len(window_keys), window.weight, self._window_share):
+        head, share, limit = window._head, self._window_share, self.max_weight
+        most = share * self.max_entries
+        while window_keys and (len(window_keys) > most or limit is not None and window.weight > share * limit):
             while head not in window_keys:
                 head += 1
             key = window_keys.pop(head)
