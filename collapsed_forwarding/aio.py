@@ -73,7 +73,7 @@ class AsyncCollapsedForwardingProxy(CollapsedForwardingProxy):
 
     def _make_aget(self) -> Callable[..., Any]:
         """`aget` as a closure: a hit is the lock-free path `get` takes; a miss asks `request`."""
-        aget = make_aget(self._entries.get, self._hit_clock, self._hit_log, self._fold_hits_locked, self._ask)
+        aget = make_aget(*self._hit_path, self._ask)
         aget.__doc__ = AsyncCollapsedForwardingProxy.aget.__doc__
         return aget
 

@@ -140,10 +140,11 @@ class CollapsedForwardingProxy:
         self._blocking = None if self._start_fetch else BlockingCalls(backend, self.flights.settle,
                                                                           self.state.returned_late)
         self._hit_log: list[Key] = []  # lock-free hits, folded in under the lock (see hits.py)
-        hit_log = (self._entries.get, self._hit_clock, self._hit_log, self._fold_hits_locked)
-        self._get = make_get(*hit_log, self._miss)
+        # what every lock-free hit path is made of (hits.py): get's, hit's and a subclass's own
+        self._hit_path = (self._entries.get, self._hit_clock, self._hit_log, self._fold_hits_locked)
+        self._get = make_get(*self._hit_path, self._miss)
         self._get.__doc__ = CollapsedForwardingProxy.get.__doc__
-        self._hit = make_hit(*hit_log)
+        self._hit = make_hit(*self._hit_path)
         if type(self).get is CollapsedForwardingProxy.get:  # a subclass's own get is never bypassed
             self.get = self._get  # type: ignore[method-assign]
 
