@@ -5,8 +5,8 @@ to their first 1,000,000 requests) and on synthetic ones made from a fixed seed 
 loop larger than every cache, Zipf cut by scans), against libCacheSim 0.3.5's LRU, ARC, LIRS,
 W-TinyLFU, S3-FIFO and Belady (the optimum) on the same keys, every request counted, first ones
 included, as libCacheSim counts them. The policy is replayed directly (a hit is a `touch_many`, a
-miss an `admit`), and once through `CollapsedForwardingProxy` itself, counting backend calls, to
-show both replays agree. libCacheSim's figures are kept in results/hitratio.json beside ours and
+miss an `admit`), and once through `CollapsedForwardingProxy` itself, counting backend calls, as a
+check on the direct replay. libCacheSim's figures are kept in results/hitratio.json beside ours and
 reused, so a run without libcachesim installed still makes the whole table; --reference
 recomputes them.
 """
@@ -27,7 +27,7 @@ from common import BENCH, load, log, made_by, part_main, pyplot, save_plot, tabl
 
 from collapsed_forwarding.policy import DEFAULT_POLICY, POLICIES
 
-METHOD = (__doc__ or "").split("\n\n")[1]
+METHOD = (__doc__ or "").split("\n\n")[1].strip()
 REAL = ("web07", "web12", "orm-busy", "orm-night")
 SYNTHETIC = ("zipf-0.7", "zipf-1.0", "loop", "zipf-scan")
 ORM_LIMIT = 1_000_000  # the orm traces are cut to their first million requests, for speed
