@@ -58,7 +58,7 @@ class Card:
         with self.lock:
             flight = self.flights.get(key)
             leader = flight is None
-            if leader:
+            if flight is None:
                 flight = self.flights[key] = [threading.Event(), None, None]
         if not leader:
             if not flight[0].wait(self.timeout):

@@ -107,7 +107,7 @@ def libcachesim_ratios(keys: Sequence[int], size: int) -> dict[str, float]:
     """libCacheSim's hit ratios, each object of size 1, through an oracleGeneral file (Belady needs next use)."""
     import libcachesim as lcs
 
-    next_use, seen = [0] * len(keys), {}
+    next_use, seen = [0] * len(keys), dict[int, int]()
     for i in range(len(keys) - 1, -1, -1):
         next_use[i] = seen.get(keys[i], -1)
         seen[keys[i]] = i
