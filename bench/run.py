@@ -30,7 +30,7 @@ PARTS: dict[str, tuple[str, str]] = {
     "costs": ("costs", "issue 15's cost goals: miss, hit, gc at 1,000,000 entries, node against echo loop"),
     "end_of_input": ("end_of_input", "replies lost when input ends with a fetch in flight: 3 x 10,000 node runs "
                      "(the longest part: about 30 minutes on 2 cores)"),
-    "flood": ("flood", "a flood of 1,000,000 distinct misses: peak memory, error 11 and error 0 (about a minute)"),
+    "flood": ("flood", "a flood of 1,000,000 distinct misses: peak memory, error 11 and error 0 (about 80 s)"),
     "fuzz": ("fuzz", "a long fuzz of the node (not in a full run: it measures nothing)"),
 }
 NOT_IN_FULL_RUN = {"fuzz"}
