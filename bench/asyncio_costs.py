@@ -1,20 +1,15 @@
-"""The asyncio face's costs (issue 18), each a ratio measured in one process.
+"""The asyncio part (issue 18): the costs of `AsyncCollapsedForwardingProxy`, each a ratio measured in one process.
 
-1. An `aget` hit against a bare `async def get(k): return d[k]`, both awaited
-   in a loop of one task (goal: at most 2x). A third contestant, a bare TTL
-   dict (`d[k]` plus the one clock read any TTL check needs), shows how much
-   of the difference is that clock read: on a loaded virtual machine it may
-   cost as much as the whole bare get.
-2. N tasks (10,000 by default) awaiting one key on a cold cache, against a bare
-   asyncio singleflight (a dict of Futures, one per key in the air): both make
-   one origin fetch (an `async def` that yields to the loop once), and the time
-   is from the first task made to the last one released (goal: at most 1.5x).
+* hit: an `aget` hit against a bare `async def get(k): return d[k]`, both awaited in a loop of
+  one task. Goal: at most 2x. A third contestant, a bare TTL dict (`d[k]` plus the one clock
+  read any TTL check needs), shows how much of the difference is that clock read: on a loaded
+  virtual machine it may cost as much as the whole bare get.
+* herd: 10,000 tasks awaiting one key on a cold cache, against a bare asyncio singleflight (a
+  dict of Futures, one per key in the air): both make one origin fetch (an `async def` that
+  yields to the loop once), timed from the first task made to the last one released. Goal: at
+  most 1.5x.
 
-Each measure alternates the two contestants over several runs and reports the
-median with min-max, and the median of the per-run ratios.
-
-    python3 bench/asyncio_costs.py              # about 20 seconds on 2 shared cores
-    python3 bench/asyncio_costs.py --quick      # a smoke run
+The contestants alternate over the runs; each ratio is run by run, the median with its min–max.
 """
 
 from __future__ import annotations
@@ -22,21 +17,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Coroutine, Hashable
+from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import made_by, med_range, part_main, table, verdict
 
-from common import med_range, summary  # noqa: E402
+from collapsed_forwarding import AsyncCollapsedForwardingProxy
 
-from collapsed_forwarding import AsyncCollapsedForwardingProxy  # noqa: E402
-
+METHOD = (__doc__ or "").split("\n\n")[1]
+GOALS = {"hit": 2.0, "herd": 1.5}
 Get = Callable[[Hashable], Coroutine[Any, Any, Any]]
 
 
@@ -137,40 +130,44 @@ def ratios(times: dict[str, list[float]], floor: str = "bare") -> list[float]:
     return [ours / bare for ours, bare in zip(times["aget"], times[floor], strict=True)]
 
 
-def report(hits: dict[str, list[float]], herd: dict[str, list[float]], args: argparse.Namespace) -> str:
-    rows = [
-        "| measure | bare | aget | ratio (goal) |",
-        "|---|---:|---:|---:|",
-        f"| a hit, awaited (ns) | {med_range(hits['bare'], 0, 1e9)} | {med_range(hits['aget'], 0, 1e9)} "
-        f"| {med_range(ratios(hits), 2)} (≤ 2) |",
-        f"| a hit, against a bare TTL dict (ns) | {med_range(hits['bare_ttl'], 0, 1e9)} "
-        f"| {med_range(hits['aget'], 0, 1e9)} | {med_range(ratios(hits, 'bare_ttl'), 2)} |",
-        f"| {args.tasks:,} tasks on one key, all released (ms) | {med_range(herd['bare'], 1, 1e3)} "
-        f"| {med_range(herd['aget'], 1, 1e3)} | {med_range(ratios(herd), 2)} (≤ 1.5) |",
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    runs = args.runs or (3 if args.quick else 25)
+    awaits = 20_000 if args.quick else 200_000
+    return {"runs": runs, "awaits": awaits, "tasks": args.tasks,
+            "hit": asyncio.run(hit_runs(awaits, runs)), "herd": asyncio.run(herd_runs(args.tasks, runs))}
+
+
+def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+    hit, herd = r["hit"], r["herd"]
+    return [
+        ("a hit, awaited, ns", med_range(hit["bare"], 0, 1e9), med_range(hit["aget"], 0, 1e9),
+         med_range(ratios(hit), 2), f"≤ {GOALS['hit']:g}", verdict(ratios(hit), GOALS["hit"])),
+        ("a hit, against a bare TTL dict, ns", med_range(hit["bare_ttl"], 0, 1e9), med_range(hit["aget"], 0, 1e9),
+         med_range(ratios(hit, "bare_ttl"), 2), "", ""),
+        (f"{r['tasks']:,} tasks on one key, all released, ms", med_range(herd["bare"], 1, 1e3),
+         med_range(herd["aget"], 1, 1e3), med_range(ratios(herd), 2), f"≤ {GOALS['herd']:g}",
+         verdict(ratios(herd), GOALS["herd"])),
     ]
-    return (f"Python {sys.version.split()[0]}, {os.cpu_count()} cores; median (min–max) of {args.runs} runs, "
-            f"{args.hits:,} awaits a hit run; 1 origin fetch per herd for both.\n\n" + "\n".join(rows))
+
+
+def render(r: dict[str, Any], plots: Path) -> str:
+    return f"""## asyncio: the costs of `aget`
+
+{made_by(r)} Median (min–max) of {r['runs']} runs, {r['awaits']:,} awaits a hit run; one origin fetch per
+herd for both.
+
+{METHOD}
+
+{table(["measure", "bare", "aget", "ratio, run by run", "goal", "met?"], rows(r), ["l", "r", "r", "r", "r", "c"])}
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--runs", type=int, default=9, help="runs of each measure (default 9)")
-    parser.add_argument("--hits", type=int, default=200_000, help="awaits per hit run (default 200,000)")
-    parser.add_argument("--tasks", type=int, default=10_000, help="tasks in each herd (default 10,000)")
-    parser.add_argument("--quick", action="store_true", help="3 runs of fewer awaits: a smoke run")
-    parser.add_argument("--json", metavar="PATH", help="also write the raw times here")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.runs, args.hits = 3, 20_000
-    hits = asyncio.run(hit_runs(args.hits, args.runs))
-    herd = asyncio.run(herd_runs(args.tasks, args.runs))
-    print(report(hits, herd, args))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"hits": hits, "herd": herd, "hit_ratio": summary(ratios(hits)),
-                       "herd_ratio": summary(ratios(herd))}, f, indent=1)
-    return 0
+    def flags(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--runs", type=int, default=0, help="runs of each measure (default 25; 3 with --quick)")
+        parser.add_argument("--tasks", type=int, default=10_000, help="tasks in each herd (default 10,000)")
+
+    return part_main("asyncio", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
 
 
 if __name__ == "__main__":

@@ -31,9 +31,6 @@ ROOT = BENCH.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # proxy, collapsed_forwarding and tests.support, from this checkout
 
-Log = Callable[[str], None]
-
-
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 

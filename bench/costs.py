@@ -1,45 +1,45 @@
-#!/usr/bin/env python3
-"""Issue 15's cost goals, each a ratio measured in one run against its baseline.
+"""The costs part: issue 15's cost goals, each a ratio of this project against its baseline, pairs in turn.
 
-    python3 bench/costs.py [--runs N] [--quick] [--skip-node] [--skip-gc]
+* miss: N new keys, an instant blocking backend, one thread: the library's `get` against the
+  design card's shape (`Card` below: a dict, a lock and a per-key threading.Event, the first miss
+  calling the backend inline). Goal: at most 1.5x.
+* miss, 8 threads: the same N keys split over 8 threads released together. Goal: at most 1.5x.
+* hit: one present key, `get` in a loop, against a dict and a clock read in a plain function
+  (contestants.make_floor), as scale.hit_vs_floor measures it. Goal: at most 1.5x.
+* gc: a full gc.collect() in a process holding 1,000,000 entries filled through the library,
+  against one holding a plain dict of the same tuples (the median of 5 collections each). Goal: at most 3x.
+* node: cached gets through `python3 main.py` against bench/echo_node.py (node.cached_gets, the
+  node part's run). Goal: at most 1.1x.
 
-* miss: N new keys, an instant blocking backend, one thread: the library's
-  `get` against the design card's shape (`Card` below: a dict, a lock and a
-  per-key threading.Event, the first miss calling the backend inline). Goal <= 1.5x.
-* miss, 8 threads: the same N keys split over 8 threads released together. Goal <= 1.5x.
-* hit: one present key, `get` in a loop, against a dict looked up in a plain
-  function (contestants.make_floor); the bare loop's cost subtracted, the
-  collector off while timing (bench/inprocess.py's method). Goal <= 1.5x.
-* gc: a full gc.collect() in a process holding 1,000,000 entries filled
-  through the library, against one holding a plain dict of the same tuples.
-  Goal <= 3x.
-* node: cached gets through `python3 main.py` against bench/echo_node.py
-  (bench/node_throughput.py's run). Goal <= 1.1x.
-
-Every measure runs its pair in turn, `--runs` times, and prints the median
-ratio with its min-max. Nothing is measured for --help.
+Each ratio is run by run: the median with its min–max over the runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
-import os
-import statistics
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from time import monotonic
 from typing import Any
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(BENCH)
-sys.path[:0] = [BENCH, ROOT]
+from common import ROOT, log, made_by, med, med_range, part_main, table, verdict
+from node import ECHO, NODE, cached_gets
+from scale import hit_vs_floor
 
-GOALS = {"miss": 1.5, "miss_8_threads": 1.5, "hit": 1.5, "gc_1m": 3.0, "node_hits": 1.1}
+METHOD = (__doc__ or "").split("\n\n")[1]
+# measure -> (what it is, its goal, the unit and scale of its raw figures)
+MEASURES: dict[str, tuple[str, float, str, float]] = {
+    "miss": ("a miss, 1 thread: library / the design card", 1.5, "µs", 1e6),
+    "miss_8_threads": ("a miss, 8 threads: library / the design card", 1.5, "µs", 1e6),
+    "hit": ("a hit: library / the floor (dict + clock)", 1.5, "ns", 1.0),
+    "gc_1m": ("a full gc.collect() at {gc_entries} entries: library / a dict of the same tuples", 3.0, "ms", 1e3),
+    "node_hits": ("cached gets: the node / the echo loop (time)", 1.1, "ms", 1e3),
+}
 
 
 class Card:
@@ -58,7 +58,7 @@ class Card:
         with self.lock:
             flight = self.flights.get(key)
             leader = flight is None
-            if leader:
+            if flight is None:
                 flight = self.flights[key] = [threading.Event(), None, None]
         if not leader:
             if not flight[0].wait(self.timeout):
@@ -97,7 +97,6 @@ def misses(get: Callable[[str], Any], keys: Sequence[str], threads: int) -> floa
         for key in keys:
             get(key)
         return (time.perf_counter() - began) / len(keys)
-    parts = [keys[i::threads] for i in range(threads)]
     barrier = threading.Barrier(threads + 1)
 
     def run(part: Sequence[str]) -> None:
@@ -105,7 +104,7 @@ def misses(get: Callable[[str], Any], keys: Sequence[str], threads: int) -> floa
         for key in part:
             get(key)
 
-    workers = [threading.Thread(target=run, args=(part,)) for part in parts]
+    workers = [threading.Thread(target=run, args=(keys[i::threads],)) for i in range(threads)]
     for worker in workers:
         worker.start()
     barrier.wait()
@@ -116,29 +115,18 @@ def misses(get: Callable[[str], Any], keys: Sequence[str], threads: int) -> floa
 
 
 def miss_pair(n: int, threads: int, run: int) -> tuple[float, float]:
+    """(library, card) seconds per miss; who goes first alternates with the run."""
     keys = [f"key-{run}-{i:07d}" for i in range(n)]
     out = {}
-    for name in (("library", "card") if run % 2 == 0 else ("card", "library")):
+    for name in ("library", "card") if run % 2 == 0 else ("card", "library"):
         get = library(2 * n) if name == "library" else Card(backend, 3600).get
         gc.collect()
         out[name] = misses(get, keys, threads)
     return out["library"], out["card"]
 
 
-def hit_pair() -> tuple[float, float]:
-    import inprocess
-    from contestants import Origin, make_floor
-
-    floor = make_floor(Origin(0), 3600)
-    floor.put("hot")  # type: ignore[attr-defined]
-    get = library(1000)
-    get("hot")
-    n = 500_000
-    return inprocess._loop_ns(get, "hot", n), inprocess._loop_ns(floor, "hot", n)
-
-
 GC_CHILD = r"""
-import gc, sys, time
+import gc, statistics, sys, time
 sys.path.insert(0, sys.argv[1])
 n, kind = int(sys.argv[2]), sys.argv[3]
 if kind == "library":
@@ -155,76 +143,68 @@ for _ in range(5):
     t = time.perf_counter()
     gc.collect()
     times.append(time.perf_counter() - t)
-print(sorted(times)[2])
+print(statistics.median(times))
 """
 
 
 def gc_once(n: int, kind: str) -> float:
-    out = subprocess.run([sys.executable, "-c", GC_CHILD, ROOT, str(n), kind], capture_output=True, text=True,
-                         check=True)
-    return float(out.stdout)
+    """Seconds for one full collection in a fresh process holding n entries of `kind`."""
+    return float(subprocess.run([sys.executable, "-c", GC_CHILD, str(ROOT), str(n), kind], capture_output=True,
+                                text=True, check=True).stdout)
 
 
-def node_pair(messages: int) -> tuple[float, float]:
-    import node_throughput as nt
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    quick = args.quick
+    runs = args.runs or (2 if quick else 5)
+    n, gc_entries, messages = (20_000, 200_000, 20_000) if quick else (100_000, 1_000_000, 50_000)
+    pairs: dict[str, dict[str, list[float]]] = {name: {"mine": [], "base": []} for name in MEASURES}
 
-    return nt.run_once(nt.NODE, messages, 4), nt.run_once(nt.ECHO, messages, 4)
+    def add(name: str, mine: float, base: float) -> None:
+        pairs[name]["mine"].append(mine)
+        pairs[name]["base"].append(base)
 
-
-def measure(args: argparse.Namespace) -> dict[str, list[float]]:
-    runs, n = args.runs, (20_000 if args.quick else 100_000)
-    ratios: dict[str, list[float]] = {name: [] for name in GOALS}
-    raw: dict[str, list[tuple[float, float]]] = {name: [] for name in GOALS}
     for run in range(runs):
-        pairs = (("miss", lambda run=run: miss_pair(n, 1, run)),
-                 ("miss_8_threads", lambda run=run: miss_pair(n, 8, run)), ("hit", hit_pair))
-        for name, pair in pairs:
-            mine, base = pair()
-            raw[name].append((mine, base))
-            ratios[name].append(mine / base)
+        add("miss", *miss_pair(n, 1, run))
+        add("miss_8_threads", *miss_pair(n, 8, run))
         if not args.skip_gc:
-            size = 200_000 if args.quick else 1_000_000
-            mine, base = gc_once(size, "library"), gc_once(size, "dict")
-            raw["gc_1m"].append((mine, base))
-            ratios["gc_1m"].append(mine / base)
+            add("gc_1m", gc_once(gc_entries, "library"), gc_once(gc_entries, "dict"))
         if not args.skip_node:
-            mine, base = node_pair(20_000 if args.quick else 50_000)
-            raw["node_hits"].append((mine, base))
-            ratios["node_hits"].append(mine / base)
-        print(f"run {run + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.2f}x" for k, v in ratios.items() if v),
-              file=sys.stderr, flush=True)
-    return {"ratios": ratios, "raw": raw}  # type: ignore[dict-item]
+            add("node_hits", cached_gets(NODE, messages, 4), cached_gets(ECHO, messages, 4))
+        log(f"  costs: run {run + 1}/{runs} done")
+    hit = hit_vs_floor(runs)
+    pairs["hit"] = {"mine": hit["collapsed"], "base": hit["floor"]}
+    return {"runs": runs, "misses": n, "gc_entries": gc_entries, "node_messages": messages, "pairs": pairs}
 
 
-def report(result: dict[str, Any]) -> str:
-    lines = ["| measure | goal | ratio: median (min-max, runs) | this project / baseline (medians) |",
-             "|---|---:|---:|---:|"]
-    for name, values in result["ratios"].items():
-        if not values:
+def render(r: dict[str, Any], plots: Path) -> str:
+    rows = []
+    for name, (what, goal, unit, scale) in MEASURES.items():
+        mine, base = r["pairs"][name]["mine"], r["pairs"][name]["base"]
+        if not mine:
             continue
-        mine = statistics.median(m for m, _ in result["raw"][name])
-        base = statistics.median(b for _, b in result["raw"][name])
-        unit, scale = ("µs", 1e6) if name.startswith("miss") else ("ns", 1) if name == "hit" else ("ms", 1e3)
-        lines.append(f"| {name} | <= {GOALS[name]}x | {statistics.median(values):.2f}x "
-                     f"({min(values):.2f}-{max(values):.2f}, {len(values)}) | "
-                     f"{mine * scale:.3g} / {base * scale:.3g} {unit} |")
-    return "\n".join(lines)
+        ratios = [m / b for m, b in zip(mine, base, strict=True)]
+        rows.append((what.format(gc_entries=f"{r['gc_entries']:,}"), f"≤ {goal:g}x",
+                     f"{med_range(ratios, 2)}, {len(ratios)} runs",
+                     f"{med(mine) * scale:,.3g} / {med(base) * scale:,.3g} {unit}", verdict(ratios, goal)))
+    return f"""## Costs: issue 15's goals against their baselines
+
+{made_by(r)} {r['misses']:,} misses a run; the collector's measure at {r['gc_entries']:,} entries;
+{r['node_messages']:,} cached gets through the node.
+
+{METHOD}
+
+{table(["measure", "goal", "ratio (x): median (min–max), runs", "this project / baseline (medians)", "met?"], rows,
+       ["l", "r", "r", "r", "c"])}
+"""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=5, help="pairs per measure (default 5)")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    parser.add_argument("--skip-node", action="store_true", help="leave out the node's measure")
-    parser.add_argument("--skip-gc", action="store_true", help="leave out the collector's measure")
-    parser.add_argument("--json", help="also write the raw figures to this file")
-    args = parser.parse_args(argv)
-    result = measure(args)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-    print(report(result))
-    return 0
+def main(argv: list[str] | None = None) -> int:
+    def flags(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--runs", type=int, default=0, help="pairs per measure (default 5; 2 with --quick)")
+        parser.add_argument("--skip-node", action="store_true", help="leave out the node's measure")
+        parser.add_argument("--skip-gc", action="store_true", help="leave out the collector's measure")
+
+    return part_main("costs", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
 
 
 if __name__ == "__main__":

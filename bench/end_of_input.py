@@ -1,13 +1,10 @@
-"""Replies lost at end of input: `python3 bench/end_of_input.py [--runs 10000] [--jobs 2] [--case get read herd]`.
+"""The end_of_input part (issue 16): replies lost when the node's input ends with a fetch in flight.
 
-Each run starts the node (`main.py`), writes a whole input at once and closes
-stdin while the fetch it asks for is still in flight; the node must answer every
-request read before it exits. A run whose stdout has fewer lines than the input
-has requests lost a reply. Prints, per case, how many of the runs lost one.
-
-Cases: `get` and `read`, init then one missing key; `herd`, the README's
-examples/herd.jsonl. The sim origin's latency (`--sim-latency`, 0.01 s by
-default) puts the fetch's answer just after the end of input.
+Each run starts the node (`main.py --sim-latency 0.01`), writes a whole input at once and closes
+stdin while the fetch it asks for is still in flight: the origin answers just after the end of
+input, and the node must answer every request it read before it exits. A run whose stdout has
+fewer lines than its input lost a reply. Cases: `get` and `read`, init then one missing key;
+`herd`, the README's examples/herd.jsonl. Goal: no run of the 10,000 of each case loses a reply.
 """
 
 from __future__ import annotations
@@ -18,9 +15,12 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-INIT = b'{"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}\n'
+from common import ROOT, log, made_by, part_main, table
+from node import INIT
+
+METHOD = (__doc__ or "").split("\n\n")[1]
 CASES = {
     "get": INIT + b'{"src":"c1","dest":"n1","body":{"type":"get","msg_id":2,"key":"k"}}\n',
     "read": INIT + b'{"src":"c1","dest":"n1","body":{"type":"read","msg_id":2,"key":"k"}}\n',
@@ -28,31 +28,51 @@ CASES = {
 }
 
 
-def lost_reply(data: bytes, latency: str) -> bool:
+def lost_reply(data: bytes, latency: str) -> str:
+    """'' if the node answered every line of `data`, else what it did say, to tell a lost reply from a
+    node that died."""
     done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--sim-latency", latency], input=data,
                           capture_output=True, timeout=60)
-    lost = done.stdout.count(b"\n") != data.count(b"\n")
-    if lost:  # what the run did say, to tell a lost reply from a node that died
-        print(f"  lost: exit status {done.returncode}, stdout {done.stdout[-300:]!r}, "
-              f"stderr {done.stderr[-300:]!r}", flush=True)
-    return lost
+    if done.stdout.count(b"\n") == data.count(b"\n"):
+        return ""
+    return f"exit status {done.returncode}, stdout {done.stdout[-300:]!r}, stderr {done.stderr[-300:]!r}"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=10_000)
-    parser.add_argument("--jobs", type=int, default=2, help="node processes at a time")
-    parser.add_argument("--sim-latency", default="0.01")
-    parser.add_argument("--case", nargs="+", choices=sorted(CASES), default=list(CASES))
-    args = parser.parse_args()
-    any_lost = False
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    runs = args.runs or (100 if args.quick else 10_000)
+    cases: dict[str, Any] = {}
     for case in args.case:
         started = time.monotonic()
         with ThreadPoolExecutor(args.jobs) as pool:
-            lost = sum(pool.map(lost_reply, [CASES[case]] * args.runs, [args.sim_latency] * args.runs))
-        any_lost |= bool(lost)
-        print(f"{case}: {lost} of {args.runs} runs lost a reply ({time.monotonic() - started:.0f}s)", flush=True)
-    return 1 if any_lost else 0
+            lost = [x for x in pool.map(lost_reply, [CASES[case]] * runs, [args.sim_latency] * runs) if x]
+        cases[case] = {"runs": runs, "lost": len(lost), "seconds": time.monotonic() - started, "examples": lost[:5]}
+        log(f"  {case}: {len(lost)} of {runs:,} runs lost a reply")
+    return {"sim_latency": args.sim_latency, "jobs": args.jobs, "cases": cases}
+
+
+def render(r: dict[str, Any], plots: Path) -> str:
+    cases = r["cases"]
+    rows = [(case, f"{c['runs']:,}", f"{c['lost']:,}", f"{c['seconds']:.0f}", "yes" if not c["lost"] else "**no**")
+            for case, c in cases.items()]
+    lost = "\n".join(f"- {case}: {example}" for case, c in cases.items() for example in c["examples"])
+    return f"""## End of input with a fetch in flight
+
+{made_by(r)} `--sim-latency {r['sim_latency']}`, {r['jobs']} node processes at a time.
+
+{METHOD}
+
+{table(["case", "runs", "runs that lost a reply", "seconds", "none lost?"], rows, ["l", "r", "r", "r", "c"])}
+""" + (f"\nWhat the first runs that lost one said:\n\n{lost}\n" if lost else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    def flags(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--runs", type=int, default=0, help="runs of each case (default 10,000; 100 with --quick)")
+        parser.add_argument("--jobs", type=int, default=2, help="node processes at a time (default 2)")
+        parser.add_argument("--sim-latency", default="0.01", help="the sim origin's latency, s (default 0.01)")
+        parser.add_argument("--case", nargs="+", choices=sorted(CASES), default=list(CASES))
+
+    return part_main("end_of_input", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""A flood of misses over distinct keys: `python3 bench/flood.py [--gets 1000000] [-- node flags...]`.
+"""The flood part (issue 16): a flood of misses over distinct keys, against the node's bounds.
 
-Writes init and then `--gets` gets for distinct keys to one node as fast as it
-reads them, and reads every reply. Prints the node's peak RSS (VmHWM), how many
-replies were values, error 11 (over --max-pending) and error 0 (the origin
-timed out), and for error 0 how late it came: the time from the get's write to
-its reply, less the --origin-timeout given (a get is read as soon as it is
+Init and then 1,000,000 gets of distinct keys are written to one node (`main.py
+--origin-timeout 1`, the sim origin) as fast as it reads them, 1,000 a write, and every reply
+is read. The node's peak RSS (VmHWM), how many replies were values, error 11 (over
+--max-pending) and error 0 (the origin timed out), and for error 0 how late it came: the time
+from the get's write to its reply, less the --origin-timeout (a get is read as soon as it is
 written, bar the pipe's 64 KiB).
 """
 
@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, fmt, made_by, part_main, table
+from node import INIT, get_line
+
+METHOD = (__doc__ or "").split("\n\n")[1]
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -32,58 +37,85 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gets", type=int, default=1_000_000)
-    parser.add_argument("--origin-timeout", type=float, default=1.0)
-    parser.add_argument("flags", nargs="*", help="more node flags (after --)")
-    args = parser.parse_args()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--origin-timeout", str(args.origin_timeout),
-                             *args.flags], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    written = [0.0] * (args.gets + 2)
+def flood(gets: int, origin_timeout: float, flags: list[str]) -> dict[str, Any]:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--origin-timeout", str(origin_timeout), *flags],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin = proc.stdin
+    written = [0.0] * (gets + 2)
     counts: Counter[str] = Counter()
     late: list[float] = []
     peak = [0.0]
 
     def write() -> None:
-        assert proc.stdin is not None
-        proc.stdin.write(b'{"src":"c0","dest":"n1","body":{"type":"init","msg_id":0,"node_id":"n1",'
-                         b'"node_ids":["n1"]}}\n')
+        stdin.write(INIT)
         batch = 1000
-        for start in range(1, args.gets + 1, batch):
-            ids = range(start, min(start + batch, args.gets + 1))
-            data = b"".join(b'{"src":"c1","dest":"n1","body":{"type":"get","msg_id":%d,"key":"k%d"}}\n' % (i, i)
-                            for i in ids)
-            proc.stdin.write(data)
-            proc.stdin.flush()
+        for start in range(2, gets + 2, batch):
+            ids = range(start, min(start + batch, gets + 2))
+            stdin.write(b"".join(get_line(i, f"k{i}") for i in ids))
+            stdin.flush()
             now = time.monotonic()
             for i in ids:
                 written[i] = now
-            peak[0] = max(peak[0], peak_rss_mb(proc.pid))
-        proc.stdin.close()
+            peak[0] = max(peak[0], peak_rss_mb(proc.pid))  # VmHWM already is a peak: read it while the node lives
+        stdin.close()
 
     writer = threading.Thread(target=write)
     started = time.monotonic()
     writer.start()
-    assert proc.stdout is not None
     for line in proc.stdout:
         body = json.loads(line)["body"]
-        if body["in_reply_to"] == 0:
+        if body["type"] == "init_ok":
             continue
         if body["type"] == "get_ok":
             counts["value"] += 1
         else:
             counts[f"error {body['code']}"] += 1
             if body["code"] == 0:
-                late.append(time.monotonic() - written[body["in_reply_to"]] - args.origin_timeout)
+                late.append(time.monotonic() - written[body["in_reply_to"]] - origin_timeout)
     writer.join()
     peak[0] = max(peak[0], peak_rss_mb(proc.pid))
     proc.wait()
-    late.sort()
-    worst = f"{late[-1]:.3f}s, median {late[len(late) // 2]:.3f}s" if late else "-"
-    print(f"{args.gets} gets in {time.monotonic() - started:.1f}s: peak RSS {peak[0]:.0f} MB; {dict(counts)}; "
-          f"error 0 late by at most {worst}")
-    return 0
+    return {"seconds": time.monotonic() - started, "peak_rss_mb": peak[0], "counts": dict(counts),
+            "late_max_s": max(late, default=float("nan")),
+            "late_median_s": statistics.median(late) if late else float("nan")}
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    gets = args.gets or (50_000 if args.quick else 1_000_000)
+    flags = args.node_args.split()
+    return {"gets": gets, "origin_timeout": args.origin_timeout, "node_args": flags,
+            **flood(gets, args.origin_timeout, flags)}
+
+
+def render(r: dict[str, Any], plots: Path) -> str:
+    counts = r["counts"]
+    node = " ".join(["--origin-timeout", f"{r['origin_timeout']:g}", *r["node_args"]])
+    rows = [("gets written", f"{r['gets']:,}"), ("seconds to read every reply", f"{r['seconds']:.1f}"),
+            ("peak RSS (VmHWM), MB", f"{r['peak_rss_mb']:.0f}"),
+            ("replies that were values", f"{counts.get('value', 0):,}"),
+            ("error 11 (over --max-pending)", f"{counts.get('error 11', 0):,}"),
+            ("error 0 (the origin timed out)", f"{counts.get('error 0', 0):,}"),
+            *((f"{k} (other)", f"{v:,}") for k, v in counts.items() if k not in ("value", "error 11", "error 0")),
+            ("error 0: later than --origin-timeout by, s: at most / median",
+             f"{fmt(r['late_max_s'], 3)} / {fmt(r['late_median_s'], 3)}")]
+    return f"""## A flood of misses over distinct keys
+
+{made_by(r)} Node flags: `{node}`.
+
+{METHOD}
+
+{table(["measure", "one run"], rows)}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    def flags(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--gets", type=int, default=0, help="gets written (default 1,000,000; 50,000 --quick)")
+        parser.add_argument("--origin-timeout", type=float, default=1.0, help="the node's --origin-timeout, s")
+        parser.add_argument("--node-args", default="", help="more flags for main.py, space-separated")
+
+    return part_main("flood", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
 
 
 if __name__ == "__main__":

@@ -1,46 +1,44 @@
-#!/usr/bin/env python3
-"""Hit ratio of the store's default policy against libCacheSim's, on real and synthetic traces.
+"""The hitratio part (issue 15): the hit ratio of the store's default policy against libCacheSim's.
 
-    python3 bench/hitratio.py                  # the table (Markdown) and bench/plots/hit_ratio.png
-    python3 bench/hitratio.py --sizes 1000     # fewer sizes, for a quick look
-    python3 bench/hitratio.py --reference      # recompute libCacheSim's columns (pip install libcachesim==0.3.5)
-
-Every request counts, first ones included, as libCacheSim counts them. The
-policy is replayed directly (a hit is a `touch_many`, a miss an `admit`), and
-once through `CollapsedForwardingProxy` itself, counting backend calls, to show
-both replays agree. libCacheSim's figures are kept in bench/hitratio_reference.json,
-so a rerun without it still prints the whole table.
+On the cache2k traces in bench/traces/ (CC BY 4.0, headissue GmbH, Jens Wilke; the orm traces cut
+to their first 1,000,000 requests) and on synthetic ones made from a fixed seed (Zipf 0.7 and 1.0, a
+loop larger than every cache, Zipf cut by scans), against libCacheSim 0.3.5's LRU, ARC, LIRS,
+W-TinyLFU, S3-FIFO and Belady (the optimum) on the same keys, every request counted, first ones
+included, as libCacheSim counts them. The policy is replayed directly (a hit is a `touch_many`, a
+miss an `admit`), and once through `CollapsedForwardingProxy` itself, counting backend calls, as a
+check on the direct replay. libCacheSim's figures are kept in results/hitratio.json beside ours and
+reused, so a run without libcachesim installed still makes the whole table; --reference
+recomputes them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import lzma
-import os
 import random
 import struct
 import sys
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(BENCH))
+from common import BENCH, load, log, made_by, part_main, pyplot, save_plot, table
 
-from collapsed_forwarding.policy import DEFAULT_POLICY, POLICIES  # noqa: E402
+from collapsed_forwarding.policy import DEFAULT_POLICY, POLICIES
 
-REFERENCE_FILE = os.path.join(BENCH, "hitratio_reference.json")
-PLOT_FILE = os.path.join(BENCH, "plots", "hit_ratio.png")
+METHOD = (__doc__ or "").split("\n\n")[1].strip()
 REAL = ("web07", "web12", "orm-busy", "orm-night")
 SYNTHETIC = ("zipf-0.7", "zipf-1.0", "loop", "zipf-scan")
 ORM_LIMIT = 1_000_000  # the orm traces are cut to their first million requests, for speed
 SIZES = (500, 1000, 5000, 20000)
 REFERENCES = ("LRU", "ARC", "LIRS", "WTinyLFU", "S3FIFO", "Belady")
-FIVE = REFERENCES[:5]
+FIVE = REFERENCES[:5]  # the real policies: Belady needs to know the future
+CHECK = ("web07", 1000)  # the cell also replayed through the proxy
 
 
 def real_trace(name: str) -> Sequence[int]:
-    with lzma.open(os.path.join(BENCH, "traces", f"{name}.trace.xz")) as f:
+    with lzma.open(BENCH / "traces" / f"{name}.trace.xz") as f:
         data = f.read(4 * ORM_LIMIT if name.startswith("orm") else -1)
     return struct.unpack(f">{len(data) // 4}i", data)
 
@@ -109,7 +107,7 @@ def libcachesim_ratios(keys: Sequence[int], size: int) -> dict[str, float]:
     """libCacheSim's hit ratios, each object of size 1, through an oracleGeneral file (Belady needs next use)."""
     import libcachesim as lcs
 
-    next_use, seen = [0] * len(keys), {}
+    next_use, seen = [0] * len(keys), dict[int, int]()
     for i in range(len(keys) - 1, -1, -1):
         next_use[i] = seen.get(keys[i], -1)
         seen[keys[i]] = i
@@ -128,83 +126,97 @@ def libcachesim_ratios(keys: Sequence[int], size: int) -> dict[str, float]:
 
 
 def references(names: Sequence[str], sizes: Sequence[int], refresh: bool) -> dict[str, dict[str, float]]:
-    known: dict[str, dict[str, float]] = {}
-    if os.path.exists(REFERENCE_FILE):
-        with open(REFERENCE_FILE) as f:
-            known = json.load(f)
-    missing = [(n, s) for n in names for s in sizes if refresh or f"{n} {s}" not in known]
-    for name, size in missing:
-        print(f"libCacheSim: {name} at {size} entries", file=sys.stderr)
-        known[f"{name} {size}"] = libcachesim_ratios(trace(name), size)
-    if missing:
-        with open(REFERENCE_FILE, "w") as f:
-            json.dump(known, f, indent=1, sort_keys=True)
+    """libCacheSim's figures, by "trace size": those of the last real run, the missing ones (or, with
+    `refresh`, all) computed."""
+    try:
+        known: dict[str, dict[str, float]] = load(BENCH, "hitratio")["reference"]
+    except (OSError, KeyError):
+        known = {}
+    for name in names:
+        for size in sizes:
+            if refresh or f"{name} {size}" not in known:
+                log(f"  libCacheSim: {name} at {size:,} entries")
+                known[f"{name} {size}"] = libcachesim_ratios(trace(name), size)
     return known
 
 
-def table(rows: list[tuple[str, int, float, dict[str, float]]]) -> str:
-    lines = ["| trace | entries | ours | LRU | ARC | LIRS | W-TinyLFU | S3-FIFO | Belady | best of five "
-             "| ours − best | ours − LRU |", "|---|---:|" + "---:|" * 10]
-    for name, size, ours, ref in rows:
-        best = max(ref[p] for p in FIVE)
-        cells = [f"{ours:.1f}"] + [f"{ref[p]:.1f}" for p in REFERENCES] + [
-            f"{best:.1f}", f"{ours - best:+.1f}", f"{ours - ref['LRU']:+.1f}"]
-        lines.append(f"| {name} | {size:,} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = args.sizes or ([1000] if args.quick else list(SIZES))
+    traces = list(REAL + SYNTHETIC)
+    ours: dict[str, float] = {}
+    for name in traces:
+        keys = trace(name)
+        for size in sizes:
+            ours[f"{name} {size}"] = round(replay_policy(keys, size), 2)
+        log(f"  {name}: replayed at {', '.join(f'{s:,}' for s in sizes)} entries")
+    keys = trace(CHECK[0])
+    check = {"trace": CHECK[0], "size": CHECK[1], "library": replay_library(keys, CHECK[1]),
+             "policy": replay_policy(keys, CHECK[1]), "lru": replay_policy(keys, CHECK[1], "lru")}
+    return {"policy": DEFAULT_POLICY, "traces": traces, "sizes": sizes, "ours": ours, "check": check,
+            "reference": references(traces, sizes, args.reference)}
 
 
-def plot(rows: list[tuple[str, int, float, dict[str, float]]], path: str) -> None:
-    import matplotlib
+def ratio_table(r: dict[str, Any]) -> str:
+    rows = []
+    for name in r["traces"]:
+        for size in r["sizes"]:
+            ours, ref = r["ours"][f"{name} {size}"], r["reference"][f"{name} {size}"]
+            best = max(ref[p] for p in FIVE)
+            rows.append([name, f"{size:,}", f"{ours:.1f}", *(f"{ref[p]:.1f}" for p in REFERENCES), f"{best:.1f}",
+                         f"{ours - best:+.1f}", f"{ours - ref['LRU']:+.1f}"])
+    return table(["trace", "entries", "ours", "LRU", "ARC", "LIRS", "W-TinyLFU", "S3-FIFO", "Belady", "best of five",
+                  "ours − best", "ours − LRU"], rows)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    names = list(dict.fromkeys(name for name, *_ in rows))
-    fig, axes = plt.subplots(2, (len(names) + 1) // 2, figsize=(4 * ((len(names) + 1) // 2), 7.5), squeeze=False)
+def plot(r: dict[str, Any], path: Path) -> None:
+    plt = pyplot()
+    if plt is None:
+        return
+    names, sizes = r["traces"], r["sizes"]
+    columns = (len(names) + 1) // 2
+    fig, axes = plt.subplots(2, columns, figsize=(4 * columns, 8), squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
-        mine = [(size, ours, ref) for n, size, ours, ref in rows if n == name]
-        sizes = [size for size, _, _ in mine]
+        refs = [r["reference"][f"{name} {size}"] for size in sizes]
         for policy in REFERENCES:
             style = dict(color="0.6", linestyle=":") if policy == "Belady" else dict(alpha=0.7, linewidth=1)
-            ax.plot(sizes, [ref[policy] for _, _, ref in mine], marker=".", label=policy, **style)
-        ax.plot(sizes, [ours for _, ours, _ in mine], marker="o", color="black", linewidth=2.2,
-                label=f"ours ({DEFAULT_POLICY})")
+            ax.plot(sizes, [ref[policy] for ref in refs], marker=".", label=policy, **style)
+        ax.plot(sizes, [r["ours"][f"{name} {size}"] for size in sizes], marker="o", color="black", linewidth=2.2,
+                label=f"ours ({r['policy']})")
         ax.set(xscale="log", title=name, xlabel="cache size (entries, log)", ylabel="hit ratio (%)")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
-        ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.suptitle("Hit ratio against cache size: this store's default policy (black) and libCacheSim's")
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_plot(fig, path, "Hit ratio against cache size: this store's default policy (black) and libCacheSim's",
+              "higher is better; Belady (dotted) is the optimum, which knows the future")
+
+
+def render(r: dict[str, Any], plots: Path) -> str:
+    plot(r, plots / "hit_ratio.png")
+    c = r["check"]
+    return f"""## Hit ratio of the eviction policies
+
+{made_by(r)}
+
+{METHOD}
+
+Hit ratio, % of requests:
+
+{ratio_table(r)}
+
+![Hit ratio against cache size, per trace](plots/hit_ratio.png)
+
+{c['trace']} at {c['size']:,} entries through `CollapsedForwardingProxy`, counting backend calls: {c['library']:.2f}%
+hits; the policy `{r['policy']}` replayed directly: {c['policy']:.2f}%, and `lru`: {c['lru']:.2f}%.
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--traces", nargs="+", default=list(REAL + SYNTHETIC), choices=REAL + SYNTHETIC)
-    parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES))
-    parser.add_argument("--policy", default=DEFAULT_POLICY, choices=sorted(POLICIES))
-    parser.add_argument("--reference", action="store_true", help="recompute libCacheSim's figures")
-    parser.add_argument("--no-library", action="store_true", help="skip the replay through the proxy")
-    parser.add_argument("--no-plot", action="store_true")
-    args = parser.parse_args(argv)
-    ref = references(args.traces, args.sizes, args.reference)
-    rows = []
-    for name in args.traces:
-        keys = trace(name)
-        for size in args.sizes:
-            rows.append((name, size, replay_policy(keys, size, args.policy), ref[f"{name} {size}"]))
-    print(table(rows))
-    if not args.no_library:
-        keys, size = real_trace("web07"), 1000
-        print(f"\nweb07 at {size:,} entries through CollapsedForwardingProxy, counting backend calls: "
-              f"{replay_library(keys, size):.2f}% hits; the policy {DEFAULT_POLICY!r} replayed directly: "
-              f"{replay_policy(keys, size):.2f}%, and 'lru': {replay_policy(keys, size, 'lru'):.2f}%")
-    if not args.no_plot:
-        plot(rows, PLOT_FILE)
-        print(f"\nplot: {os.path.relpath(PLOT_FILE)}")
-    return 0
+    def flags(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--sizes", nargs="+", type=int, help="cache sizes, in entries (default "
+                            f"{' '.join(map(str, SIZES))}; 1000 with --quick)")
+        parser.add_argument("--reference", action="store_true",
+                            help="recompute libCacheSim's figures (pip install libcachesim==0.3.5)")
+
+    return part_main("hitratio", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
 
 
 if __name__ == "__main__":
