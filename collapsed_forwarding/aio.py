@@ -8,8 +8,9 @@ own, which the flight resolves on the task's loop; no thread waits for it.
 
 The origin may be an `async def fetch(key)` (run as a task, see
 `coroutine_origin.py`), a non-blocking `start_fetch` one, or a blocking
-function, which runs in the proxy's worker threads as it does for `get`: one
-thread per fetch, never one per waiting task.
+function, which runs in the proxy's worker threads (a task must not block the
+loop, as a sync `get`'s leader does by calling it inline): one thread per fetch,
+never one per waiting task.
 
 Cancellation: the fetch belongs to the flight, not to any waiter. Cancelling a
 waiting task (or its own `timeout=` passing) ends that task's wait and nothing

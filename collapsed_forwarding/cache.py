@@ -157,7 +157,8 @@ class CollapsedForwardingProxy:
         past it the caller gets OriginTimeout, and the fetch goes on for the
         others and still fills the cache. (The leader of a blocking backend's
         fetch is the caller whose thread makes the call: it returns when the
-        call does, or at the proxy's timeout with the call left holding the key.)
+        call does, with what the call returned or raised, even past the
+        deadline at which the others got OriginTimeout; see `_lead`.)
 
         A fresh hit takes no lock: one dict read, one clock read, one append
         (see `hits.py`). Where a subclass does not override `get`, the instance

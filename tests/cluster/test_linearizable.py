@@ -99,7 +99,7 @@ def test_the_workload_catches_a_cache_that_does_not_drop_on_write() -> None:
     assert "no linearization" in verdict.explain()
 
 
-# A hostile client sends issue 16's attacks all through the run (workload.Hostile): forged cf_*
+# A hostile client sends the trust attacks (test_trust.py's A1-A8) all through the run (workload.Hostile): forged cf_*
 # requests and replies forged to the nodes' real pending requests. Histories stay linearizable.
 HOSTILE = [(3, 10, "exponential", False), (5, 10, "uniform", True)]
 

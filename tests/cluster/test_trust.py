@@ -1,6 +1,6 @@
 """A node believes only whom it knows (`node_ids`), and only what it asked.
 
-One test per row of issue 16's table (A1-A8): each sends what an attacker sent
+One test per attack (A1-A8, each named in its test): each sends what an attacker sent
 on 3 nodes with lin-kv, and shows the node refusing it, or ignoring it, with
 nothing changed. `c9` is a client (not in node_ids); forged replies are written
 straight to a node's stdin, keyed to the msg_id of a request really pending.

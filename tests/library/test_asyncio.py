@@ -1,4 +1,4 @@
-"""The asyncio face (issue 18): aget on the same cache, collapsing across tasks
+"""The asyncio face: aget on the same cache, collapsing across tasks
 and threads, cancellation that hurts no one, per-call timeouts, misuse refused.
 
 Every test runs its own loop with asyncio.run. Origins are held on asyncio or

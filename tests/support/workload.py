@@ -43,7 +43,7 @@ What follows Maelstrom (jepsen-io/maelstrom at cb7f072) and jepsen (c4c7473d):
   [0, 2/rate) (gen/stagger), to a free thread.
 
 A hostile client (`hostile=True`, not Maelstrom's: its clients never send these)
-sends, all through the run, what issue 16's table lists: cf_* requests from
+sends, all through the run, the attacks of docs/protocol.md's Trust section: cf_* requests from
 clients and made-up ids, cf_read/cf_update from a node to a node that does not
 own the key, and replies forged to the nodes' real pending requests (the net
 sees every request a node sends) from anyone but where each request went, and
@@ -558,7 +558,7 @@ FORGED_REPLY: dict[str, dict[str, Any]] = {
 
 
 class Hostile:
-    """Issue 16's attacks, sent at random during a run (see the module's docstring). Requests go
+    """The trust attacks, sent at random during a run (see the module's docstring). Requests go
     from client ids (c9, made-up cx<n>), so their replies never count as the workload's."""
 
     def __init__(self, net: LatencyNet, keys: list[Any], seed: int, rate: float) -> None:
