@@ -12,8 +12,9 @@ import json
 import logging
 import math
 import threading
+import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from .framing import Fragment, Shape
@@ -29,6 +30,16 @@ READ_AHEAD = 64 * 1024 * 1024  # bytes of requests read and not yet handled, at 
 # read let a burst of 100,000 gets take 1.2 s to read, and replies behind it time out.
 READ_AHEAD_CHUNK = 1 << 20
 BATCH_LINES = 512  # requests handed over at a time: a reply waits at most for one batch
+# Overload: once a request has waited longer than SHED_AFTER between being read and being handled
+# while more than SHED_PENDING requests already wait for answers, every request read longer than
+# SHED_AFTER ago is answered error 11 at once (a definite "not done": nothing of it was), until
+# the handlers have caught up with what is read. Reading ahead lets a flood of requests queue up to
+# READ_AHEAD bytes, a minute's work; handled that late, a miss would time out a minute after it
+# was read, not --origin-timeout after. Shedding drains the queue at a few us a line. A burst
+# that is only fast (a file piped in, answered as it goes) leaves few requests waiting: it is
+# handled whole.
+SHED_AFTER = 0.1
+SHED_PENDING = 1000
 
 
 def _reject_constant(name: str) -> None:
@@ -39,8 +50,9 @@ class Reader:
     """Reads one node's input and hands each message to its wire: requests to
     `handle_request`, replies to `handle_reply`."""
 
-    def __init__(self, wire: Wire) -> None:
-        self.wire = wire
+    def __init__(self, wire: Wire, clock: Callable[[], float] = time.monotonic) -> None:
+        self.wire, self.clock = wire, clock
+        self._shedding = False  # overloaded, until a batch read less than SHED_AFTER ago comes up
         self._number_too_large = False  # set by the decoder, read by the thread that handles the lines
         self._decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=self._parse_float).decode
         self._fragment = Fragment(MAX_FRAGMENT)  # a message spread over lines, while its lines come
@@ -60,8 +72,13 @@ class Reader:
         ahead = _Ahead(READ_AHEAD)
         reader = threading.Thread(target=self._read_ahead, args=(stream, ahead), name="reader", daemon=True)
         reader.start()
-        for lines, replies in ahead:
-            handle = self._handle_reply_line if replies else self.handle_line
+        for lines, replies, read_at in ahead:
+            if replies:
+                handle = self._handle_reply_line
+            elif self._overloaded(read_at):
+                handle = self._shed_line
+            else:
+                handle = self.handle_line
             with self.wire.batch():
                 for line in lines:
                     try:
@@ -77,13 +94,14 @@ class Reader:
         """The reader thread: it only reads and sorts lines, replies from requests."""
         try:
             for lines in _line_batches(stream, READ_AHEAD_CHUNK):
+                read_at = self.clock()
                 requests: list[bytes] = []
                 replies: list[bytes] = []
                 for line in lines:
                     (replies if b'"in_reply_to"' in line and _is_reply(line) else requests).append(line)
-                ahead.put([], replies)
+                ahead.put([], replies, read_at)
                 for at in range(0, len(requests), BATCH_LINES):
-                    ahead.put(requests[at:at + BATCH_LINES], [])
+                    ahead.put(requests[at:at + BATCH_LINES], [], read_at)
         except Exception:  # stdin failed: what was read is still handled, then the node drains
             log.exception("could not read the input")
         finally:
@@ -103,6 +121,33 @@ class Reader:
             log.warning("ignoring a reply that is not JSON (%.100s): %.200r", exc, line)
             return
         self.wire.handle_reply(msg.get("src"), msg["body"], self._number_too_large)
+
+    def _overloaded(self, read_at: float) -> bool:
+        """Whether requests read at `read_at` are shed (see SHED_AFTER)."""
+        wire = self.wire
+        if self.clock() - read_at <= SHED_AFTER or wire.node_id is None:
+            self._shedding = False
+        elif wire.unanswered() > SHED_PENDING:
+            self._shedding = True
+        return self._shedding
+
+    def _shed_line(self, line: bytes) -> None:
+        """A line read too long ago (SHED_AFTER): a whole one-line request gets error 11 at once;
+        anything else (init, a reply, a piece of a message spread over lines) is handled as always."""
+        if self._fragment.prefix is not None:
+            self.handle_line(line)
+            return
+        try:
+            msg = self._parse(line.decode())
+        except (ValueError, RecursionError):
+            self.handle_line(line)
+            return
+        body = msg.get("body") if _is_message(msg) else None
+        if body is None or "in_reply_to" in body or type(body.get("msg_id")) is not int or body.get("type") == "init":
+            self._dispatch(msg, line)
+            return
+        self.wire.refuse(msg, ErrorCode.TEMPORARILY_UNAVAILABLE,
+                         f"overloaded: not handled within {SHED_AFTER:g}s of being read, so not done")
 
     def handle_line(self, line: bytes) -> None:
         if self._fragment.prefix is not None:  # (an attribute, not a property: this is every line's path)
@@ -219,12 +264,12 @@ class _Ahead:
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._replies: deque[list[bytes]] = deque()
-        self._requests: deque[tuple[list[bytes], int]] = deque()
+        self._requests: deque[tuple[list[bytes], int, float]] = deque()  # (lines, bytes, when read)
         self._size = 0
         self._closed = False
         self._changed = threading.Condition(threading.Lock())
 
-    def put(self, requests: list[bytes], replies: list[bytes]) -> None:
+    def put(self, requests: list[bytes], replies: list[bytes], read_at: float) -> None:
         size = sum(map(len, requests))
         with self._changed:
             if replies:  # never held back: the handlers take them first
@@ -234,7 +279,7 @@ class _Ahead:
                 return
             while self._size > self._limit and self._requests:
                 self._changed.wait()
-            self._requests.append((requests, size))
+            self._requests.append((requests, size, read_at))
             self._size += size
             self._changed.notify_all()
 
@@ -243,23 +288,24 @@ class _Ahead:
             self._closed = True
             self._changed.notify_all()
 
-    def __iter__(self) -> Iterator[tuple[list[bytes], bool]]:
-        """(lines, whether they are replies) until closed and empty: the replies
-        waiting, if any, else the next batch of requests."""
+    def __iter__(self) -> Iterator[tuple[list[bytes], bool, float]]:
+        """(lines, whether they are replies, when read) until closed and empty: the
+        replies waiting, if any, else the next batch of requests."""
         while True:
             with self._changed:
                 while not self._replies and not self._requests and not self._closed:
                     self._changed.wait()
                 replies = bool(self._replies)
+                read_at = math.inf  # (replies are never shed)
                 if replies:
                     lines = self._replies.popleft()
                 elif self._requests:
-                    lines, size = self._requests.popleft()
+                    lines, size, read_at = self._requests.popleft()
                     self._size -= size
                     self._changed.notify_all()
                 else:
                     return
-            yield lines, replies
+            yield lines, replies, read_at
 
 
 def _line_batches(stream: BinaryIO, read_size: int = 1 << 16) -> Iterator[list[bytes]]:

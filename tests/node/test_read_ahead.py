@@ -8,7 +8,7 @@ import io
 import json
 import threading
 
-from collapsed_forwarding.node.reader import Reader, _Ahead
+from collapsed_forwarding.node.reader import SHED_PENDING, Reader, _Ahead
 from collapsed_forwarding.node.wire import Wire
 from collapsed_forwarding.timers import Scheduler
 
@@ -100,17 +100,44 @@ def test_a_line_that_only_mentions_in_reply_to_is_a_request_handled_in_order():
 
 def test_read_ahead_is_bounded_and_replies_are_never_held_back():
     ahead = _Ahead(limit=100)
-    ahead.put([b"x" * 80], [])
-    ahead.put([b"y" * 80], [])  # over the limit now: the next put of requests waits
-    third = threading.Thread(target=ahead.put, args=([b"z"], []))
+    ahead.put([b"x" * 80], [], 0.0)
+    ahead.put([b"y" * 80], [], 0.0)  # over the limit now: the next put of requests waits
+    third = threading.Thread(target=ahead.put, args=([b"z"], [], 0.0))
     third.start()
     third.join(0.2)
     assert third.is_alive(), "a put over the limit must wait for the handlers"
-    ahead.put([], [b"reply"])  # replies go in at once, whatever the limit
-    batches = iter(ahead)
+    ahead.put([], [b"reply"], 0.0)  # replies go in at once, whatever the limit
+    batches = ((lines, replies) for lines, replies, _ in ahead)
     assert next(batches) == ([b"reply"], True)
     assert next(batches) == ([b"x" * 80], False)  # taking a batch frees room
     third.join(5)
     assert not third.is_alive()
     ahead.close()
     assert list(batches) == [([b"y" * 80], False), ([b"z"], False)]
+
+
+def test_an_overloaded_node_sheds_requests_read_too_long_ago_with_error_11():
+    """Many requests waiting, and batches read longer than SHED_AFTER ago: each whole request in
+    them gets error 11 at once (nothing of it done), init and replies are still handled."""
+    node, out = started_node()
+    held: list[int] = []
+    node.handlers["hang"] = lambda msg, body: held.append(body["msg_id"])  # never answered
+    ticks = iter(range(0, 10**9, 10))  # every read of the clock 10 s after the last: every batch is old
+
+    count = 3 * 1024
+    stream = io.BytesIO(b"".join(request("hang", i) for i in range(count)))
+    Reader(node, clock=lambda: float(next(ticks))).serve(stream, drain_timeout=0)
+    shed = out.getvalue().count(b'"code":11')
+    assert len(held) > SHED_PENDING, "requests are handled until more than SHED_PENDING wait"
+    assert len(held) + shed == count, "every request is either handled or shed"
+    assert shed > 0 and b"not handled within" in out.getvalue()
+
+
+def test_a_fast_burst_answered_as_it_goes_is_never_shed():
+    node, out = started_node()
+    node.handlers["echo"] = lambda msg, body: node.reply(msg, "echo_ok")
+    ticks = iter(range(0, 10**9, 10))
+    count = 5 * 1024
+    Reader(node, clock=lambda: float(next(ticks))).serve(
+        io.BytesIO(b"".join(request("echo", i) for i in range(count))), drain_timeout=5)
+    assert out.getvalue().count(b'"echo_ok"') == count
