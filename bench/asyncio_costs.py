@@ -24,11 +24,11 @@ from collections.abc import Callable, Coroutine, Hashable
 from pathlib import Path
 from typing import Any
 
-from common import made_by, med_range, part_main, table, verdict
+from common import made_by, med_range, method, part_main, table, verdict
 
 from collapsed_forwarding import AsyncCollapsedForwardingProxy
 
-METHOD = (__doc__ or "").split("\n\n")[1]
+METHOD = method(__doc__)
 GOALS = {"hit": 2.0, "herd": 1.5}
 Get = Callable[[Hashable], Coroutine[Any, Any, Any]]
 
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--runs", type=int, default=0, help="runs of each measure (default 25; 3 with --quick)")
         parser.add_argument("--tasks", type=int, default=10_000, help="tasks in each herd (default 10,000)")
 
-    return part_main("asyncio", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
+    return part_main("asyncio", __doc__, argv, measure, render, flags)
 
 
 if __name__ == "__main__":

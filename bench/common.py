@@ -31,8 +31,29 @@ ROOT = BENCH.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # proxy, collapsed_forwarding and tests.support, from this checkout
 
+
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def method(doc: str | None) -> str:
+    """A part's method text, RESULTS.md's paragraph on how it measures: its docstring's second paragraph."""
+    return (doc or "").split("\n\n")[1]
+
+
+# what every child() script starts with: the repository on its sys.path, and its own RSS
+CHILD_PRELUDE = """import sys
+sys.path.insert(0, sys.argv[1])
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+"""
+
+
+def child(script: str, *args: object) -> str:
+    """The stdout of `script` run in a fresh interpreter, after CHILD_PRELUDE; its arguments from sys.argv[2]."""
+    return subprocess.run([sys.executable, "-c", CHILD_PRELUDE + script, str(ROOT), *map(str, args)],
+                          capture_output=True, text=True, check=True, cwd=ROOT).stdout
 
 
 # -- several runs ------------------------------------------------------------------
@@ -124,11 +145,12 @@ def write_section(out: Path, part: str, text: str) -> Path:
     return path
 
 
-def part_main(part: str, doc: str, argv: list[str] | None, measure: Callable[[argparse.Namespace], dict[str, Any]],
-              render: Callable[[dict[str, Any], Path], str],
+def part_main(part: str, doc: str | None, argv: list[str] | None,
+              measure: Callable[[argparse.Namespace], dict[str, Any]], render: Callable[[dict[str, Any], Path], str],
               more: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
-    """A part's command line: measure (or, with --report, load the saved figures), save, write the section."""
-    parser = argparse.ArgumentParser(prog=f"bench/run.py {part}", description=doc,
+    """A part's command line, its description the first paragraph of `doc`: measure (or, with --report, load
+    the saved figures), save, write the section."""
+    parser = argparse.ArgumentParser(prog=f"bench/run.py {part}", description=(doc or "").split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run, too short to quote, under bench/out/")
     parser.add_argument("--report", action="store_true",

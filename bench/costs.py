@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import subprocess
 import sys
 import threading
 import time
@@ -27,11 +26,11 @@ from pathlib import Path
 from time import monotonic
 from typing import Any
 
-from common import ROOT, log, made_by, med, med_range, part_main, table, verdict
+from common import child, log, made_by, med, med_range, method, part_main, table, verdict
 from node import ECHO, NODE, cached_gets
 from scale import hit_vs_floor
 
-METHOD = (__doc__ or "").split("\n\n")[1]
+METHOD = method(__doc__)
 # measure -> (what it is, its goal, the unit and scale of its raw figures)
 MEASURES: dict[str, tuple[str, float, str, float]] = {
     "miss": ("a miss, 1 thread: library / the design card", 1.5, "µs", 1e6),
@@ -126,8 +125,7 @@ def miss_pair(n: int, threads: int, run: int) -> tuple[float, float]:
 
 
 GC_CHILD = r"""
-import gc, statistics, sys, time
-sys.path.insert(0, sys.argv[1])
+import gc, statistics, time
 n, kind = int(sys.argv[2]), sys.argv[3]
 if kind == "library":
     from proxy import CollapsedForwardingProxy
@@ -149,8 +147,7 @@ print(statistics.median(times))
 
 def gc_once(n: int, kind: str) -> float:
     """Seconds for one full collection in a fresh process holding n entries of `kind`."""
-    return float(subprocess.run([sys.executable, "-c", GC_CHILD, str(ROOT), str(n), kind], capture_output=True,
-                                text=True, check=True).stdout)
+    return float(child(GC_CHILD, n, kind))
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -204,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--skip-node", action="store_true", help="leave out the node's measure")
         parser.add_argument("--skip-gc", action="store_true", help="leave out the collector's measure")
 
-    return part_main("costs", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
+    return part_main("costs", __doc__, argv, measure, render, flags)
 
 
 if __name__ == "__main__":

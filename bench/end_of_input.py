@@ -17,10 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, log, made_by, part_main, table
+from common import ROOT, log, made_by, method, part_main, table
 from node import INIT
 
-METHOD = (__doc__ or "").split("\n\n")[1]
+METHOD = method(__doc__)
 CASES = {
     "get": INIT + b'{"src":"c1","dest":"n1","body":{"type":"get","msg_id":2,"key":"k"}}\n',
     "read": INIT + b'{"src":"c1","dest":"n1","body":{"type":"read","msg_id":2,"key":"k"}}\n',
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--sim-latency", default="0.01", help="the sim origin's latency, s (default 0.01)")
         parser.add_argument("--case", nargs="+", choices=sorted(CASES), default=list(CASES))
 
-    return part_main("end_of_input", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
+    return part_main("end_of_input", __doc__, argv, measure, render, flags)
 
 
 if __name__ == "__main__":

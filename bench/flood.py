@@ -21,10 +21,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, fmt, made_by, part_main, table
+from common import ROOT, fmt, made_by, method, part_main, table
 from node import INIT, get_line
 
-METHOD = (__doc__ or "").split("\n\n")[1]
+METHOD = method(__doc__)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--origin-timeout", type=float, default=1.0, help="the node's --origin-timeout, s")
         parser.add_argument("--node-args", default="", help="more flags for main.py, space-separated")
 
-    return part_main("flood", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
+    return part_main("flood", __doc__, argv, measure, render, flags)
 
 
 if __name__ == "__main__":

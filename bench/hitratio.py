@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, load, log, made_by, part_main, pyplot, save_plot, table
+from common import BENCH, load, log, made_by, method, part_main, pyplot, save_plot, table
 
 from collapsed_forwarding.policy import DEFAULT_POLICY, POLICIES
 
-METHOD = (__doc__ or "").split("\n\n")[1].strip()
+METHOD = method(__doc__).strip()
 REAL = ("web07", "web12", "orm-busy", "orm-night")
 SYNTHETIC = ("zipf-0.7", "zipf-1.0", "loop", "zipf-scan")
 ORM_LIMIT = 1_000_000  # the orm traces are cut to their first million requests, for speed
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--reference", action="store_true",
                             help="recompute libCacheSim's figures (pip install libcachesim==0.3.5)")
 
-    return part_main("hitratio", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
+    return part_main("hitratio", __doc__, argv, measure, render, flags)
 
 
 if __name__ == "__main__":

@@ -30,10 +30,10 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from common import fmt, log, made_by, med, med_range, part_main, pyplot, save_plot, table
+from common import fmt, log, made_by, med, med_range, method, part_main, pyplot, save_plot, table
 from contestants import COLLAPSED, CONTESTANTS, FLOOR, GRACE, NAIVE, Origin, available, make_floor, version
 
-METHOD = (__doc__ or "").split("\n\n")[1]
+METHOD = method(__doc__)
 HIT_GOAL = 2.0
 HARNESS = "harness floor: no cache, no origin"
 COLOURS = {COLLAPSED: "#d62728", GRACE: "#ff9896", NAIVE: "#7f7f7f", "dogpile.cache": "#1f77b4",
@@ -467,7 +467,7 @@ Wall time, ms (barrier release → last answer):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return part_main("inprocess", (__doc__ or "").split("\n\n")[0], argv, measure, render)
+    return part_main("inprocess", __doc__, argv, measure, render)
 
 
 if __name__ == "__main__":

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--scenario", action="append", help="substring of the scenarios to run")
         parser.add_argument("--node-args", default="", help="extra flags for main.py, space-separated")
 
-    return part_main("linkv", (__doc__ or "").split("\n\n")[0], argv, measure_all, render, flags)
+    return part_main("linkv", __doc__, argv, measure_all, render, flags)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, ROOT, fmt, made_by, med, med_range, part_main, table, verdict
+from common import BENCH, ROOT, child, fmt, made_by, med, med_range, method, part_main, table, verdict
 
-METHOD = (__doc__ or "").split("\n\n")[1]
+METHOD = method(__doc__)
 NODE = [sys.executable, str(ROOT / "main.py")]
 ECHO = [sys.executable, str(BENCH / "echo_node.py")]
 INIT = b'{"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}\n'
@@ -210,11 +210,8 @@ def release_once(waiters: int = 10_000, latency: float = 1.0) -> dict[str, Any]:
 # -- memory ---------------------------------------------------------------------------
 
 DICT_FLOOR = r"""
-import sys, time
-def rss():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-n, before, d, now = int(sys.argv[1]), rss(), {}, time.monotonic()
+import time
+n, before, d, now = int(sys.argv[2]), rss(), {}, time.monotonic()
 for i in range(n):
     key = "key-%07d" % i
     d[key] = ("value-" + key, now + 60.0)
@@ -224,8 +221,7 @@ print(rss() - before)
 
 def dict_floor_kb(entries: int) -> int:
     """RSS growth of a plain dict of the same keys and values, with an expiry float."""
-    return int(subprocess.run([sys.executable, "-c", DICT_FLOOR, str(entries)], capture_output=True, text=True,
-                              check=True).stdout)
+    return int(child(DICT_FLOOR, entries))
 
 
 def memory_once(entries: int = 100_000, paced: int = 0, timeout: float = 1.0) -> dict[str, Any]:
@@ -362,7 +358,7 @@ def render(r: dict[str, Any], plots: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return part_main("node", __doc__.split("\n\n")[0], argv, measure, render)
+    return part_main("node", __doc__, argv, measure, render)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,6 @@ import gc
 import json
 import queue
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -51,7 +50,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, ROOT, fmt, log, made_by, med, med_range, part_main, pyplot, save_plot, table, verdict
+from common import BENCH, child, fmt, log, made_by, med, med_range, part_main, pyplot, save_plot, table, verdict
 from node import ECHO, NODE, PIPE_SIZE, NodeProcess, dict_floor_kb, gets, memory_once
 
 GOALS = {"fill_ratio": 1.5, "pause_s": 0.1, "memory_ratio": 1.5, "stats_s": 1.0, "eviction_ratio": 1.2,
@@ -172,15 +171,8 @@ def node_sweep_once(sizes: Sequence[int], burst: int, stream: int) -> dict:
 # -- library sweep (a child process per run) ---------------------------------------
 
 LIBRARY_CHILD = r"""
-import gc, json, sys, time
-sys.path.insert(0, sys.argv[1])
+import gc, json, time
 from proxy import CollapsedForwardingProxy
-
-def rss():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
 
 sizes, batch = json.loads(sys.argv[2]), int(sys.argv[3])
 backend = lambda key: "value-" + key
@@ -216,9 +208,7 @@ print(json.dumps({"points": points, "stats": proxy.stats()}))
 
 
 def library_sweep_once(sizes: Sequence[int], batch: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", LIBRARY_CHILD, str(ROOT), json.dumps(list(sizes)), str(batch)],
-                         capture_output=True, text=True, check=True, cwd=ROOT)
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
+    return json.loads(child(LIBRARY_CHILD, json.dumps(list(sizes)), batch))  # type: ignore[no-any-return]
 
 
 def dict_floor_points(sizes: Sequence[int]) -> dict[str, int]:
@@ -258,8 +248,7 @@ def eviction_once(max_entries: int | None, misses: int = 8_000, latency: float =
 
 
 LIBRARY_EVICTION = r"""
-import json, sys, time
-sys.path.insert(0, sys.argv[1])
+import json, time
 from proxy import CollapsedForwardingProxy
 
 class Silent:  # a non-blocking origin that never answers: every flight stays in the air
@@ -277,9 +266,7 @@ print(json.dumps({"seconds": time.perf_counter() - began}))
 
 
 def library_eviction_once(in_flight: int, max_entries: int) -> float:
-    out = subprocess.run([sys.executable, "-c", LIBRARY_EVICTION, str(ROOT), str(in_flight), str(max_entries)],
-                         capture_output=True, text=True, check=True, cwd=ROOT)
-    return json.loads(out.stdout)["seconds"] / in_flight  # type: ignore[no-any-return]
+    return json.loads(child(LIBRARY_EVICTION, in_flight, max_entries))["seconds"] / in_flight  # type: ignore[no-any-return]
 
 
 # -- lin-kv flood: the bench is the service -------------------------------------------
@@ -658,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "default: the runs at 9131206 and cf63f3d)")
         parser.add_argument("--node-runs", type=int, default=0, help="runs of the node sweep (default 3; 1 quick)")
 
-    return part_main("scale", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
+    return part_main("scale", __doc__, argv, measure, render, flags)
 
 
 if __name__ == "__main__":
