@@ -31,7 +31,18 @@ from pathlib import Path
 from typing import Any
 
 from common import fmt, log, made_by, med, med_range, method, part_main, pyplot, save_plot, table
-from contestants import COLLAPSED, CONTESTANTS, FLOOR, GRACE, NAIVE, Origin, available, make_floor, version
+from contestants import (
+    COLLAPSED,
+    CONTESTANTS,
+    FLOOR,
+    GRACE,
+    NAIVE,
+    Origin,
+    available,
+    make_collapsed,
+    make_floor,
+    version,
+)
 
 METHOD = method(__doc__)
 HIT_GOAL = 2.0
@@ -66,28 +77,41 @@ def loop_ns(get: Callable[[str], Any], key: str, n: int) -> float:
     return ((t1 - t0) - (t2 - t1)) / n
 
 
-def hit_cost(reps: int = 7, target_s: float = 0.04) -> dict:
-    key = "hot"
-    getters: dict[str, Callable[[str], Any]] = {}
-    floor = make_floor(Origin(0), 3600)
-    floor.put(key)  # type: ignore[attr-defined]
-    getters[FLOOR] = floor
-    for name, (make, _, _) in available().items():
-        if name == GRACE:
-            continue  # the same hit path as collapsed-forwarding
-        getters[name] = make(Origin(0), 3600)
-    sizes = {}
-    for name, get in getters.items():
-        if get(key) != "value-" + key:
-            raise AssertionError(f"{name} returned {get(key)!r}")
-        per_call = max(loop_ns(get, key, 2000), 20.0)
-        sizes[name] = int(min(max(target_s * 1e9 / per_call, 5_000), 2_000_000))
+def hot(make: Callable[[Origin, float], Callable[[str], Any]]) -> Callable[[str], Any]:
+    """A contestant (or the floor) holding "hot", its hit checked."""
+    get = make(Origin(0), 3600)
+    if make is make_floor:
+        get.put("hot")  # type: ignore[attr-defined]
+    if get("hot") != "value-hot":
+        raise AssertionError(f"{make.__name__} returned {get('hot')!r}")
+    return get
+
+
+def hit_runs(getters: dict[str, Callable[[str], Any]], sizes: dict[str, int], reps: int) -> dict[str, list[float]]:
+    """ns per hit of each getter, `sizes[name]` gets a run, the getters in turn, their order rotated each run."""
     results: dict[str, list[float]] = {name: [] for name in getters}
     for rep in range(reps):
         for name in _rotated(list(getters), rep):
-            results[name].append(loop_ns(getters[name], key, sizes[name]))
+            results[name].append(loop_ns(getters[name], "hot", sizes[name]))
+    return results
+
+
+def hit_cost(reps: int = 7, target_s: float = 0.04) -> dict:
+    """Every contestant but grace (the same hit path as collapsed-forwarding), runs of about `target_s` each."""
+    getters = {FLOOR: hot(make_floor)} | {name: hot(make) for name, (make, _, _) in available().items()
+                                          if name != GRACE}
+    sizes = {name: int(min(max(target_s * 1e9 / max(loop_ns(get, "hot", 2000), 20.0), 5_000), 2_000_000))
+             for name, get in getters.items()}
+    results = hit_runs(getters, sizes, reps)
     log(f"  hit cost: {reps} runs of {min(sizes.values()):,}-{max(sizes.values()):,} gets each")
     return {"reps": reps, "ns": results, "calls_per_run": sizes}
+
+
+def hit_vs_floor(reps: int, n: int = 200_000) -> dict:
+    """The hit of the library against the floor alone, n gets a run (the scale and costs parts' goal)."""
+    out = hit_runs({"floor": hot(make_floor), "collapsed": hot(make_collapsed)}, {"floor": n, "collapsed": n}, reps)
+    log(f"  hit vs floor: {reps} runs of {n:,} gets")
+    return {**out, "ratios": ratios(out["collapsed"], out["floor"])}
 
 
 # -- herds -------------------------------------------------------------------

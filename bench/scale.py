@@ -33,7 +33,7 @@ unless said:
   bench/echo_node.py: the ratio of the wall times, pairs in turn.
 * memory at 100,000 entries: node.memory_once (paced fill) against node.dict_floor_kb (the
   same keys and values, with an expiry float, in a dict, measured in a separate process).
-* hit in the library against the floor: inprocess.loop_ns, as the inprocess part measures it.
+* hit in the library against the floor: inprocess.hit_vs_floor.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from common import BENCH, child, fmt, log, made_by, med, med_range, part_main, pyplot, save_plot, table, verdict
+from inprocess import hit_vs_floor
 from node import ECHO, NODE, PIPE_SIZE, NodeProcess, dict_floor_kb, gets, memory_once
 
 GOALS = {"fill_ratio": 1.5, "pause_s": 0.1, "memory_ratio": 1.5, "stats_s": 1.0, "eviction_ratio": 1.2,
@@ -360,26 +361,6 @@ def versus_echo(runs: int, count: int) -> dict:
     log(f"  distinct misses vs echo: {runs} pairs of {count:,} lines")
     return {"lines": count, "node_s": node_s, "echo_s": echo_s,
             "ratios": [n / e for n, e in zip(node_s, echo_s, strict=True)]}
-
-
-# -- the hit against the floor (bench/inprocess.py's method) ---------------------------
-
-def hit_vs_floor(reps: int) -> dict:
-    from contestants import Origin, make_collapsed, make_floor
-    from inprocess import loop_ns
-
-    floor = make_floor(Origin(0), 3600)
-    floor.put("hot")  # type: ignore[attr-defined]
-    mine = make_collapsed(Origin(0), 3600)
-    mine("hot")
-    n = 200_000
-    out: dict[str, list[float]] = {"floor": [], "collapsed": []}
-    for rep in range(reps):
-        pair = [("floor", floor), ("collapsed", mine)]
-        for name, get in pair if rep % 2 == 0 else pair[::-1]:
-            out[name].append(loop_ns(get, "hot", n))
-    log(f"  hit vs floor: {reps} runs of {n:,} gets")
-    return {**out, "ratios": [c / f for c, f in zip(out["collapsed"], out["floor"], strict=True)]}
 
 
 # -- the whole run ------------------------------------------------------------------------
