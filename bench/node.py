@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +75,19 @@ class NodeProcess:
         self.stdin.write(data)
         self.stdin.flush()
 
-    def read_lines(self, count: int, nap: float = 0.0) -> bytes:
-        """Read until `count` lines have come. With `nap`, sleep that long after each small read, so
-        the replies come in batches: woken by every reply, the driver would take a good part of a
-        2-core machine from the process measured. The last reply is then seen at most `nap` late."""
+    def read_lines(self, count: int, nap: float = 0.0,
+                   seen_at: Callable[[float, bytes], object] | None = None) -> bytes:
+        """Read until `count` lines have come, each chunk shown to `seen_at` with the time it was read.
+        With `nap`, sleep that long after each small read, so the replies come in batches: woken by
+        every reply, the driver would take a good part of a 2-core machine from the process measured.
+        The last reply is then seen at most `nap` late."""
         chunks, seen = [], 0
         while seen < count:
             chunk = self.stdout.read1(PIPE_SIZE)
             if not chunk:
                 raise RuntimeError(f"the process closed its output after {seen} of {count} lines")
+            if seen_at:
+                seen_at(time.perf_counter(), chunk)
             chunks.append(chunk)
             seen += chunk.count(b"\n")
             if nap and seen < count and len(chunk) < PIPE_SIZE // 32:
@@ -136,19 +141,31 @@ class NodeProcess:
         self.close()
 
 
-# -- throughput ---------------------------------------------------------------------
+def stats_of(replies: bytes) -> dict[str, Any]:
+    return next(json.loads(line)["body"] for line in replies.splitlines() if b'"stats_ok"' in line)  # type: ignore[no-any-return]
+
+
+# -- the node against the echo loop ----------------------------------------------------
+
+def through(cmd: list[str], batch: bytes, expect: bytes, flags: Sequence[str] = (), warm: bytes = b"") -> float:
+    """Seconds from the first write of `batch` to its last reply, in a fresh process (`warm` answered
+    first); each reply must hold `expect`."""
+    count = batch.count(b"\n")
+    with NodeProcess(*flags, cmd=cmd) as node:
+        if warm:
+            node.write(warm)
+            node.read_lines(warm.count(b"\n"))
+        elapsed, replies = node.timed(batch, count)
+    if replies.count(expect) != count:
+        raise RuntimeError(f"{cmd}: {replies.count(expect)} of {count} replies had {expect!r}")
+    return elapsed
+
 
 def cached_gets(cmd: list[str], messages: int, keys: int) -> float:
-    """Seconds from the first write of `messages` gets of `keys` warmed keys until the last reply."""
-    with NodeProcess(cmd=cmd) as node:
-        names = [f"k{i}" for i in range(keys)]
-        node.write(b"".join(get_line(2 + i, k) for i, k in enumerate(names)))  # warm: one miss each
-        node.read_lines(keys)
-        elapsed, replies = node.timed(b"".join(get_line(100 + i, names[i % keys]) for i in range(messages)), messages)
-    hits = replies.count(b'"cache":"hit"')
-    if hits != messages:
-        raise RuntimeError(f"{cmd}: {hits} of {messages} replies were hits")
-    return elapsed
+    """`messages` gets of `keys` keys, each warmed first by one miss: all hits."""
+    names = [f"k{i}" for i in range(keys)]
+    return through(cmd, b"".join(get_line(100 + i, names[i % keys]) for i in range(messages)), b'"cache":"hit"',
+                   warm=b"".join(get_line(2 + i, k) for i, k in enumerate(names)))
 
 
 def throughput(runs: int, messages: int, keys: int = 4) -> dict[str, Any]:
@@ -174,19 +191,12 @@ def release_once(waiters: int = 10_000, latency: float = 1.0) -> dict[str, Any]:
         batch = b"".join(get_line(10 + i, "cold") for i in range(waiters))
         stats_line = b'{"src":"c0","dest":"n1","body":{"type":"stats","msg_id":5,"key":"cold"}}\n'
 
-        def read() -> None:
-            seen = 0
-            while seen < waiters + 1:
-                chunk = node.stdout.read1(PIPE_SIZE)
-                now = time.perf_counter()
-                if not chunk:
-                    break
-                chunks.append((now, chunk))
-                seen += chunk.count(b"\n")
-                if "at" not in probe and b'"stats_ok"' in chunk:
-                    probe.update(threads=node.status("Threads"), at=now)
+        def seen_at(now: float, chunk: bytes) -> None:
+            chunks.append((now, chunk))
+            if "at" not in probe and b'"stats_ok"' in chunk:
+                probe.update(threads=node.status("Threads"), at=now)
 
-        reader = threading.Thread(target=read)
+        reader = threading.Thread(target=node.read_lines, args=(waiters + 1,), kwargs={"seen_at": seen_at})
         reader.start()
         t0 = time.perf_counter()
         node.write(batch + stats_line)
@@ -196,7 +206,7 @@ def release_once(waiters: int = 10_000, latency: float = 1.0) -> dict[str, Any]:
     finally:
         node.close()
     data = b"".join(c for _, c in chunks)
-    stats = next(json.loads(line)["body"] for line in data.splitlines() if b'"stats_ok"' in line)
+    stats = stats_of(data)
     misses, collapsed = data.count(b'"cache":"miss"'), data.count(b'"cache":"collapsed"')
     if misses != 1 or collapsed != waiters - 1:
         raise RuntimeError(f"expected 1 miss and {waiters - 1} collapsed, got {misses} and {collapsed}")

@@ -52,7 +52,7 @@ from typing import Any
 
 from common import BENCH, child, fmt, log, made_by, med, med_range, part_main, pyplot, save_plot, table, verdict
 from inprocess import hit_vs_floor
-from node import ECHO, NODE, PIPE_SIZE, NodeProcess, dict_floor_kb, gets, memory_once
+from node import ECHO, NODE, PIPE_SIZE, NodeProcess, dict_floor_kb, gets, memory_once, stats_of, through
 
 GOALS = {"fill_ratio": 1.5, "pause_s": 0.1, "memory_ratio": 1.5, "stats_s": 1.0, "eviction_ratio": 1.2,
          "false_timeouts": 0.01, "echo_ratio": 3.0, "hit_ratio": 2.0}
@@ -224,26 +224,20 @@ def eviction_once(max_entries: int | None, misses: int = 8_000, latency: float =
         flags += ["--max-entries", str(max_entries)]
     node = NodeProcess(*flags)
     stats_line = b'{"src":"c0","dest":"n1","body":{"type":"stats","msg_id":7}}\n'
+    marks: list[float] = []
     try:
         batch = gets(0, misses)
         began = time.perf_counter()
         node.write(batch + stats_line)
         written = time.perf_counter()
-        data, seen, answered = b"", 0, 0.0
-        while seen < misses + 1:  # replies to early gets may come before stats_ok when admission is slow
-            chunk = node.stdout.read1(PIPE_SIZE)
-            if not chunk:
-                raise RuntimeError("the node closed its output")
-            if not answered and b'"stats_ok"' in chunk:
-                answered = time.perf_counter()
-            data += chunk
-            seen += chunk.count(b"\n")
-        stats = next(json.loads(line)["body"] for line in data.splitlines() if b'"stats_ok"' in line)
-        rest = data
+        # replies to early gets may come before stats_ok when admission is slow
+        data = node.read_lines(misses + 1, seen_at=lambda now, chunk: marks.append(now) if b'"stats_ok"' in chunk
+                               else None)
+        answered, stats = marks[0], stats_of(data)
     finally:
         node.close()
-    if stats.get("type") != "stats_ok" or rest.count(b'"get_ok"') != misses:
-        raise RuntimeError(f"eviction run: stats {stats}, {rest.count(b'get_ok')} of {misses} get_ok")
+    if stats.get("type") != "stats_ok" or data.count(b'"get_ok"') != misses:
+        raise RuntimeError(f"eviction run: stats {stats}, {data.count(b'get_ok')} of {misses} get_ok")
     return {"max_entries": max_entries, "misses": misses, "stats_after_written_s": answered - written,
             "admitted_s": answered - began, "in_flight": stats["in_flight"], "entries_after": stats["entries"]}
 
@@ -344,20 +338,11 @@ def linkv_once(misses: int = 20_000, chunk: int = 1 << 16) -> dict:
 
 # -- distinct misses against the echo loop ---------------------------------------------
 
-def lines_through(cmd: list[str], flags: Sequence[str], count: int, expect: bytes) -> float:
-    """Seconds from writing `count` distinct gets at once to reading the last reply."""
-    with NodeProcess(*flags, cmd=cmd) as node:
-        elapsed, replies = node.timed(gets(0, count), count)
-    if replies.count(expect) != count:
-        raise RuntimeError(f"{cmd}: {replies.count(expect)} of {count} replies had {expect!r}")
-    return elapsed
-
-
 def versus_echo(runs: int, count: int) -> dict:
     node_s, echo_s = [], []
     for _ in range(runs):
-        node_s.append(lines_through(NODE, [*NODE_FLAGS, "--max-entries", str(2 * count)], count, b'"cache":"miss"'))
-        echo_s.append(lines_through(ECHO, [], count, b'"get_ok"'))
+        node_s.append(through(NODE, gets(0, count), b'"cache":"miss"', [*NODE_FLAGS, "--max-entries", str(2 * count)]))
+        echo_s.append(through(ECHO, gets(0, count), b'"get_ok"'))
     log(f"  distinct misses vs echo: {runs} pairs of {count:,} lines")
     return {"lines": count, "node_s": node_s, "echo_s": echo_s,
             "ratios": [n / e for n, e in zip(node_s, echo_s, strict=True)]}
