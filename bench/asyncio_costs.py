@@ -24,11 +24,10 @@ from collections.abc import Callable, Coroutine, Hashable
 from pathlib import Path
 from typing import Any
 
-from common import made_by, med_range, method, part_main, table, verdict
+from common import med_range, method, part_main, section, table, verdict
 
 from collapsed_forwarding import AsyncCollapsedForwardingProxy
 
-METHOD = method(__doc__)
 GOALS = {"hit": 2.0, "herd": 1.5}
 Get = Callable[[Hashable], Coroutine[Any, Any, Any]]
 
@@ -151,15 +150,10 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
 
 
 def render(r: dict[str, Any], plots: Path) -> str:
-    return f"""## asyncio: the costs of `aget`
-
-{made_by(r)} Median (min–max) of {r['runs']} runs, {r['awaits']:,} awaits a hit run; one origin fetch per
-herd for both.
-
-{METHOD}
-
-{table(["measure", "bare", "aget", "ratio, run by run", "goal", "met?"], rows(r), ["l", "r", "r", "r", "r", "c"])}
-"""
+    return section("asyncio: the costs of `aget`", r, f"Median (min–max) of {r['runs']} runs, {r['awaits']:,} "
+                   "awaits a hit run; one origin fetch per\nherd for both.", method(__doc__),
+                   table(["measure", "bare", "aget", "ratio, run by run", "goal", "met?"], rows(r),
+                         ["l", "r", "r", "r", "r", "c"]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,6 +121,11 @@ def made_by(r: dict[str, Any]) -> str:
             f"project commit {m['commit']}, {m['date']}; the run took {r['seconds']:.0f} s{load}.")
 
 
+def section(title: str, r: dict[str, Any], intro: str, *blocks: str) -> str:
+    """A part's section: its title, the sentence on the run (made_by) and `intro`, the blocks (method, tables...)."""
+    return "\n\n".join([f"## {title}", f"{made_by(r)} {intro}".rstrip(), *blocks]) + "\n"
+
+
 def save(out: Path, part: str, data: dict[str, Any]) -> Path:
     path = out / "results" / f"{part}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,11 +26,10 @@ from pathlib import Path
 from time import monotonic
 from typing import Any
 
-from common import child, log, made_by, med, med_range, method, part_main, table, verdict
+from common import child, log, med, med_range, method, part_main, section, table, verdict
 from inprocess import hit_vs_floor
 from node import ECHO, NODE, cached_gets
 
-METHOD = method(__doc__)
 # measure -> (what it is, its goal, the unit and scale of its raw figures)
 MEASURES: dict[str, tuple[str, float, str, float]] = {
     "miss": ("a miss, 1 thread: library / the design card", 1.5, "µs", 1e6),
@@ -183,16 +182,11 @@ def render(r: dict[str, Any], plots: Path) -> str:
         rows.append((what.format(gc_entries=f"{r['gc_entries']:,}"), f"≤ {goal:g}x",
                      f"{med_range(ratios, 2)}, {len(ratios)} runs",
                      f"{med(mine) * scale:,.3g} / {med(base) * scale:,.3g} {unit}", verdict(ratios, goal)))
-    return f"""## Costs: issue 15's goals against their baselines
-
-{made_by(r)} {r['misses']:,} misses a run; the collector's measure at {r['gc_entries']:,} entries;
-{r['node_messages']:,} cached gets through the node.
-
-{METHOD}
-
-{table(["measure", "goal", "ratio (x): median (min–max), runs", "this project / baseline (medians)", "met?"], rows,
-       ["l", "r", "r", "r", "c"])}
-"""
+    return section("Costs: issue 15's goals against their baselines", r,
+                   f"{r['misses']:,} misses a run; the collector's measure at {r['gc_entries']:,} entries;\n"
+                   f"{r['node_messages']:,} cached gets through the node.", method(__doc__),
+                   table(["measure", "goal", "ratio (x): median (min–max), runs", "this project / baseline (medians)",
+                          "met?"], rows, ["l", "r", "r", "r", "c"]))
 
 
 def main(argv: list[str] | None = None) -> int:

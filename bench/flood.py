@@ -21,10 +21,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, fmt, made_by, method, part_main, table
+from common import ROOT, fmt, method, part_main, section, table
 from node import INIT, get_line
-
-METHOD = method(__doc__)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -99,14 +97,8 @@ def render(r: dict[str, Any], plots: Path) -> str:
             *((f"{k} (other)", f"{v:,}") for k, v in counts.items() if k not in ("value", "error 11", "error 0")),
             ("error 0: later than --origin-timeout by, s: at most / median",
              f"{fmt(r['late_max_s'], 3)} / {fmt(r['late_median_s'], 3)}")]
-    return f"""## A flood of misses over distinct keys
-
-{made_by(r)} Node flags: `{node}`.
-
-{METHOD}
-
-{table(["measure", "one run"], rows)}
-"""
+    return section("A flood of misses over distinct keys", r, f"Node flags: `{node}`.", method(__doc__),
+                   table(["measure", "one run"], rows))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from common import fmt, log, made_by, med, med_range, method, part_main, pyplot, save_plot, table
+from common import fmt, log, med, med_range, method, part_main, pyplot, save_plot, section, table
 from contestants import (
     COLLAPSED,
     CONTESTANTS,
@@ -44,7 +44,6 @@ from contestants import (
     version,
 )
 
-METHOD = method(__doc__)
 HIT_GOAL = 2.0
 HARNESS = "harness floor: no cache, no origin"
 COLOURS = {COLLAPSED: "#d62728", GRACE: "#ff9896", NAIVE: "#7f7f7f", "dogpile.cache": "#1f77b4",
@@ -451,43 +450,16 @@ def render(r: dict[str, Any], plots: Path) -> str:
                    f"Time for a herd to get its answer (origin latency {latency:g} ms)",
                    "ms from the barrier's release to the last answer: lower is better. " + wall_note(h), harness=True)
     peers = ", ".join(f"{k} {v}" for k, v in r.get("versions", {}).items())
-    return f"""## In-process: the library against its peers
-
-{made_by(r)} Peers: {peers}.
-
-{METHOD}
-
-{table(["goal", "measured (median of runs, min–max)", "met?"], goals(r), ["l", "l", "c"])}
-
-### The cost of a hit
-
-{hit_table(r["hit"]["ns"])}
-
-![ns per hit against the floor and the peers](plots/hit_cost.png)
-
-### Herds
-
-Origin calls per herd (cold / expired key, by number of threads); `=`: as the row above (grace only
-changes an expired key):
-
-{herd_table(h, "calls")}
-
-Wall time, ms (barrier release → last answer):
-
-{herd_table(h, "wall", 1e3, harness=True)}
-
-![origin calls against herd size](plots/herd_origin_calls.png)
-
-![herd wall time](plots/herd_wall_time.png)
-
-### Mixed load
-
-{mixed_table(r["mixed"]["results"])}
-
-### Reading
-
-{reading(r)}
-"""
+    return section("In-process: the library against its peers", r, f"Peers: {peers}.", method(__doc__),
+                   table(["goal", "measured (median of runs, min–max)", "met?"], goals(r), ["l", "l", "c"]),
+                   "### The cost of a hit", hit_table(r["hit"]["ns"]),
+                   "![ns per hit against the floor and the peers](plots/hit_cost.png)", "### Herds",
+                   "Origin calls per herd (cold / expired key, by number of threads); `=`: as the row above (grace "
+                   "only\nchanges an expired key):", herd_table(h, "calls"),
+                   "Wall time, ms (barrier release → last answer):", herd_table(h, "wall", 1e3, harness=True),
+                   "![origin calls against herd size](plots/herd_origin_calls.png)",
+                   "![herd wall time](plots/herd_wall_time.png)", "### Mixed load",
+                   mixed_table(r["mixed"]["results"]), "### Reading", reading(r))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, log, made_by, part_main, table
+from common import BENCH, log, part_main, section, table
 
 from tests.support.workload import SHAPES, Latency, Workload, run
 
@@ -128,11 +128,11 @@ def render(r: dict[str, Any], plots: Path) -> str:
                 f"{sum(x.get('unknown', 0) for x in runs)}", f"{sum(x.get('kills', 0) for x in runs)}"])
             failures += [f"{name} / {node}: not linearizable\n```\n{x['explanation']}\n```" for x in runs
                          if x["explanation"]]
-    return "\n\n".join([
-        "## Maelstrom's lin-kv workload", made_by(r), METHOD,
+    return section(
+        "Maelstrom's lin-kv workload", r, "", METHOD,
         f"{r['seeds']} run(s) of {r['seconds_per_run']:g} s per row, 100 ops/s, concurrency 2n, 10 ms mean latency "
         f"(constant unless named); medians over the runs.",
-        table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)), *failures])
+        table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)), *failures)
 
 
 def main(argv: list[str] | None = None) -> int:

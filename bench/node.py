@@ -33,9 +33,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, ROOT, child, fmt, made_by, med, med_range, method, part_main, table, verdict
+from common import BENCH, ROOT, child, fmt, med, med_range, method, part_main, section, table, verdict
 
-METHOD = method(__doc__)
 NODE = [sys.executable, str(ROOT / "main.py")]
 ECHO = [sys.executable, str(BENCH / "echo_node.py")]
 INIT = b'{"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}\n'
@@ -353,18 +352,9 @@ def reading(r: dict[str, Any]) -> str:
 
 
 def render(r: dict[str, Any], plots: Path) -> str:
-    return f"""## The node through its pipes
-
-{made_by(r)}
-
-{METHOD}
-
-{table(["goal", "measured (median of runs, min–max)", "met?"], goals(r), ["l", "l", "c"])}
-
-{node_table(r)}
-
-{reading(r)}
-"""
+    return section("The node through its pipes", r, "", method(__doc__),
+                   table(["goal", "measured (median of runs, min–max)", "met?"], goals(r), ["l", "l", "c"]),
+                   node_table(r), reading(r))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,7 +50,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, child, fmt, log, made_by, med, med_range, part_main, pyplot, save_plot, table, verdict
+from common import (
+    BENCH,
+    child,
+    fmt,
+    log,
+    med,
+    med_range,
+    part_main,
+    pyplot,
+    save_plot,
+    section,
+    table,
+    verdict,
+)
 from inprocess import hit_vs_floor
 from node import ECHO, NODE, PIPE_SIZE, NodeProcess, dict_floor_kb, gets, memory_once, stats_of, through
 
@@ -476,20 +489,16 @@ def sweep_table(r: dict) -> str:
     for size in sorted(set(sweep["sizes"]) | set(lib["sizes"])):
         pts = node_point(r, size)
         lpts = [p for run in lib["runs"] for p in run["points"] if p["entries"] == size]
-        dict_b = floor[str(size)] * 1024 / size if str(size) in floor else float("nan")
         rows.append([
-            f"{size:,}",
-            med_range([p["burst_s"] / p["burst"] * 1e6 for p in pts], 1) if pts else "-",
-            med_range([p["stream_max_gap_s"] * 1e3 for p in pts]) if pts else "-",
-            med_range([p["stream_max_latency_s"] * 1e3 for p in pts]) if pts else "-",
-            med_range([p["rss_kb"] * 1024 / size for p in pts]) if pts else "-",
-            ", ".join(str(p.get("fill_errors", 0) + p.get("burst_errors", 0)) for p in pts) if pts else "-",
-            med_range([p["batch_s"] / p["batch"] * 1e6 for p in lpts], 1) if lpts else "-",
-            med_range([p["longest_s"] * 1e3 for p in lpts], 1) if lpts else "-",
-            med_range([p["full_gc_s"] * 1e3 for p in lpts], 1) if lpts else "-",
-            med_range([p["rss_kb"] * 1024 / size for p in lpts]) if lpts else "-",
-            fmt(dict_b),
-        ])
+            f"{size:,}", med_range([p["burst_s"] / p["burst"] * 1e6 for p in pts], 1),
+            med_range([p["stream_max_gap_s"] * 1e3 for p in pts]),
+            med_range([p["stream_max_latency_s"] * 1e3 for p in pts]),
+            med_range([p["rss_kb"] * 1024 / size for p in pts]),
+            ", ".join(str(p.get("fill_errors", 0) + p.get("burst_errors", 0)) for p in pts) or "-",
+            med_range([p["batch_s"] / p["batch"] * 1e6 for p in lpts], 1),
+            med_range([p["longest_s"] * 1e3 for p in lpts], 1), med_range([p["full_gc_s"] * 1e3 for p in lpts], 1),
+            med_range([p["rss_kb"] * 1024 / size for p in lpts]),
+            fmt(floor[str(size)] * 1024 / size if str(size) in floor else float("nan"))])
     return table(["entries", "node µs/miss", "node longest hit gap, ms", "node longest hit latency, ms",
                   "node B/entry", "node error replies (fill + burst), run by run",
                   "library µs/miss", "library longest miss, ms", "library: gc.collect(), ms",
@@ -581,27 +590,15 @@ def render(r: dict, plot_dir: Path) -> str:
     plots(r, plot_dir, befores)
     base = "".join(f" The column at {label(b)} was measured {b['machine']['date']} by `{b.get('command', '-')}`."
                    for b in befores)
-    return f"""## Scale: costs against the size of the cache
-
-{made_by(r)} Figures are medians with (min–max) of the runs; ratios are run by run.{base} How each is
-measured is in the docstring of `bench/scale.py`.
-
-{goals_table(r, befores)}
-
-Against the number of entries (node: `--sim-latency 0 --ttl 3600`, {r['node_sweep']['burst']:,}-miss bursts;
-hits one per 5 ms while 5,000 misses/s arrive; library: `get` with a blocking origin, batches of
-{r['library_sweep']['batch']:,} misses):
-
-{sweep_table(r)}
-
-![µs per miss against entries](plots/scale_miss_cost.png)
-![longest pause against entries](plots/scale_pause.png)
-![memory per entry against entries](plots/scale_memory.png)
-
-{MISS_WHY}
-
-{detail_table(r)}
-"""
+    return section("Scale: costs against the size of the cache", r, "Figures are medians with (min–max) of the "
+                   f"runs; ratios are run by run.{base} How each is\nmeasured is in the docstring of `bench/scale.py`.",
+                   goals_table(r, befores),
+                   f"Against the number of entries (node: `--sim-latency 0 --ttl 3600`, {r['node_sweep']['burst']:,}"
+                   "-miss bursts;\nhits one per 5 ms while 5,000 misses/s arrive; library: `get` with a blocking "
+                   f"origin, batches of\n{r['library_sweep']['batch']:,} misses):", sweep_table(r),
+                   "![µs per miss against entries](plots/scale_miss_cost.png)\n"
+                   "![longest pause against entries](plots/scale_pause.png)\n"
+                   "![memory per entry against entries](plots/scale_memory.png)", MISS_WHY, detail_table(r))
 
 
 def main(argv: list[str] | None = None) -> int:
