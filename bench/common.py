@@ -62,6 +62,17 @@ def med(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def ratios(mine: Sequence[float], base: Sequence[float]) -> list[float]:
+    """Run by run: each run of this project against the baseline's run of the same pair."""
+    return [m / b for m, b in zip(mine, base, strict=True)]
+
+
+def spread(meds: Sequence[float], runs: Sequence[Sequence[float]]) -> list[list[float]]:
+    """Error bars from each median down to the least of its runs and up to the most."""
+    pairs = list(zip(meds, runs, strict=True))
+    return [[m - min(r) for m, r in pairs], [max(r) - m for m, r in pairs]]
+
+
 def fmt(value: float, digits: int = 0) -> str:
     return "-" if math.isnan(value) else f"{value:,.{digits}f}"
 
@@ -152,9 +163,9 @@ def write_section(out: Path, part: str, text: str) -> Path:
 
 def part_main(part: str, doc: str | None, argv: list[str] | None,
               measure: Callable[[argparse.Namespace], dict[str, Any]], render: Callable[[dict[str, Any], Path], str],
-              more: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
+              *flags: tuple[str, dict[str, Any]]) -> int:
     """A part's command line, its description the first paragraph of `doc`: measure (or, with --report, load
-    the saved figures), save, write the section."""
+    the saved figures), save, write the section. `flags`: the part's own, as (name, add_argument's keywords)."""
     parser = argparse.ArgumentParser(prog=f"bench/run.py {part}", description=(doc or "").split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run, too short to quote, under bench/out/")
@@ -162,8 +173,8 @@ def part_main(part: str, doc: str | None, argv: list[str] | None,
                         help=f"measure nothing: redo the section and plots from results/{part}.json")
     parser.add_argument("--out", type=Path, help="where RESULTS.md, results/ and plots/ go (default: bench/, "
                                                  "or bench/out/ with --quick)")
-    if more:
-        more(parser)
+    for name, options in flags:
+        parser.add_argument(name, **options)
     args = parser.parse_args(argv)
     out = args.out or (BENCH / "out" if args.quick else BENCH)
     if args.report:

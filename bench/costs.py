@@ -26,7 +26,7 @@ from pathlib import Path
 from time import monotonic
 from typing import Any
 
-from common import child, log, med, med_range, method, part_main, section, table, verdict
+from common import child, log, med, med_range, method, part_main, ratios, section, table, verdict
 from inprocess import hit_vs_floor
 from node import ECHO, NODE, cached_gets
 
@@ -178,10 +178,10 @@ def render(r: dict[str, Any], plots: Path) -> str:
         mine, base = r["pairs"][name]["mine"], r["pairs"][name]["base"]
         if not mine:
             continue
-        ratios = [m / b for m, b in zip(mine, base, strict=True)]
+        paired = ratios(mine, base)
         rows.append((what.format(gc_entries=f"{r['gc_entries']:,}"), f"≤ {goal:g}x",
-                     f"{med_range(ratios, 2)}, {len(ratios)} runs",
-                     f"{med(mine) * scale:,.3g} / {med(base) * scale:,.3g} {unit}", verdict(ratios, goal)))
+                     f"{med_range(paired, 2)}, {len(paired)} runs",
+                     f"{med(mine) * scale:,.3g} / {med(base) * scale:,.3g} {unit}", verdict(paired, goal)))
     return section("Costs: issue 15's goals against their baselines", r,
                    f"{r['misses']:,} misses a run; the collector's measure at {r['gc_entries']:,} entries;\n"
                    f"{r['node_messages']:,} cached gets through the node.", method(__doc__),
@@ -190,12 +190,10 @@ def render(r: dict[str, Any], plots: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    def flags(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--runs", type=int, default=0, help="pairs per measure (default 5; 2 with --quick)")
-        parser.add_argument("--skip-node", action="store_true", help="leave out the node's measure")
-        parser.add_argument("--skip-gc", action="store_true", help="leave out the collector's measure")
-
-    return part_main("costs", __doc__, argv, measure, render, flags)
+    return part_main("costs", __doc__, argv, measure, render,
+                     ("--runs", dict(type=int, default=0, help="pairs per measure (default 5; 2 with --quick)")),
+                     ("--skip-node", dict(action="store_true", help="leave out the node's measure")),
+                     ("--skip-gc", dict(action="store_true", help="leave out the collector's measure")))
 
 
 if __name__ == "__main__":

@@ -62,13 +62,11 @@ def render(r: dict[str, Any], plots: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    def flags(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--runs", type=int, default=0, help="runs of each case (default 10,000; 100 with --quick)")
-        parser.add_argument("--jobs", type=int, default=2, help="node processes at a time (default 2)")
-        parser.add_argument("--sim-latency", default="0.01", help="the sim origin's latency, s (default 0.01)")
-        parser.add_argument("--case", nargs="+", choices=sorted(CASES), default=list(CASES))
-
-    return part_main("end_of_input", __doc__, argv, measure, render, flags)
+    return part_main("end_of_input", __doc__, argv, measure, render,
+                     ("--runs", dict(type=int, default=0, help="runs of each case (default 10,000; 100 with --quick)")),
+                     ("--jobs", dict(type=int, default=2, help="node processes at a time (default 2)")),
+                     ("--sim-latency", dict(default="0.01", help="the sim origin's latency, s (default 0.01)")),
+                     ("--case", dict(nargs="+", choices=sorted(CASES), default=list(CASES))))
 
 
 if __name__ == "__main__":

@@ -102,12 +102,10 @@ def render(r: dict[str, Any], plots: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    def flags(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--gets", type=int, default=0, help="gets written (default 1,000,000; 50,000 --quick)")
-        parser.add_argument("--origin-timeout", type=float, default=1.0, help="the node's --origin-timeout, s")
-        parser.add_argument("--node-args", default="", help="more flags for main.py, space-separated")
-
-    return part_main("flood", __doc__, argv, measure, render, flags)
+    return part_main("flood", __doc__, argv, measure, render,
+                     ("--gets", dict(type=int, default=0, help="gets written (default 1,000,000; 50,000 --quick)")),
+                     ("--origin-timeout", dict(type=float, default=1.0, help="the node's --origin-timeout, s")),
+                     ("--node-args", dict(default="", help="more flags for main.py, space-separated")))
 
 
 if __name__ == "__main__":

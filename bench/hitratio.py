@@ -199,13 +199,11 @@ def render(r: dict[str, Any], plots: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    def flags(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--sizes", nargs="+", type=int, help="cache sizes, in entries (default "
-                            f"{' '.join(map(str, SIZES))}; 1000 with --quick)")
-        parser.add_argument("--reference", action="store_true",
-                            help="recompute libCacheSim's figures (pip install libcachesim==0.3.5)")
-
-    return part_main("hitratio", __doc__, argv, measure, render, flags)
+    return part_main("hitratio", __doc__, argv, measure, render,
+                     ("--sizes", dict(nargs="+", type=int, help="cache sizes, in entries (default "
+                                      f"{' '.join(map(str, SIZES))}; 1000 with --quick)")),
+                     ("--reference", dict(action="store_true",
+                                          help="recompute libCacheSim's figures (pip install libcachesim==0.3.5)")))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from common import fmt, log, med, med_range, method, part_main, pyplot, save_plot, section, table
+from common import fmt, log, med, med_range, method, part_main, pyplot, ratios, save_plot, section, spread, table
 from contestants import (
     COLLAPSED,
     CONTESTANTS,
@@ -294,11 +294,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "mixed": mixed(reps=2 if quick else 5, duration=0.3 if quick else 1.0)}
 
 
-def ratios(values: list[float], floors: list[float]) -> list[float]:
-    """Run by run: each run of a contestant against the floor's run of the same repetition."""
-    return [v / f for v, f in zip(values, floors, strict=True)]
-
-
 def collapses(name: str) -> str:
     return "–" if name in (FLOOR, HARNESS) else "yes" if CONTESTANTS[name][2] else "**no**"
 
@@ -381,8 +376,7 @@ def plot_herds(plt: Any, h: dict[str, Any], field: str, scale: float, ylabel: st
             runs = [[v * scale for v in h[kind][name][str(n)][field]] for n in sizes]
             meds = [med(r) for r in runs]
             ax.errorbar([n * (1 + 0.035 * (i - len(names) / 2)) for n in sizes], meds, capsize=3, marker="o",
-                        yerr=[[m - min(r) for m, r in zip(meds, runs, strict=True)],
-                              [max(r) - m for m, r in zip(meds, runs, strict=True)]],
+                        yerr=spread(meds, runs),
                         label=name, color=COLOURS.get(name), markersize=5, linewidth=2.5 if name == COLLAPSED else 1.4,
                         linestyle="--" if name in (NAIVE, HARNESS) else "-")
         ax.set(xscale="log", yscale="log", xlabel="threads in the herd", title=f"{kind} key")
@@ -398,8 +392,7 @@ def plot_hits(plt: Any, ns: dict[str, list[float]], path: Path) -> Path:
     meds = [med(ns[n]) for n in names]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 2))
     ax.barh(names, meds, color=[COLOURS.get(n, "#999999") for n in names], capsize=3,
-            xerr=[[m - min(ns[n]) for m, n in zip(meds, names, strict=True)],
-                  [max(ns[n]) - m for m, n in zip(meds, names, strict=True)]])
+            xerr=spread(meds, [ns[n] for n in names]))
     ax.axvline(med(ns[FLOOR]) * HIT_GOAL, color="#d62728", linestyle=":", label=f"goal: {HIT_GOAL:g}x the floor")
     for y, (m, n) in enumerate(zip(meds, names, strict=True)):
         ax.text(max(ns[n]) * 1.1, y, f"{m:,.0f}", va="center", fontsize=8)

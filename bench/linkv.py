@@ -136,16 +136,14 @@ def render(r: dict[str, Any], plots: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    def flags(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--seconds", type=float, default=8.0, help="seconds per run (3 with --quick)")
-        parser.add_argument("--seeds", type=int, default=1, help="runs per scenario and node")
-        parser.add_argument("--only", help="run this node only (main, passthrough or a --node name)")
-        parser.add_argument("--node", action="append", default=[], metavar="NAME=MAIN_PY",
-                            help="also run this main.py, under NAME")
-        parser.add_argument("--scenario", action="append", help="substring of the scenarios to run")
-        parser.add_argument("--node-args", default="", help="extra flags for main.py, space-separated")
-
-    return part_main("linkv", __doc__, argv, measure_all, render, flags)
+    return part_main("linkv", __doc__, argv, measure_all, render,
+                     ("--seconds", dict(type=float, default=8.0, help="seconds per run (3 with --quick)")),
+                     ("--seeds", dict(type=int, default=1, help="runs per scenario and node")),
+                     ("--only", dict(help="run this node only (main, passthrough or a --node name)")),
+                     ("--node", dict(action="append", default=[], metavar="NAME=MAIN_PY",
+                                     help="also run this main.py, under NAME")),
+                     ("--scenario", dict(action="append", help="substring of the scenarios to run")),
+                     ("--node-args", dict(default="", help="extra flags for main.py, space-separated")))
 
 
 if __name__ == "__main__":

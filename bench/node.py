@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, ROOT, child, fmt, med, med_range, method, part_main, section, table, verdict
+from common import BENCH, ROOT, child, fmt, med, med_range, method, part_main, ratios, section, table, verdict
 
 NODE = [sys.executable, str(ROOT / "main.py")]
 ECHO = [sys.executable, str(BENCH / "echo_node.py")]
@@ -174,9 +174,9 @@ def throughput(runs: int, messages: int, keys: int = 4) -> dict[str, Any]:
             times[name].append(cached_gets(cmd, messages, keys))
     node, echo, tuned = times["node_s"], times["echo_s"], times["echo_tuned_s"]
     return {"messages": messages, "runs": runs, "keys": keys, **times, "ratio": med(node) / med(echo),
-            "paired_ratios": [n / e for n, e in zip(node, echo, strict=True)],
+            "paired_ratios": ratios(node, echo),
             "ratio_tuned": med(node) / med(tuned),
-            "paired_ratios_tuned": [n / e for n, e in zip(node, tuned, strict=True)]}
+            "paired_ratios_tuned": ratios(node, tuned)}
 
 
 # -- release of 10,000 waiters ----------------------------------------------------------

@@ -59,6 +59,7 @@ from common import (
     med_range,
     part_main,
     pyplot,
+    ratios,
     save_plot,
     section,
     table,
@@ -358,7 +359,7 @@ def versus_echo(runs: int, count: int) -> dict:
         echo_s.append(through(ECHO, gets(0, count), b'"get_ok"'))
     log(f"  distinct misses vs echo: {runs} pairs of {count:,} lines")
     return {"lines": count, "node_s": node_s, "echo_s": echo_s,
-            "ratios": [n / e for n, e in zip(node_s, echo_s, strict=True)]}
+            "ratios": ratios(node_s, echo_s)}
 
 
 # -- the whole run ------------------------------------------------------------------------
@@ -426,13 +427,13 @@ def goals(r: dict) -> list[tuple[str, list[float], str, float, str]]:
     top = max(sizes)
     empties = [run["empty_burst_s"] for run in sweep["runs"]]
     at_mid = [p["burst_s"] for p in node_point(r, mid)]
-    fill_ratio = [m / e for m, e in zip(at_mid, empties, strict=True)]
+    fill_ratio = ratios(at_mid, empties)
     gaps = [p["stream_max_gap_s"] for p in node_point(r, top)]
     mem = r["memory"]
-    mem_ratio = [n["delta_kb"] / d for n, d in zip(mem["node"], mem["dict_floor_kb"], strict=True)]
+    mem_ratio = ratios([n["delta_kb"] for n in mem["node"]], mem["dict_floor_kb"])
     ev = r["eviction"]
     stats_s = [x["stats_after_written_s"] for x in ev["evicting"]]
-    ev_ratio = [a["admitted_s"] / b["admitted_s"] for a, b in zip(ev["evicting"], ev["default"], strict=True)]
+    ev_ratio = ratios([a["admitted_s"] for a in ev["evicting"]], [b["admitted_s"] for b in ev["default"]])
     false_t = [x["false_timeout_rate"] for x in r["linkv"]]
     echo = r["echo"]["ratios"]
     hit = r["hit"]["ratios"]
@@ -602,13 +603,11 @@ def render(r: dict, plot_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    def flags(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--baseline", action="append", default=[], metavar="JSON",
-                            help="an earlier run's results, shown beside this one (repeat, oldest first; "
-                                 "default: the runs at 9131206 and cf63f3d)")
-        parser.add_argument("--node-runs", type=int, default=0, help="runs of the node sweep (default 3; 1 quick)")
-
-    return part_main("scale", __doc__, argv, measure, render, flags)
+    return part_main("scale", __doc__, argv, measure, render,
+                     ("--baseline", dict(action="append", default=[], metavar="JSON",
+                                         help="an earlier run's results, shown beside this one (repeat, oldest "
+                                              "first; default: the runs at 9131206 and cf63f3d)")),
+                     ("--node-runs", dict(type=int, default=0, help="runs of the node sweep (default 3; 1 quick)")))
 
 
 if __name__ == "__main__":
