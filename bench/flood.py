@@ -22,17 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from common import ROOT, fmt, method, part_main, section, table
-from node import INIT, get_line
+from node import INIT, get_line, status
 
 
 def peak_rss_mb(pid: int) -> float:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
+        return status(pid, "VmHWM") / 1024
+    except (OSError, StopIteration):
+        return float("nan")
 
 
 def flood(gets: int, origin_timeout: float, flags: list[str]) -> dict[str, Any]:

@@ -302,14 +302,20 @@ def label(name: str) -> str:
     return f"**{name}**" if name == COLLAPSED else name
 
 
+def peers_around(ns: dict[str, list[float]]) -> tuple[list[str], list[str]]:
+    """The peers that collapse misses whose hit costs at most ours, and those whose hit costs more."""
+    ours = med(ns[COLLAPSED])
+    peers = [n for n in ns if n in CONTESTANTS and CONTESTANTS[n][2] and n not in (COLLAPSED, GRACE)]
+    return [n for n in peers if med(ns[n]) <= ours], [n for n in peers if med(ns[n]) > ours]
+
+
 def goals(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     h, ns = r["herds"], r["hit"]["ns"]
     calls = [c for kind in ("cold", "expired") for name in (COLLAPSED, GRACE) if name in h[kind]
              for cell in h[kind][name].values() for c in cell["calls"]]
     paired = ratios(ns[COLLAPSED], ns[FLOOR])
     ours = med(ns[COLLAPSED])
-    peers = [n for n in ns if n in CONTESTANTS and CONTESTANTS[n][2] and n not in (COLLAPSED, GRACE)]
-    faster, slower = [n for n in peers if med(ns[n]) <= ours], [n for n in peers if med(ns[n]) > ours]
+    faster, slower = peers_around(ns)
 
     def listed(names: list[str]) -> str:
         return ", ".join(f"{n} {fmt(med(ns[n]))} ns" + (" (a bare dict check: singleflight only guards the fill)"
@@ -409,9 +415,7 @@ def reading(r: dict[str, Any]) -> str:
     big = str(max(h["sizes"]))
     naive = h["cold"][NAIVE][big]["calls"] + h["expired"][NAIVE][big]["calls"]
     ours = med(ns[COLLAPSED])
-    peers = [n for n in ns if n in CONTESTANTS and CONTESTANTS[n][2] and n not in (COLLAPSED, GRACE)]
-    cheaper = sorted((n for n in peers if med(ns[n]) <= ours), key=lambda n: med(ns[n]))
-    dearer = sorted((n for n in peers if med(ns[n]) > ours), key=lambda n: med(ns[n]))
+    cheaper, dearer = (sorted(names, key=lambda n: med(ns[n])) for names in peers_around(ns))
     return "\n".join([
         f"- **Herds.** Every collapsing contestant made one origin call per herd, cold or expired, from 10 to "
         f"{int(big):,} threads; the naive TTL dict made about one per thread that missed before the first fill "

@@ -52,6 +52,12 @@ def gets(start: int, stop: int, msg_base: int = 1_000_000) -> bytes:
     return b"".join(get_line(msg_base + i, f"key-{i:07d}") for i in range(start, stop))
 
 
+def status(pid: int, field: str) -> int:
+    """A field of /proc/PID/status, in its unit (kB for memory)."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
 class NodeProcess:
     """A node (or echo loop) process with 1 MiB pipes, initialised, its stderr kept aside."""
 
@@ -113,9 +119,7 @@ class NodeProcess:
         return json.loads(self.read_lines(1))["body"]  # type: ignore[no-any-return]
 
     def status(self, field: str) -> int:
-        """A field of /proc/PID/status, in its unit (kB for memory)."""
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+        return status(self.proc.pid, field)
 
     def close(self) -> None:
         """End of input, then the exit; an unclean exit shows the end of the process's stderr."""
