@@ -237,6 +237,16 @@ def dict_floor_kb(entries: int) -> int:
     return int(child(DICT_FLOOR, entries))
 
 
+def fill(node: NodeProcess, start: int, stop: int, step: int, msg_base: int = 1_000_000) -> int:
+    """Distinct misses start..stop, `step` written at a time, each batch answered before the next;
+    returns the replies that were not get_ok."""
+    bad = 0
+    for at in range(start, stop, step):
+        count = min(step, stop - at)
+        bad += count - node.timed(gets(at, at + count, msg_base), count)[1].count(b'"get_ok"')
+    return bad
+
+
 def memory_once(entries: int = 100_000, paced: int = 0, timeout: float = 1.0) -> dict[str, Any]:
     """RSS growth for `entries` distinct keys: written all at once (paced=0), or
     `paced` at a time, each batch answered before the next is written."""
@@ -244,12 +254,8 @@ def memory_once(entries: int = 100_000, paced: int = 0, timeout: float = 1.0) ->
     try:
         node.ask({"type": "get", "msg_id": 2, "key": "warm"})
         time.sleep(timeout + 0.5)  # the warm-up's deadline timer leaves the heap
-        before, errors, started = node.status("VmRSS"), 0, time.perf_counter()
-        step = paced or entries
-        for at in range(0, entries, step):
-            count = min(step, entries - at)
-            replies = node.timed(gets(at, at + count, msg_base=10), count)[1]
-            errors += count - replies.count(b'"get_ok"')
+        before, started = node.status("VmRSS"), time.perf_counter()
+        errors = fill(node, 0, entries, paced or entries, msg_base=10)
         fill_s = time.perf_counter() - started
         time.sleep(timeout + 0.5)  # the fetches' cancelled deadline timers leave the heap
         after = node.status("VmRSS")

@@ -66,7 +66,7 @@ from common import (
     verdict,
 )
 from inprocess import hit_vs_floor
-from node import ECHO, NODE, PIPE_SIZE, NodeProcess, dict_floor_kb, gets, memory_once, stats_of, through
+from node import ECHO, NODE, PIPE_SIZE, NodeProcess, dict_floor_kb, fill, gets, memory_once, stats_of, through
 
 GOALS = {"fill_ratio": 1.5, "pause_s": 0.1, "memory_ratio": 1.5, "stats_s": 1.0, "eviction_ratio": 1.2,
          "false_timeouts": 0.01, "echo_ratio": 3.0, "hit_ratio": 2.0}
@@ -77,16 +77,6 @@ BASELINES = [str(BENCH / "results" / "scale_9131206.json"), str(BENCH / "results
 
 
 # -- node: fill, miss bursts, hit streams ----------------------------------------
-
-def fill(node: NodeProcess, start: int, stop: int, step: int = 5_000) -> int:
-    """Distinct misses start..stop, `step` written at a time, each batch answered
-    before the next; returns the replies that were not get_ok."""
-    bad = 0
-    for at in range(start, stop, step):
-        count = min(step, stop - at)
-        bad += count - node.timed(gets(at, at + count), count)[1].count(b'"get_ok"')
-    return bad
-
 
 def miss_burst(node: NodeProcess, start: int, count: int) -> tuple[float, int]:
     """Seconds from writing `count` distinct gets at once to reading their last
@@ -107,17 +97,10 @@ def hit_stream(node: NodeProcess, start: int, misses: int, rate: float = 5_000.0
     arrivals: list[tuple[int, float]] = []
     hot = b'{"src":"c0","dest":"n1","body":{"type":"get","msg_id":%d,"key":"hot"}}\n'
 
-    def read() -> None:
-        seen, want = 0, ticks + misses
-        while seen < want:
-            chunk = node.stdout.read1(PIPE_SIZE)
-            now = time.perf_counter()
-            if not chunk:
-                raise RuntimeError("the node closed its output")
-            seen += chunk.count(b"\n")
-            arrivals.extend((int(m.group(1)) - HIT_BASE, now) for m in HIT_REPLY.finditer(chunk))
+    def seen_at(now: float, chunk: bytes) -> None:
+        arrivals.extend((int(m.group(1)) - HIT_BASE, now) for m in HIT_REPLY.finditer(chunk))
 
-    reader = threading.Thread(target=read)
+    reader = threading.Thread(target=node.read_lines, args=(ticks + misses,), kwargs={"seen_at": seen_at})
     reader.start()
     began = time.perf_counter()
     at = start
@@ -162,7 +145,7 @@ def node_sweep_once(sizes: Sequence[int], burst: int, stream: int) -> dict:
         filled, bad = 0, 0
         for size in sorted(sizes):
             t0 = time.perf_counter()
-            bad += fill(node, filled, max(size, filled))
+            bad += fill(node, filled, max(size, filled), 5_000)
             filled = max(size, filled)
             fill_s = time.perf_counter() - t0
             rss = node.status("VmRSS")
