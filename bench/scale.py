@@ -31,7 +31,7 @@ unless said:
 * distinct misses against the echo loop: N distinct-key gets through a
   fresh node (it ends holding N entries) and the same N lines through
   bench/echo_node.py: the ratio of the wall times, pairs in turn.
-* memory at 100,000 entries: node.memory_once (paced fill) against node.dict_floor_kb (the
+* memory at 100,000 entries: node.memory (paced fill) against node.dict_floor_kb (the
   same keys and values, with an expiry float, in a dict, measured in a separate process).
 * hit in the library against the floor: inprocess.hit_vs_floor.
 """
@@ -66,7 +66,7 @@ from common import (
     verdict,
 )
 from inprocess import hit_vs_floor
-from node import ECHO, NODE, PIPE_SIZE, NodeProcess, dict_floor_kb, fill, gets, memory_once, stats_of, through
+from node import ECHO, NODE, PIPE_SIZE, NodeProcess, dict_floor_kb, fill, gets, memory, stats_of, through
 
 GOALS = {"fill_ratio": 1.5, "pause_s": 0.1, "memory_ratio": 1.5, "stats_s": 1.0, "eviction_ratio": 1.2,
          "false_timeouts": 0.01, "echo_ratio": 3.0, "hit_ratio": 2.0}
@@ -373,9 +373,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     r["dict_floor_kb"] = dict_floor_points(sorted(set(sizes) | set(lib_sizes)))
     log("memory at 100,000 entries:")
     mem_entries, mem_runs = (20_000, 2) if quick else (100_000, 3)
-    r["memory"] = {"entries": mem_entries,
-                   "node": [memory_once(mem_entries, paced=1000) for _ in range(mem_runs)],
-                   "dict_floor_kb": [dict_floor_kb(mem_entries) for _ in range(mem_runs)]}
+    mem = memory(mem_runs, 0, mem_entries)  # the node part's measure, with no burst fills
+    r["memory"] = {"entries": mem_entries, "node": mem["paced"], "dict_floor_kb": mem["dict_floor_kb"]}
     log("eviction with fetches in flight:")
     ev_runs, lib_in_flight = (2, 2_000) if quick else (3, 8_000)
     r["eviction"] = {"evicting": [], "default": []}
