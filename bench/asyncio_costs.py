@@ -24,11 +24,10 @@ from collections.abc import Callable, Coroutine, Hashable
 from pathlib import Path
 from typing import Any
 
-from common import made_by, med_range, part_main, table, verdict
+from common import med_range, method, part_main, ratios, section, table, verdict
 
 from collapsed_forwarding import AsyncCollapsedForwardingProxy
 
-METHOD = (__doc__ or "").split("\n\n")[1]
 GOALS = {"hit": 2.0, "herd": 1.5}
 Get = Callable[[Hashable], Coroutine[Any, Any, Any]]
 
@@ -126,10 +125,6 @@ async def herd_runs(tasks: int, runs: int) -> dict[str, list[float]]:
     return times
 
 
-def ratios(times: dict[str, list[float]], floor: str = "bare") -> list[float]:
-    return [ours / bare for ours, bare in zip(times["aget"], times[floor], strict=True)]
-
-
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     runs = args.runs or (3 if args.quick else 25)
     awaits = 20_000 if args.quick else 200_000
@@ -141,33 +136,27 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
     hit, herd = r["hit"], r["herd"]
     return [
         ("a hit, awaited, ns", med_range(hit["bare"], 0, 1e9), med_range(hit["aget"], 0, 1e9),
-         med_range(ratios(hit), 2), f"≤ {GOALS['hit']:g}", verdict(ratios(hit), GOALS["hit"])),
+         med_range(ratios(hit["aget"], hit["bare"]), 2), f"≤ {GOALS['hit']:g}",
+         verdict(ratios(hit["aget"], hit["bare"]), GOALS["hit"])),
         ("a hit, against a bare TTL dict, ns", med_range(hit["bare_ttl"], 0, 1e9), med_range(hit["aget"], 0, 1e9),
-         med_range(ratios(hit, "bare_ttl"), 2), "", ""),
+         med_range(ratios(hit["aget"], hit["bare_ttl"]), 2), "", ""),
         (f"{r['tasks']:,} tasks on one key, all released, ms", med_range(herd["bare"], 1, 1e3),
-         med_range(herd["aget"], 1, 1e3), med_range(ratios(herd), 2), f"≤ {GOALS['herd']:g}",
-         verdict(ratios(herd), GOALS["herd"])),
+         med_range(herd["aget"], 1, 1e3), med_range(ratios(herd["aget"], herd["bare"]), 2), f"≤ {GOALS['herd']:g}",
+         verdict(ratios(herd["aget"], herd["bare"]), GOALS["herd"])),
     ]
 
 
 def render(r: dict[str, Any], plots: Path) -> str:
-    return f"""## asyncio: the costs of `aget`
-
-{made_by(r)} Median (min–max) of {r['runs']} runs, {r['awaits']:,} awaits a hit run; one origin fetch per
-herd for both.
-
-{METHOD}
-
-{table(["measure", "bare", "aget", "ratio, run by run", "goal", "met?"], rows(r), ["l", "r", "r", "r", "r", "c"])}
-"""
+    return section("asyncio: the costs of `aget`", r, f"Median (min–max) of {r['runs']} runs, {r['awaits']:,} "
+                   "awaits a hit run; one origin fetch per\nherd for both.", method(__doc__),
+                   table(["measure", "bare", "aget", "ratio, run by run", "goal", "met?"], rows(r),
+                         ["l", "r", "r", "r", "r", "c"]))
 
 
 def main(argv: list[str] | None = None) -> int:
-    def flags(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--runs", type=int, default=0, help="runs of each measure (default 25; 3 with --quick)")
-        parser.add_argument("--tasks", type=int, default=10_000, help="tasks in each herd (default 10,000)")
-
-    return part_main("asyncio", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
+    return part_main("asyncio", __doc__, argv, measure, render,
+                     ("--runs", dict(type=int, default=0, help="runs of each measure (default 25; 3 with --quick)")),
+                     ("--tasks", dict(type=int, default=10_000, help="tasks in each herd (default 10,000)")))
 
 
 if __name__ == "__main__":

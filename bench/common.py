@@ -31,14 +31,46 @@ ROOT = BENCH.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # proxy, collapsed_forwarding and tests.support, from this checkout
 
+
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def method(doc: str | None) -> str:
+    """A part's method text, RESULTS.md's paragraph on how it measures: its docstring's second paragraph."""
+    return (doc or "").split("\n\n")[1]
+
+
+# what every child() script starts with: the repository on its sys.path, and its own RSS
+CHILD_PRELUDE = """import sys
+sys.path.insert(0, sys.argv[1])
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+"""
+
+
+def child(script: str, *args: object) -> str:
+    """The stdout of `script` run in a fresh interpreter, after CHILD_PRELUDE; its arguments from sys.argv[2]."""
+    return subprocess.run([sys.executable, "-c", CHILD_PRELUDE + script, str(ROOT), *map(str, args)],
+                          capture_output=True, text=True, check=True, cwd=ROOT).stdout
 
 
 # -- several runs ------------------------------------------------------------------
 
 def med(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def ratios(mine: Sequence[float], base: Sequence[float]) -> list[float]:
+    """Run by run: each run of this project against the baseline's run of the same pair."""
+    return [m / b for m, b in zip(mine, base, strict=True)]
+
+
+def spread(meds: Sequence[float], runs: Sequence[Sequence[float]]) -> list[list[float]]:
+    """Error bars from each median down to the least of its runs and up to the most."""
+    pairs = list(zip(meds, runs, strict=True))
+    return [[m - min(r) for m, r in pairs], [max(r) - m for m, r in pairs]]
 
 
 def fmt(value: float, digits: int = 0) -> str:
@@ -100,6 +132,11 @@ def made_by(r: dict[str, Any]) -> str:
             f"project commit {m['commit']}, {m['date']}; the run took {r['seconds']:.0f} s{load}.")
 
 
+def section(title: str, r: dict[str, Any], intro: str, *blocks: str) -> str:
+    """A part's section: its title, the sentence on the run (made_by) and `intro`, the blocks (method, tables...)."""
+    return "\n\n".join([f"## {title}", f"{made_by(r)} {intro}".rstrip(), *blocks]) + "\n"
+
+
 def save(out: Path, part: str, data: dict[str, Any]) -> Path:
     path = out / "results" / f"{part}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,19 +161,20 @@ def write_section(out: Path, part: str, text: str) -> Path:
     return path
 
 
-def part_main(part: str, doc: str, argv: list[str] | None, measure: Callable[[argparse.Namespace], dict[str, Any]],
-              render: Callable[[dict[str, Any], Path], str],
-              more: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
-    """A part's command line: measure (or, with --report, load the saved figures), save, write the section."""
-    parser = argparse.ArgumentParser(prog=f"bench/run.py {part}", description=doc,
+def part_main(part: str, doc: str | None, argv: list[str] | None,
+              measure: Callable[[argparse.Namespace], dict[str, Any]], render: Callable[[dict[str, Any], Path], str],
+              *flags: tuple[str, dict[str, Any]]) -> int:
+    """A part's command line, its description the first paragraph of `doc`: measure (or, with --report, load
+    the saved figures), save, write the section. `flags`: the part's own, as (name, add_argument's keywords)."""
+    parser = argparse.ArgumentParser(prog=f"bench/run.py {part}", description=(doc or "").split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run, too short to quote, under bench/out/")
     parser.add_argument("--report", action="store_true",
                         help=f"measure nothing: redo the section and plots from results/{part}.json")
     parser.add_argument("--out", type=Path, help="where RESULTS.md, results/ and plots/ go (default: bench/, "
                                                  "or bench/out/ with --quick)")
-    if more:
-        more(parser)
+    for name, options in flags:
+        parser.add_argument(name, **options)
     args = parser.parse_args(argv)
     out = args.out or (BENCH / "out" if args.quick else BENCH)
     if args.report:

@@ -5,7 +5,7 @@
   calling the backend inline). Goal: at most 1.5x.
 * miss, 8 threads: the same N keys split over 8 threads released together. Goal: at most 1.5x.
 * hit: one present key, `get` in a loop, against a dict and a clock read in a plain function
-  (contestants.make_floor), as scale.hit_vs_floor measures it. Goal: at most 1.5x.
+  (contestants.make_floor): inprocess.hit_vs_floor. Goal: at most 1.5x.
 * gc: a full gc.collect() in a process holding 1,000,000 entries filled through the library,
   against one holding a plain dict of the same tuples (the median of 5 collections each). Goal: at most 3x.
 * node: cached gets through `python3 main.py` against bench/echo_node.py (node.cached_gets, the
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import subprocess
 import sys
 import threading
 import time
@@ -27,11 +26,10 @@ from pathlib import Path
 from time import monotonic
 from typing import Any
 
-from common import ROOT, log, made_by, med, med_range, part_main, table, verdict
+from common import child, log, med, med_range, method, part_main, ratios, section, table, verdict
+from inprocess import hit_vs_floor
 from node import ECHO, NODE, cached_gets
-from scale import hit_vs_floor
 
-METHOD = (__doc__ or "").split("\n\n")[1]
 # measure -> (what it is, its goal, the unit and scale of its raw figures)
 MEASURES: dict[str, tuple[str, float, str, float]] = {
     "miss": ("a miss, 1 thread: library / the design card", 1.5, "µs", 1e6),
@@ -126,8 +124,7 @@ def miss_pair(n: int, threads: int, run: int) -> tuple[float, float]:
 
 
 GC_CHILD = r"""
-import gc, statistics, sys, time
-sys.path.insert(0, sys.argv[1])
+import gc, statistics, time
 n, kind = int(sys.argv[2]), sys.argv[3]
 if kind == "library":
     from proxy import CollapsedForwardingProxy
@@ -149,8 +146,7 @@ print(statistics.median(times))
 
 def gc_once(n: int, kind: str) -> float:
     """Seconds for one full collection in a fresh process holding n entries of `kind`."""
-    return float(subprocess.run([sys.executable, "-c", GC_CHILD, str(ROOT), str(n), kind], capture_output=True,
-                                text=True, check=True).stdout)
+    return float(child(GC_CHILD, n, kind))
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -182,29 +178,22 @@ def render(r: dict[str, Any], plots: Path) -> str:
         mine, base = r["pairs"][name]["mine"], r["pairs"][name]["base"]
         if not mine:
             continue
-        ratios = [m / b for m, b in zip(mine, base, strict=True)]
+        paired = ratios(mine, base)
         rows.append((what.format(gc_entries=f"{r['gc_entries']:,}"), f"≤ {goal:g}x",
-                     f"{med_range(ratios, 2)}, {len(ratios)} runs",
-                     f"{med(mine) * scale:,.3g} / {med(base) * scale:,.3g} {unit}", verdict(ratios, goal)))
-    return f"""## Costs: issue 15's goals against their baselines
-
-{made_by(r)} {r['misses']:,} misses a run; the collector's measure at {r['gc_entries']:,} entries;
-{r['node_messages']:,} cached gets through the node.
-
-{METHOD}
-
-{table(["measure", "goal", "ratio (x): median (min–max), runs", "this project / baseline (medians)", "met?"], rows,
-       ["l", "r", "r", "r", "c"])}
-"""
+                     f"{med_range(paired, 2)}, {len(paired)} runs",
+                     f"{med(mine) * scale:,.3g} / {med(base) * scale:,.3g} {unit}", verdict(paired, goal)))
+    return section("Costs: issue 15's goals against their baselines", r,
+                   f"{r['misses']:,} misses a run; the collector's measure at {r['gc_entries']:,} entries;\n"
+                   f"{r['node_messages']:,} cached gets through the node.", method(__doc__),
+                   table(["measure", "goal", "ratio (x): median (min–max), runs", "this project / baseline (medians)",
+                          "met?"], rows, ["l", "r", "r", "r", "c"]))
 
 
 def main(argv: list[str] | None = None) -> int:
-    def flags(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--runs", type=int, default=0, help="pairs per measure (default 5; 2 with --quick)")
-        parser.add_argument("--skip-node", action="store_true", help="leave out the node's measure")
-        parser.add_argument("--skip-gc", action="store_true", help="leave out the collector's measure")
-
-    return part_main("costs", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
+    return part_main("costs", __doc__, argv, measure, render,
+                     ("--runs", dict(type=int, default=0, help="pairs per measure (default 5; 2 with --quick)")),
+                     ("--skip-node", dict(action="store_true", help="leave out the node's measure")),
+                     ("--skip-gc", dict(action="store_true", help="leave out the collector's measure")))
 
 
 if __name__ == "__main__":

@@ -17,10 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, log, made_by, part_main, table
+from common import ROOT, log, method, part_main, section, table
 from node import INIT
 
-METHOD = (__doc__ or "").split("\n\n")[1]
 CASES = {
     "get": INIT + b'{"src":"c1","dest":"n1","body":{"type":"get","msg_id":2,"key":"k"}}\n',
     "read": INIT + b'{"src":"c1","dest":"n1","body":{"type":"read","msg_id":2,"key":"k"}}\n',
@@ -55,24 +54,19 @@ def render(r: dict[str, Any], plots: Path) -> str:
     rows = [(case, f"{c['runs']:,}", f"{c['lost']:,}", f"{c['seconds']:.0f}", "yes" if not c["lost"] else "**no**")
             for case, c in cases.items()]
     lost = "\n".join(f"- {case}: {example}" for case, c in cases.items() for example in c["examples"])
-    return f"""## End of input with a fetch in flight
-
-{made_by(r)} `--sim-latency {r['sim_latency']}`, {r['jobs']} node processes at a time.
-
-{METHOD}
-
-{table(["case", "runs", "runs that lost a reply", "seconds", "none lost?"], rows, ["l", "r", "r", "r", "c"])}
-""" + (f"\nWhat the first runs that lost one said:\n\n{lost}\n" if lost else "")
+    return section("End of input with a fetch in flight", r,
+                   f"`--sim-latency {r['sim_latency']}`, {r['jobs']} node processes at a time.", method(__doc__),
+                   table(["case", "runs", "runs that lost a reply", "seconds", "none lost?"], rows,
+                         ["l", "r", "r", "r", "c"]),
+                   *([f"What the first runs that lost one said:\n\n{lost}"] if lost else []))
 
 
 def main(argv: list[str] | None = None) -> int:
-    def flags(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--runs", type=int, default=0, help="runs of each case (default 10,000; 100 with --quick)")
-        parser.add_argument("--jobs", type=int, default=2, help="node processes at a time (default 2)")
-        parser.add_argument("--sim-latency", default="0.01", help="the sim origin's latency, s (default 0.01)")
-        parser.add_argument("--case", nargs="+", choices=sorted(CASES), default=list(CASES))
-
-    return part_main("end_of_input", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
+    return part_main("end_of_input", __doc__, argv, measure, render,
+                     ("--runs", dict(type=int, default=0, help="runs of each case (default 10,000; 100 with --quick)")),
+                     ("--jobs", dict(type=int, default=2, help="node processes at a time (default 2)")),
+                     ("--sim-latency", dict(default="0.01", help="the sim origin's latency, s (default 0.01)")),
+                     ("--case", dict(nargs="+", choices=sorted(CASES), default=list(CASES))))
 
 
 if __name__ == "__main__":

@@ -22,21 +22,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, fmt, made_by, part_main, table
-from node import INIT, get_line
+from common import ROOT, fmt, method, part_main, section, table
+from node import INIT, get_line, status
 
 ERROR = re.compile(rb'"type":"error","in_reply_to":(\d+),"msg_id":\d+,"code":(\d+)')
-METHOD = (__doc__ or "").split("\n\n")[1]
 
 
 def peak_rss_mb(pid: int) -> float:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
+        return status(pid, "VmHWM") / 1024
+    except (OSError, StopIteration):
+        return float("nan")
 
 
 def flood(gets: int, origin_timeout: float, flags: list[str]) -> dict[str, Any]:
@@ -103,23 +99,15 @@ def render(r: dict[str, Any], plots: Path) -> str:
             *((f"{k} (other)", f"{v:,}") for k, v in counts.items() if k not in ("value", "error 11", "error 0")),
             ("error 0: later than --origin-timeout by, s: at most / median",
              f"{fmt(r['late_max_s'], 3)} / {fmt(r['late_median_s'], 3)}")]
-    return f"""## A flood of misses over distinct keys
-
-{made_by(r)} Node flags: `{node}`.
-
-{METHOD}
-
-{table(["measure", "one run"], rows)}
-"""
+    return section("A flood of misses over distinct keys", r, f"Node flags: `{node}`.", method(__doc__),
+                   table(["measure", "one run"], rows))
 
 
 def main(argv: list[str] | None = None) -> int:
-    def flags(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--gets", type=int, default=0, help="gets written (default 1,000,000; 50,000 --quick)")
-        parser.add_argument("--origin-timeout", type=float, default=1.0, help="the node's --origin-timeout, s")
-        parser.add_argument("--node-args", default="", help="more flags for main.py, space-separated")
-
-    return part_main("flood", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
+    return part_main("flood", __doc__, argv, measure, render,
+                     ("--gets", dict(type=int, default=0, help="gets written (default 1,000,000; 50,000 --quick)")),
+                     ("--origin-timeout", dict(type=float, default=1.0, help="the node's --origin-timeout, s")),
+                     ("--node-args", dict(default="", help="more flags for main.py, space-separated")))
 
 
 if __name__ == "__main__":

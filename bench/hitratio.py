@@ -23,11 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, load, log, made_by, part_main, pyplot, save_plot, table
+from common import BENCH, load, log, method, part_main, pyplot, save_plot, section, table
 
 from collapsed_forwarding.policy import DEFAULT_POLICY, POLICIES
 
-METHOD = (__doc__ or "").split("\n\n")[1].strip()
 REAL = ("web07", "web12", "orm-busy", "orm-night")
 SYNTHETIC = ("zipf-0.7", "zipf-1.0", "loop", "zipf-scan")
 ORM_LIMIT = 1_000_000  # the orm traces are cut to their first million requests, for speed
@@ -192,31 +191,19 @@ def plot(r: dict[str, Any], path: Path) -> None:
 def render(r: dict[str, Any], plots: Path) -> str:
     plot(r, plots / "hit_ratio.png")
     c = r["check"]
-    return f"""## Hit ratio of the eviction policies
-
-{made_by(r)}
-
-{METHOD}
-
-Hit ratio, % of requests:
-
-{ratio_table(r)}
-
-![Hit ratio against cache size, per trace](plots/hit_ratio.png)
-
-{c['trace']} at {c['size']:,} entries through `CollapsedForwardingProxy`, counting backend calls: {c['library']:.2f}%
-hits; the policy `{r['policy']}` replayed directly: {c['policy']:.2f}%, and `lru`: {c['lru']:.2f}%.
-"""
+    return section("Hit ratio of the eviction policies", r, "", method(__doc__).strip(), "Hit ratio, % of requests:",
+                   ratio_table(r), "![Hit ratio against cache size, per trace](plots/hit_ratio.png)",
+                   f"{c['trace']} at {c['size']:,} entries through `CollapsedForwardingProxy`, counting backend "
+                   f"calls: {c['library']:.2f}%\nhits; the policy `{r['policy']}` replayed directly: "
+                   f"{c['policy']:.2f}%, and `lru`: {c['lru']:.2f}%.")
 
 
 def main(argv: list[str] | None = None) -> int:
-    def flags(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--sizes", nargs="+", type=int, help="cache sizes, in entries (default "
-                            f"{' '.join(map(str, SIZES))}; 1000 with --quick)")
-        parser.add_argument("--reference", action="store_true",
-                            help="recompute libCacheSim's figures (pip install libcachesim==0.3.5)")
-
-    return part_main("hitratio", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
+    return part_main("hitratio", __doc__, argv, measure, render,
+                     ("--sizes", dict(nargs="+", type=int, help="cache sizes, in entries (default "
+                                      f"{' '.join(map(str, SIZES))}; 1000 with --quick)")),
+                     ("--reference", dict(action="store_true",
+                                          help="recompute libCacheSim's figures (pip install libcachesim==0.3.5)")))
 
 
 if __name__ == "__main__":

@@ -30,10 +30,20 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from common import fmt, log, made_by, med, med_range, part_main, pyplot, save_plot, table
-from contestants import COLLAPSED, CONTESTANTS, FLOOR, GRACE, NAIVE, Origin, available, make_floor, version
+from common import fmt, log, med, med_range, method, part_main, pyplot, ratios, save_plot, section, spread, table
+from contestants import (
+    COLLAPSED,
+    CONTESTANTS,
+    FLOOR,
+    GRACE,
+    NAIVE,
+    Origin,
+    available,
+    make_collapsed,
+    make_floor,
+    version,
+)
 
-METHOD = (__doc__ or "").split("\n\n")[1]
 HIT_GOAL = 2.0
 HARNESS = "harness floor: no cache, no origin"
 COLOURS = {COLLAPSED: "#d62728", GRACE: "#ff9896", NAIVE: "#7f7f7f", "dogpile.cache": "#1f77b4",
@@ -66,28 +76,41 @@ def loop_ns(get: Callable[[str], Any], key: str, n: int) -> float:
     return ((t1 - t0) - (t2 - t1)) / n
 
 
-def hit_cost(reps: int = 7, target_s: float = 0.04) -> dict:
-    key = "hot"
-    getters: dict[str, Callable[[str], Any]] = {}
-    floor = make_floor(Origin(0), 3600)
-    floor.put(key)  # type: ignore[attr-defined]
-    getters[FLOOR] = floor
-    for name, (make, _, _) in available().items():
-        if name == GRACE:
-            continue  # the same hit path as collapsed-forwarding
-        getters[name] = make(Origin(0), 3600)
-    sizes = {}
-    for name, get in getters.items():
-        if get(key) != "value-" + key:
-            raise AssertionError(f"{name} returned {get(key)!r}")
-        per_call = max(loop_ns(get, key, 2000), 20.0)
-        sizes[name] = int(min(max(target_s * 1e9 / per_call, 5_000), 2_000_000))
+def hot(make: Callable[[Origin, float], Callable[[str], Any]]) -> Callable[[str], Any]:
+    """A contestant (or the floor) holding "hot", its hit checked."""
+    get = make(Origin(0), 3600)
+    if make is make_floor:
+        get.put("hot")  # type: ignore[attr-defined]
+    if get("hot") != "value-hot":
+        raise AssertionError(f"{make.__name__} returned {get('hot')!r}")
+    return get
+
+
+def hit_runs(getters: dict[str, Callable[[str], Any]], sizes: dict[str, int], reps: int) -> dict[str, list[float]]:
+    """ns per hit of each getter, `sizes[name]` gets a run, the getters in turn, their order rotated each run."""
     results: dict[str, list[float]] = {name: [] for name in getters}
     for rep in range(reps):
         for name in _rotated(list(getters), rep):
-            results[name].append(loop_ns(getters[name], key, sizes[name]))
+            results[name].append(loop_ns(getters[name], "hot", sizes[name]))
+    return results
+
+
+def hit_cost(reps: int = 7, target_s: float = 0.04) -> dict:
+    """Every contestant but grace (the same hit path as collapsed-forwarding), runs of about `target_s` each."""
+    getters = {FLOOR: hot(make_floor)} | {name: hot(make) for name, (make, _, _) in available().items()
+                                          if name != GRACE}
+    sizes = {name: int(min(max(target_s * 1e9 / max(loop_ns(get, "hot", 2000), 20.0), 5_000), 2_000_000))
+             for name, get in getters.items()}
+    results = hit_runs(getters, sizes, reps)
     log(f"  hit cost: {reps} runs of {min(sizes.values()):,}-{max(sizes.values()):,} gets each")
     return {"reps": reps, "ns": results, "calls_per_run": sizes}
+
+
+def hit_vs_floor(reps: int, n: int = 200_000) -> dict:
+    """The hit of the library against the floor alone, n gets a run (the scale and costs parts' goal)."""
+    out = hit_runs({"floor": hot(make_floor), "collapsed": hot(make_collapsed)}, {"floor": n, "collapsed": n}, reps)
+    log(f"  hit vs floor: {reps} runs of {n:,} gets")
+    return {**out, "ratios": ratios(out["collapsed"], out["floor"])}
 
 
 # -- herds -------------------------------------------------------------------
@@ -271,11 +294,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "mixed": mixed(reps=2 if quick else 5, duration=0.3 if quick else 1.0)}
 
 
-def ratios(values: list[float], floors: list[float]) -> list[float]:
-    """Run by run: each run of a contestant against the floor's run of the same repetition."""
-    return [v / f for v, f in zip(values, floors, strict=True)]
-
-
 def collapses(name: str) -> str:
     return "–" if name in (FLOOR, HARNESS) else "yes" if CONTESTANTS[name][2] else "**no**"
 
@@ -284,14 +302,20 @@ def label(name: str) -> str:
     return f"**{name}**" if name == COLLAPSED else name
 
 
+def peers_around(ns: dict[str, list[float]]) -> tuple[list[str], list[str]]:
+    """The peers that collapse misses whose hit costs at most ours, and those whose hit costs more."""
+    ours = med(ns[COLLAPSED])
+    peers = [n for n in ns if n in CONTESTANTS and CONTESTANTS[n][2] and n not in (COLLAPSED, GRACE)]
+    return [n for n in peers if med(ns[n]) <= ours], [n for n in peers if med(ns[n]) > ours]
+
+
 def goals(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     h, ns = r["herds"], r["hit"]["ns"]
     calls = [c for kind in ("cold", "expired") for name in (COLLAPSED, GRACE) if name in h[kind]
              for cell in h[kind][name].values() for c in cell["calls"]]
     paired = ratios(ns[COLLAPSED], ns[FLOOR])
     ours = med(ns[COLLAPSED])
-    peers = [n for n in ns if n in CONTESTANTS and CONTESTANTS[n][2] and n not in (COLLAPSED, GRACE)]
-    faster, slower = [n for n in peers if med(ns[n]) <= ours], [n for n in peers if med(ns[n]) > ours]
+    faster, slower = peers_around(ns)
 
     def listed(names: list[str]) -> str:
         return ", ".join(f"{n} {fmt(med(ns[n]))} ns" + (" (a bare dict check: singleflight only guards the fill)"
@@ -358,8 +382,7 @@ def plot_herds(plt: Any, h: dict[str, Any], field: str, scale: float, ylabel: st
             runs = [[v * scale for v in h[kind][name][str(n)][field]] for n in sizes]
             meds = [med(r) for r in runs]
             ax.errorbar([n * (1 + 0.035 * (i - len(names) / 2)) for n in sizes], meds, capsize=3, marker="o",
-                        yerr=[[m - min(r) for m, r in zip(meds, runs, strict=True)],
-                              [max(r) - m for m, r in zip(meds, runs, strict=True)]],
+                        yerr=spread(meds, runs),
                         label=name, color=COLOURS.get(name), markersize=5, linewidth=2.5 if name == COLLAPSED else 1.4,
                         linestyle="--" if name in (NAIVE, HARNESS) else "-")
         ax.set(xscale="log", yscale="log", xlabel="threads in the herd", title=f"{kind} key")
@@ -375,8 +398,7 @@ def plot_hits(plt: Any, ns: dict[str, list[float]], path: Path) -> Path:
     meds = [med(ns[n]) for n in names]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 2))
     ax.barh(names, meds, color=[COLOURS.get(n, "#999999") for n in names], capsize=3,
-            xerr=[[m - min(ns[n]) for m, n in zip(meds, names, strict=True)],
-                  [max(ns[n]) - m for m, n in zip(meds, names, strict=True)]])
+            xerr=spread(meds, [ns[n] for n in names]))
     ax.axvline(med(ns[FLOOR]) * HIT_GOAL, color="#d62728", linestyle=":", label=f"goal: {HIT_GOAL:g}x the floor")
     for y, (m, n) in enumerate(zip(meds, names, strict=True)):
         ax.text(max(ns[n]) * 1.1, y, f"{m:,.0f}", va="center", fontsize=8)
@@ -393,9 +415,7 @@ def reading(r: dict[str, Any]) -> str:
     big = str(max(h["sizes"]))
     naive = h["cold"][NAIVE][big]["calls"] + h["expired"][NAIVE][big]["calls"]
     ours = med(ns[COLLAPSED])
-    peers = [n for n in ns if n in CONTESTANTS and CONTESTANTS[n][2] and n not in (COLLAPSED, GRACE)]
-    cheaper = sorted((n for n in peers if med(ns[n]) <= ours), key=lambda n: med(ns[n]))
-    dearer = sorted((n for n in peers if med(ns[n]) > ours), key=lambda n: med(ns[n]))
+    cheaper, dearer = (sorted(names, key=lambda n: med(ns[n])) for names in peers_around(ns))
     return "\n".join([
         f"- **Herds.** Every collapsing contestant made one origin call per herd, cold or expired, from 10 to "
         f"{int(big):,} threads; the naive TTL dict made about one per thread that missed before the first fill "
@@ -427,47 +447,20 @@ def render(r: dict[str, Any], plots: Path) -> str:
                    f"Time for a herd to get its answer (origin latency {latency:g} ms)",
                    "ms from the barrier's release to the last answer: lower is better. " + wall_note(h), harness=True)
     peers = ", ".join(f"{k} {v}" for k, v in r.get("versions", {}).items())
-    return f"""## In-process: the library against its peers
-
-{made_by(r)} Peers: {peers}.
-
-{METHOD}
-
-{table(["goal", "measured (median of runs, min–max)", "met?"], goals(r), ["l", "l", "c"])}
-
-### The cost of a hit
-
-{hit_table(r["hit"]["ns"])}
-
-![ns per hit against the floor and the peers](plots/hit_cost.png)
-
-### Herds
-
-Origin calls per herd (cold / expired key, by number of threads); `=`: as the row above (grace only
-changes an expired key):
-
-{herd_table(h, "calls")}
-
-Wall time, ms (barrier release → last answer):
-
-{herd_table(h, "wall", 1e3, harness=True)}
-
-![origin calls against herd size](plots/herd_origin_calls.png)
-
-![herd wall time](plots/herd_wall_time.png)
-
-### Mixed load
-
-{mixed_table(r["mixed"]["results"])}
-
-### Reading
-
-{reading(r)}
-"""
+    return section("In-process: the library against its peers", r, f"Peers: {peers}.", method(__doc__),
+                   table(["goal", "measured (median of runs, min–max)", "met?"], goals(r), ["l", "l", "c"]),
+                   "### The cost of a hit", hit_table(r["hit"]["ns"]),
+                   "![ns per hit against the floor and the peers](plots/hit_cost.png)", "### Herds",
+                   "Origin calls per herd (cold / expired key, by number of threads); `=`: as the row above (grace "
+                   "only\nchanges an expired key):", herd_table(h, "calls"),
+                   "Wall time, ms (barrier release → last answer):", herd_table(h, "wall", 1e3, harness=True),
+                   "![origin calls against herd size](plots/herd_origin_calls.png)",
+                   "![herd wall time](plots/herd_wall_time.png)", "### Mixed load",
+                   mixed_table(r["mixed"]["results"]), "### Reading", reading(r))
 
 
 def main(argv: list[str] | None = None) -> int:
-    return part_main("inprocess", (__doc__ or "").split("\n\n")[0], argv, measure, render)
+    return part_main("inprocess", __doc__, argv, measure, render)
 
 
 if __name__ == "__main__":

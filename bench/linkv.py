@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """The linkv part: Maelstrom's lin-kv workload against the node and against a pass-through node.
 
-For each scenario and each node, runs tests/support/workload.py (real node
-processes, Maelstrom's latencies, reordering and partitions), checks each
-history with tests/support/linearizability.py, and reports: operations, how many runs
-were linearizable, origin (lin-kv) and server messages per operation (as
-Maelstrom's msgs-per-op counts them: messages sent between non-clients over the
-invoked operations), the ratio to the pass-through, and read and write (write +
-cas) latency, median and p99, over every completed operation.
+Each row runs real node processes under `tests/support/workload.py`, an emulation of Maelstrom's
+lin-kv workload (latency drawn per message and delivered in deadline order, one-way partitions of node
+links only, jepsen's generator: concurrency 2n, thread t on node t mod n, values 0–4), then checks each
+history with `tests/support/linearizability.py`. `main` is this project's node (leases, `--lease 0.3`);
+`passthrough` is `bench/passthrough_node.py`, which forwards every operation to lin-kv. Messages per
+operation are counted as Maelstrom's net checker does: messages sent between non-clients (origin: to
+or from lin-kv; server: origin plus node to node) over the operations invoked. Latency: every completed
+operation, timeouts included (at the 1 s client timeout); write = write and cas. Partitions: the
+nemesis cuts and heals (one, minority-third, majority, majorities-ring) at random, on average every
+second. Goals: at most 0.6x the pass-through's origin messages on the read-heavy mix, at most
+1.2x its server messages on Maelstrom's mix, every history linearizable.
 
     python3 bench/run.py linkv                           # the table in bench/RESULTS.md (about 2 minutes)
     python3 bench/run.py linkv --seconds 30 --seeds 3 --only main --out /tmp/soak   # a soak of the node alone
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, log, made_by, part_main, table
+from common import BENCH, log, method, part_main, section, table
 
 from tests.support.workload import SHAPES, Latency, Workload, run
 
@@ -82,19 +86,6 @@ def median(rows: list[dict[str, Any]], field: str) -> float:
     return statistics.median(r[field] for r in rows)
 
 
-METHOD = """Each row runs real node processes under `tests/support/workload.py`, an emulation of Maelstrom's
-lin-kv workload (latency drawn per message and delivered in deadline order, one-way partitions of node
-links only, jepsen's generator: concurrency 2n, thread t on node t mod n, values 0–4), then checks each
-history with `tests/support/linearizability.py`. `main` is this project's node (leases, `--lease 0.3`);
-`passthrough` is `bench/passthrough_node.py`, which forwards every operation to lin-kv. Messages per
-operation are counted as Maelstrom's net checker does: messages sent between non-clients (origin: to
-or from lin-kv; server: origin plus node to node) over the operations invoked. Latency: every completed
-operation, timeouts included (at the 1 s client timeout); write = write and cas. Partitions: the
-nemesis cuts and heals (one, minority-third, majority, majorities-ring) at random, on average every
-second. Goals: at most 0.6x the pass-through's origin messages on the read-heavy mix, at most
-1.2x its server messages on Maelstrom's mix, every history linearizable."""
-
-
 def measure_all(args: argparse.Namespace) -> dict[str, Any]:
     seconds, seeds = (3.0, 1) if args.quick else (args.seconds, args.seeds)
     scenarios = [s for s in SCENARIOS if not args.scenario or any(p in s.name for p in args.scenario)]
@@ -128,24 +119,22 @@ def render(r: dict[str, Any], plots: Path) -> str:
                 f"{sum(x.get('unknown', 0) for x in runs)}", f"{sum(x.get('kills', 0) for x in runs)}"])
             failures += [f"{name} / {node}: not linearizable\n```\n{x['explanation']}\n```" for x in runs
                          if x["explanation"]]
-    return "\n\n".join([
-        "## Maelstrom's lin-kv workload", made_by(r), METHOD,
+    return section(
+        "Maelstrom's lin-kv workload", r, "", method(__doc__),
         f"{r['seeds']} run(s) of {r['seconds_per_run']:g} s per row, 100 ops/s, concurrency 2n, 10 ms mean latency "
         f"(constant unless named); medians over the runs.",
-        table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)), *failures])
+        table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)), *failures)
 
 
 def main(argv: list[str] | None = None) -> int:
-    def flags(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--seconds", type=float, default=8.0, help="seconds per run (3 with --quick)")
-        parser.add_argument("--seeds", type=int, default=1, help="runs per scenario and node")
-        parser.add_argument("--only", help="run this node only (main, passthrough or a --node name)")
-        parser.add_argument("--node", action="append", default=[], metavar="NAME=MAIN_PY",
-                            help="also run this main.py, under NAME")
-        parser.add_argument("--scenario", action="append", help="substring of the scenarios to run")
-        parser.add_argument("--node-args", default="", help="extra flags for main.py, space-separated")
-
-    return part_main("linkv", (__doc__ or "").split("\n\n")[0], argv, measure_all, render, flags)
+    return part_main("linkv", __doc__, argv, measure_all, render,
+                     ("--seconds", dict(type=float, default=8.0, help="seconds per run (3 with --quick)")),
+                     ("--seeds", dict(type=int, default=1, help="runs per scenario and node")),
+                     ("--only", dict(help="run this node only (main, passthrough or a --node name)")),
+                     ("--node", dict(action="append", default=[], metavar="NAME=MAIN_PY",
+                                     help="also run this main.py, under NAME")),
+                     ("--scenario", dict(action="append", help="substring of the scenarios to run")),
+                     ("--node-args", dict(default="", help="extra flags for main.py, space-separated")))
 
 
 if __name__ == "__main__":

@@ -29,12 +29,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, ROOT, fmt, made_by, med, med_range, part_main, table, verdict
+from common import BENCH, ROOT, child, fmt, med, med_range, method, part_main, ratios, section, table, verdict
 
-METHOD = (__doc__ or "").split("\n\n")[1]
 NODE = [sys.executable, str(ROOT / "main.py")]
 ECHO = [sys.executable, str(BENCH / "echo_node.py")]
 INIT = b'{"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}\n'
@@ -50,6 +50,12 @@ def get_line(msg_id: int, key: str) -> bytes:
 def gets(start: int, stop: int, msg_base: int = 1_000_000) -> bytes:
     """Gets of the distinct keys key-START..key-STOP."""
     return b"".join(get_line(msg_base + i, f"key-{i:07d}") for i in range(start, stop))
+
+
+def status(pid: int, field: str) -> int:
+    """A field of /proc/PID/status, in its unit (kB for memory)."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
 class NodeProcess:
@@ -74,15 +80,19 @@ class NodeProcess:
         self.stdin.write(data)
         self.stdin.flush()
 
-    def read_lines(self, count: int, nap: float = 0.0) -> bytes:
-        """Read until `count` lines have come. With `nap`, sleep that long after each small read, so
-        the replies come in batches: woken by every reply, the driver would take a good part of a
-        2-core machine from the process measured. The last reply is then seen at most `nap` late."""
+    def read_lines(self, count: int, nap: float = 0.0,
+                   seen_at: Callable[[float, bytes], object] | None = None) -> bytes:
+        """Read until `count` lines have come, each chunk shown to `seen_at` with the time it was read.
+        With `nap`, sleep that long after each small read, so the replies come in batches: woken by
+        every reply, the driver would take a good part of a 2-core machine from the process measured.
+        The last reply is then seen at most `nap` late."""
         chunks, seen = [], 0
         while seen < count:
             chunk = self.stdout.read1(PIPE_SIZE)
             if not chunk:
                 raise RuntimeError(f"the process closed its output after {seen} of {count} lines")
+            if seen_at:
+                seen_at(time.perf_counter(), chunk)
             chunks.append(chunk)
             seen += chunk.count(b"\n")
             if nap and seen < count and len(chunk) < PIPE_SIZE // 32:
@@ -109,9 +119,7 @@ class NodeProcess:
         return json.loads(self.read_lines(1))["body"]  # type: ignore[no-any-return]
 
     def status(self, field: str) -> int:
-        """A field of /proc/PID/status, in its unit (kB for memory)."""
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+        return status(self.proc.pid, field)
 
     def close(self) -> None:
         """End of input, then the exit; an unclean exit shows the end of the process's stderr."""
@@ -136,19 +144,31 @@ class NodeProcess:
         self.close()
 
 
-# -- throughput ---------------------------------------------------------------------
+def stats_of(replies: bytes) -> dict[str, Any]:
+    return next(json.loads(line)["body"] for line in replies.splitlines() if b'"stats_ok"' in line)  # type: ignore[no-any-return]
+
+
+# -- the node against the echo loop ----------------------------------------------------
+
+def through(cmd: list[str], batch: bytes, expect: bytes, flags: Sequence[str] = (), warm: bytes = b"") -> float:
+    """Seconds from the first write of `batch` to its last reply, in a fresh process (`warm` answered
+    first); each reply must hold `expect`."""
+    count = batch.count(b"\n")
+    with NodeProcess(*flags, cmd=cmd) as node:
+        if warm:
+            node.write(warm)
+            node.read_lines(warm.count(b"\n"))
+        elapsed, replies = node.timed(batch, count)
+    if replies.count(expect) != count:
+        raise RuntimeError(f"{cmd}: {replies.count(expect)} of {count} replies had {expect!r}")
+    return elapsed
+
 
 def cached_gets(cmd: list[str], messages: int, keys: int) -> float:
-    """Seconds from the first write of `messages` gets of `keys` warmed keys until the last reply."""
-    with NodeProcess(cmd=cmd) as node:
-        names = [f"k{i}" for i in range(keys)]
-        node.write(b"".join(get_line(2 + i, k) for i, k in enumerate(names)))  # warm: one miss each
-        node.read_lines(keys)
-        elapsed, replies = node.timed(b"".join(get_line(100 + i, names[i % keys]) for i in range(messages)), messages)
-    hits = replies.count(b'"cache":"hit"')
-    if hits != messages:
-        raise RuntimeError(f"{cmd}: {hits} of {messages} replies were hits")
-    return elapsed
+    """`messages` gets of `keys` keys, each warmed first by one miss: all hits."""
+    names = [f"k{i}" for i in range(keys)]
+    return through(cmd, b"".join(get_line(100 + i, names[i % keys]) for i in range(messages)), b'"cache":"hit"',
+                   warm=b"".join(get_line(2 + i, k) for i, k in enumerate(names)))
 
 
 def throughput(runs: int, messages: int, keys: int = 4) -> dict[str, Any]:
@@ -158,9 +178,9 @@ def throughput(runs: int, messages: int, keys: int = 4) -> dict[str, Any]:
             times[name].append(cached_gets(cmd, messages, keys))
     node, echo, tuned = times["node_s"], times["echo_s"], times["echo_tuned_s"]
     return {"messages": messages, "runs": runs, "keys": keys, **times, "ratio": med(node) / med(echo),
-            "paired_ratios": [n / e for n, e in zip(node, echo, strict=True)],
+            "paired_ratios": ratios(node, echo),
             "ratio_tuned": med(node) / med(tuned),
-            "paired_ratios_tuned": [n / e for n, e in zip(node, tuned, strict=True)]}
+            "paired_ratios_tuned": ratios(node, tuned)}
 
 
 # -- release of 10,000 waiters ----------------------------------------------------------
@@ -174,19 +194,12 @@ def release_once(waiters: int = 10_000, latency: float = 1.0) -> dict[str, Any]:
         batch = b"".join(get_line(10 + i, "cold") for i in range(waiters))
         stats_line = b'{"src":"c0","dest":"n1","body":{"type":"stats","msg_id":5,"key":"cold"}}\n'
 
-        def read() -> None:
-            seen = 0
-            while seen < waiters + 1:
-                chunk = node.stdout.read1(PIPE_SIZE)
-                now = time.perf_counter()
-                if not chunk:
-                    break
-                chunks.append((now, chunk))
-                seen += chunk.count(b"\n")
-                if "at" not in probe and b'"stats_ok"' in chunk:
-                    probe.update(threads=node.status("Threads"), at=now)
+        def seen_at(now: float, chunk: bytes) -> None:
+            chunks.append((now, chunk))
+            if "at" not in probe and b'"stats_ok"' in chunk:
+                probe.update(threads=node.status("Threads"), at=now)
 
-        reader = threading.Thread(target=read)
+        reader = threading.Thread(target=node.read_lines, args=(waiters + 1,), kwargs={"seen_at": seen_at})
         reader.start()
         t0 = time.perf_counter()
         node.write(batch + stats_line)
@@ -196,7 +209,7 @@ def release_once(waiters: int = 10_000, latency: float = 1.0) -> dict[str, Any]:
     finally:
         node.close()
     data = b"".join(c for _, c in chunks)
-    stats = next(json.loads(line)["body"] for line in data.splitlines() if b'"stats_ok"' in line)
+    stats = stats_of(data)
     misses, collapsed = data.count(b'"cache":"miss"'), data.count(b'"cache":"collapsed"')
     if misses != 1 or collapsed != waiters - 1:
         raise RuntimeError(f"expected 1 miss and {waiters - 1} collapsed, got {misses} and {collapsed}")
@@ -210,11 +223,8 @@ def release_once(waiters: int = 10_000, latency: float = 1.0) -> dict[str, Any]:
 # -- memory ---------------------------------------------------------------------------
 
 DICT_FLOOR = r"""
-import sys, time
-def rss():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-n, before, d, now = int(sys.argv[1]), rss(), {}, time.monotonic()
+import time
+n, before, d, now = int(sys.argv[2]), rss(), {}, time.monotonic()
 for i in range(n):
     key = "key-%07d" % i
     d[key] = ("value-" + key, now + 60.0)
@@ -224,8 +234,17 @@ print(rss() - before)
 
 def dict_floor_kb(entries: int) -> int:
     """RSS growth of a plain dict of the same keys and values, with an expiry float."""
-    return int(subprocess.run([sys.executable, "-c", DICT_FLOOR, str(entries)], capture_output=True, text=True,
-                              check=True).stdout)
+    return int(child(DICT_FLOOR, entries))
+
+
+def fill(node: NodeProcess, start: int, stop: int, step: int, msg_base: int = 1_000_000) -> int:
+    """Distinct misses start..stop, `step` written at a time, each batch answered before the next;
+    returns the replies that were not get_ok."""
+    bad = 0
+    for at in range(start, stop, step):
+        count = min(step, stop - at)
+        bad += count - node.timed(gets(at, at + count, msg_base), count)[1].count(b'"get_ok"')
+    return bad
 
 
 def memory_once(entries: int = 100_000, paced: int = 0, timeout: float = 1.0) -> dict[str, Any]:
@@ -235,12 +254,8 @@ def memory_once(entries: int = 100_000, paced: int = 0, timeout: float = 1.0) ->
     try:
         node.ask({"type": "get", "msg_id": 2, "key": "warm"})
         time.sleep(timeout + 0.5)  # the warm-up's deadline timer leaves the heap
-        before, errors, started = node.status("VmRSS"), 0, time.perf_counter()
-        step = paced or entries
-        for at in range(0, entries, step):
-            count = min(step, entries - at)
-            replies = node.timed(gets(at, at + count, msg_base=10), count)[1]
-            errors += count - replies.count(b'"get_ok"')
+        before, started = node.status("VmRSS"), time.perf_counter()
+        errors = fill(node, 0, entries, paced or entries, msg_base=10)
         fill_s = time.perf_counter() - started
         time.sleep(timeout + 0.5)  # the fetches' cancelled deadline timers leave the heap
         after = node.status("VmRSS")
@@ -347,22 +362,13 @@ def reading(r: dict[str, Any]) -> str:
 
 
 def render(r: dict[str, Any], plots: Path) -> str:
-    return f"""## The node through its pipes
-
-{made_by(r)}
-
-{METHOD}
-
-{table(["goal", "measured (median of runs, min–max)", "met?"], goals(r), ["l", "l", "c"])}
-
-{node_table(r)}
-
-{reading(r)}
-"""
+    return section("The node through its pipes", r, "", method(__doc__),
+                   table(["goal", "measured (median of runs, min–max)", "met?"], goals(r), ["l", "l", "c"]),
+                   node_table(r), reading(r))
 
 
 def main(argv: list[str] | None = None) -> int:
-    return part_main("node", __doc__.split("\n\n")[0], argv, measure, render)
+    return part_main("node", __doc__, argv, measure, render)
 
 
 if __name__ == "__main__":

@@ -31,9 +31,9 @@ unless said:
 * distinct misses against the echo loop: N distinct-key gets through a
   fresh node (it ends holding N entries) and the same N lines through
   bench/echo_node.py: the ratio of the wall times, pairs in turn.
-* memory at 100,000 entries: node.memory_once (paced fill) against node.dict_floor_kb (the
+* memory at 100,000 entries: node.memory (paced fill) against node.dict_floor_kb (the
   same keys and values, with an expiry float, in a dict, measured in a separate process).
-* hit in the library against the floor: inprocess.loop_ns, as the inprocess part measures it.
+* hit in the library against the floor: inprocess.hit_vs_floor.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ import gc
 import json
 import queue
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -51,8 +50,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, ROOT, fmt, log, made_by, med, med_range, part_main, pyplot, save_plot, table, verdict
-from node import ECHO, NODE, PIPE_SIZE, NodeProcess, dict_floor_kb, gets, memory_once
+from common import (
+    BENCH,
+    child,
+    fmt,
+    log,
+    med,
+    med_range,
+    part_main,
+    pyplot,
+    ratios,
+    save_plot,
+    section,
+    table,
+    verdict,
+)
+from inprocess import hit_vs_floor
+from node import ECHO, NODE, PIPE_SIZE, NodeProcess, dict_floor_kb, fill, gets, memory, stats_of, through
 
 GOALS = {"fill_ratio": 1.5, "pause_s": 0.1, "memory_ratio": 1.5, "stats_s": 1.0, "eviction_ratio": 1.2,
          "false_timeouts": 0.01, "echo_ratio": 3.0, "hit_ratio": 2.0}
@@ -63,16 +77,6 @@ BASELINES = [str(BENCH / "results" / "scale_9131206.json"), str(BENCH / "results
 
 
 # -- node: fill, miss bursts, hit streams ----------------------------------------
-
-def fill(node: NodeProcess, start: int, stop: int, step: int = 5_000) -> int:
-    """Distinct misses start..stop, `step` written at a time, each batch answered
-    before the next; returns the replies that were not get_ok."""
-    bad = 0
-    for at in range(start, stop, step):
-        count = min(step, stop - at)
-        bad += count - node.timed(gets(at, at + count), count)[1].count(b'"get_ok"')
-    return bad
-
 
 def miss_burst(node: NodeProcess, start: int, count: int) -> tuple[float, int]:
     """Seconds from writing `count` distinct gets at once to reading their last
@@ -93,17 +97,10 @@ def hit_stream(node: NodeProcess, start: int, misses: int, rate: float = 5_000.0
     arrivals: list[tuple[int, float]] = []
     hot = b'{"src":"c0","dest":"n1","body":{"type":"get","msg_id":%d,"key":"hot"}}\n'
 
-    def read() -> None:
-        seen, want = 0, ticks + misses
-        while seen < want:
-            chunk = node.stdout.read1(PIPE_SIZE)
-            now = time.perf_counter()
-            if not chunk:
-                raise RuntimeError("the node closed its output")
-            seen += chunk.count(b"\n")
-            arrivals.extend((int(m.group(1)) - HIT_BASE, now) for m in HIT_REPLY.finditer(chunk))
+    def seen_at(now: float, chunk: bytes) -> None:
+        arrivals.extend((int(m.group(1)) - HIT_BASE, now) for m in HIT_REPLY.finditer(chunk))
 
-    reader = threading.Thread(target=read)
+    reader = threading.Thread(target=node.read_lines, args=(ticks + misses,), kwargs={"seen_at": seen_at})
     reader.start()
     began = time.perf_counter()
     at = start
@@ -148,7 +145,7 @@ def node_sweep_once(sizes: Sequence[int], burst: int, stream: int) -> dict:
         filled, bad = 0, 0
         for size in sorted(sizes):
             t0 = time.perf_counter()
-            bad += fill(node, filled, max(size, filled))
+            bad += fill(node, filled, max(size, filled), 5_000)
             filled = max(size, filled)
             fill_s = time.perf_counter() - t0
             rss = node.status("VmRSS")
@@ -172,15 +169,8 @@ def node_sweep_once(sizes: Sequence[int], burst: int, stream: int) -> dict:
 # -- library sweep (a child process per run) ---------------------------------------
 
 LIBRARY_CHILD = r"""
-import gc, json, sys, time
-sys.path.insert(0, sys.argv[1])
+import gc, json, time
 from proxy import CollapsedForwardingProxy
-
-def rss():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
 
 sizes, batch = json.loads(sys.argv[2]), int(sys.argv[3])
 backend = lambda key: "value-" + key
@@ -216,9 +206,7 @@ print(json.dumps({"points": points, "stats": proxy.stats()}))
 
 
 def library_sweep_once(sizes: Sequence[int], batch: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", LIBRARY_CHILD, str(ROOT), json.dumps(list(sizes)), str(batch)],
-                         capture_output=True, text=True, check=True, cwd=ROOT)
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
+    return json.loads(child(LIBRARY_CHILD, json.dumps(list(sizes)), batch))  # type: ignore[no-any-return]
 
 
 def dict_floor_points(sizes: Sequence[int]) -> dict[str, int]:
@@ -233,33 +221,26 @@ def eviction_once(max_entries: int | None, misses: int = 8_000, latency: float =
         flags += ["--max-entries", str(max_entries)]
     node = NodeProcess(*flags)
     stats_line = b'{"src":"c0","dest":"n1","body":{"type":"stats","msg_id":7}}\n'
+    marks: list[float] = []
     try:
         batch = gets(0, misses)
         began = time.perf_counter()
         node.write(batch + stats_line)
         written = time.perf_counter()
-        data, seen, answered = b"", 0, 0.0
-        while seen < misses + 1:  # replies to early gets may come before stats_ok when admission is slow
-            chunk = node.stdout.read1(PIPE_SIZE)
-            if not chunk:
-                raise RuntimeError("the node closed its output")
-            if not answered and b'"stats_ok"' in chunk:
-                answered = time.perf_counter()
-            data += chunk
-            seen += chunk.count(b"\n")
-        stats = next(json.loads(line)["body"] for line in data.splitlines() if b'"stats_ok"' in line)
-        rest = data
+        # replies to early gets may come before stats_ok when admission is slow
+        data = node.read_lines(misses + 1, seen_at=lambda now, chunk: marks.append(now) if b'"stats_ok"' in chunk
+                               else None)
+        answered, stats = marks[0], stats_of(data)
     finally:
         node.close()
-    if stats.get("type") != "stats_ok" or rest.count(b'"get_ok"') != misses:
-        raise RuntimeError(f"eviction run: stats {stats}, {rest.count(b'get_ok')} of {misses} get_ok")
+    if stats.get("type") != "stats_ok" or data.count(b'"get_ok"') != misses:
+        raise RuntimeError(f"eviction run: stats {stats}, {data.count(b'get_ok')} of {misses} get_ok")
     return {"max_entries": max_entries, "misses": misses, "stats_after_written_s": answered - written,
             "admitted_s": answered - began, "in_flight": stats["in_flight"], "entries_after": stats["entries"]}
 
 
 LIBRARY_EVICTION = r"""
-import json, sys, time
-sys.path.insert(0, sys.argv[1])
+import json, time
 from proxy import CollapsedForwardingProxy
 
 class Silent:  # a non-blocking origin that never answers: every flight stays in the air
@@ -277,9 +258,7 @@ print(json.dumps({"seconds": time.perf_counter() - began}))
 
 
 def library_eviction_once(in_flight: int, max_entries: int) -> float:
-    out = subprocess.run([sys.executable, "-c", LIBRARY_EVICTION, str(ROOT), str(in_flight), str(max_entries)],
-                         capture_output=True, text=True, check=True, cwd=ROOT)
-    return json.loads(out.stdout)["seconds"] / in_flight  # type: ignore[no-any-return]
+    return json.loads(child(LIBRARY_EVICTION, in_flight, max_entries))["seconds"] / in_flight  # type: ignore[no-any-return]
 
 
 # -- lin-kv flood: the bench is the service -------------------------------------------
@@ -356,43 +335,14 @@ def linkv_once(misses: int = 20_000, chunk: int = 1 << 16) -> dict:
 
 # -- distinct misses against the echo loop ---------------------------------------------
 
-def lines_through(cmd: list[str], flags: Sequence[str], count: int, expect: bytes) -> float:
-    """Seconds from writing `count` distinct gets at once to reading the last reply."""
-    with NodeProcess(*flags, cmd=cmd) as node:
-        elapsed, replies = node.timed(gets(0, count), count)
-    if replies.count(expect) != count:
-        raise RuntimeError(f"{cmd}: {replies.count(expect)} of {count} replies had {expect!r}")
-    return elapsed
-
-
 def versus_echo(runs: int, count: int) -> dict:
     node_s, echo_s = [], []
     for _ in range(runs):
-        node_s.append(lines_through(NODE, [*NODE_FLAGS, "--max-entries", str(2 * count)], count, b'"cache":"miss"'))
-        echo_s.append(lines_through(ECHO, [], count, b'"get_ok"'))
+        node_s.append(through(NODE, gets(0, count), b'"cache":"miss"', [*NODE_FLAGS, "--max-entries", str(2 * count)]))
+        echo_s.append(through(ECHO, gets(0, count), b'"get_ok"'))
     log(f"  distinct misses vs echo: {runs} pairs of {count:,} lines")
     return {"lines": count, "node_s": node_s, "echo_s": echo_s,
-            "ratios": [n / e for n, e in zip(node_s, echo_s, strict=True)]}
-
-
-# -- the hit against the floor (bench/inprocess.py's method) ---------------------------
-
-def hit_vs_floor(reps: int) -> dict:
-    from contestants import Origin, make_collapsed, make_floor
-    from inprocess import loop_ns
-
-    floor = make_floor(Origin(0), 3600)
-    floor.put("hot")  # type: ignore[attr-defined]
-    mine = make_collapsed(Origin(0), 3600)
-    mine("hot")
-    n = 200_000
-    out: dict[str, list[float]] = {"floor": [], "collapsed": []}
-    for rep in range(reps):
-        pair = [("floor", floor), ("collapsed", mine)]
-        for name, get in pair if rep % 2 == 0 else pair[::-1]:
-            out[name].append(loop_ns(get, "hot", n))
-    log(f"  hit vs floor: {reps} runs of {n:,} gets")
-    return {**out, "ratios": [c / f for c, f in zip(out["collapsed"], out["floor"], strict=True)]}
+            "ratios": ratios(node_s, echo_s)}
 
 
 # -- the whole run ------------------------------------------------------------------------
@@ -423,9 +373,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     r["dict_floor_kb"] = dict_floor_points(sorted(set(sizes) | set(lib_sizes)))
     log("memory at 100,000 entries:")
     mem_entries, mem_runs = (20_000, 2) if quick else (100_000, 3)
-    r["memory"] = {"entries": mem_entries,
-                   "node": [memory_once(mem_entries, paced=1000) for _ in range(mem_runs)],
-                   "dict_floor_kb": [dict_floor_kb(mem_entries) for _ in range(mem_runs)]}
+    mem = memory(mem_runs, 0, mem_entries)  # the node part's measure, with no burst fills
+    r["memory"] = {"entries": mem_entries, "node": mem["paced"], "dict_floor_kb": mem["dict_floor_kb"]}
     log("eviction with fetches in flight:")
     ev_runs, lib_in_flight = (2, 2_000) if quick else (3, 8_000)
     r["eviction"] = {"evicting": [], "default": []}
@@ -460,13 +409,13 @@ def goals(r: dict) -> list[tuple[str, list[float], str, float, str]]:
     top = max(sizes)
     empties = [run["empty_burst_s"] for run in sweep["runs"]]
     at_mid = [p["burst_s"] for p in node_point(r, mid)]
-    fill_ratio = [m / e for m, e in zip(at_mid, empties, strict=True)]
+    fill_ratio = ratios(at_mid, empties)
     gaps = [p["stream_max_gap_s"] for p in node_point(r, top)]
     mem = r["memory"]
-    mem_ratio = [n["delta_kb"] / d for n, d in zip(mem["node"], mem["dict_floor_kb"], strict=True)]
+    mem_ratio = ratios([n["delta_kb"] for n in mem["node"]], mem["dict_floor_kb"])
     ev = r["eviction"]
     stats_s = [x["stats_after_written_s"] for x in ev["evicting"]]
-    ev_ratio = [a["admitted_s"] / b["admitted_s"] for a, b in zip(ev["evicting"], ev["default"], strict=True)]
+    ev_ratio = ratios([a["admitted_s"] for a in ev["evicting"]], [b["admitted_s"] for b in ev["default"]])
     false_t = [x["false_timeout_rate"] for x in r["linkv"]]
     echo = r["echo"]["ratios"]
     hit = r["hit"]["ratios"]
@@ -523,20 +472,16 @@ def sweep_table(r: dict) -> str:
     for size in sorted(set(sweep["sizes"]) | set(lib["sizes"])):
         pts = node_point(r, size)
         lpts = [p for run in lib["runs"] for p in run["points"] if p["entries"] == size]
-        dict_b = floor[str(size)] * 1024 / size if str(size) in floor else float("nan")
         rows.append([
-            f"{size:,}",
-            med_range([p["burst_s"] / p["burst"] * 1e6 for p in pts], 1) if pts else "-",
-            med_range([p["stream_max_gap_s"] * 1e3 for p in pts]) if pts else "-",
-            med_range([p["stream_max_latency_s"] * 1e3 for p in pts]) if pts else "-",
-            med_range([p["rss_kb"] * 1024 / size for p in pts]) if pts else "-",
-            ", ".join(str(p.get("fill_errors", 0) + p.get("burst_errors", 0)) for p in pts) if pts else "-",
-            med_range([p["batch_s"] / p["batch"] * 1e6 for p in lpts], 1) if lpts else "-",
-            med_range([p["longest_s"] * 1e3 for p in lpts], 1) if lpts else "-",
-            med_range([p["full_gc_s"] * 1e3 for p in lpts], 1) if lpts else "-",
-            med_range([p["rss_kb"] * 1024 / size for p in lpts]) if lpts else "-",
-            fmt(dict_b),
-        ])
+            f"{size:,}", med_range([p["burst_s"] / p["burst"] * 1e6 for p in pts], 1),
+            med_range([p["stream_max_gap_s"] * 1e3 for p in pts]),
+            med_range([p["stream_max_latency_s"] * 1e3 for p in pts]),
+            med_range([p["rss_kb"] * 1024 / size for p in pts]),
+            ", ".join(str(p.get("fill_errors", 0) + p.get("burst_errors", 0)) for p in pts) or "-",
+            med_range([p["batch_s"] / p["batch"] * 1e6 for p in lpts], 1),
+            med_range([p["longest_s"] * 1e3 for p in lpts], 1), med_range([p["full_gc_s"] * 1e3 for p in lpts], 1),
+            med_range([p["rss_kb"] * 1024 / size for p in lpts]),
+            fmt(floor[str(size)] * 1024 / size if str(size) in floor else float("nan"))])
     return table(["entries", "node µs/miss", "node longest hit gap, ms", "node longest hit latency, ms",
                   "node B/entry", "node error replies (fill + burst), run by run",
                   "library µs/miss", "library longest miss, ms", "library: gc.collect(), ms",
@@ -628,37 +573,23 @@ def render(r: dict, plot_dir: Path) -> str:
     plots(r, plot_dir, befores)
     base = "".join(f" The column at {label(b)} was measured {b['machine']['date']} by `{b.get('command', '-')}`."
                    for b in befores)
-    return f"""## Scale: costs against the size of the cache
-
-{made_by(r)} Figures are medians with (min–max) of the runs; ratios are run by run.{base} How each is
-measured is in the docstring of `bench/scale.py`.
-
-{goals_table(r, befores)}
-
-Against the number of entries (node: `--sim-latency 0 --ttl 3600`, {r['node_sweep']['burst']:,}-miss bursts;
-hits one per 5 ms while 5,000 misses/s arrive; library: `get` with a blocking origin, batches of
-{r['library_sweep']['batch']:,} misses):
-
-{sweep_table(r)}
-
-![µs per miss against entries](plots/scale_miss_cost.png)
-![longest pause against entries](plots/scale_pause.png)
-![memory per entry against entries](plots/scale_memory.png)
-
-{MISS_WHY}
-
-{detail_table(r)}
-"""
+    return section("Scale: costs against the size of the cache", r, "Figures are medians with (min–max) of the "
+                   f"runs; ratios are run by run.{base} How each is\nmeasured is in the docstring of `bench/scale.py`.",
+                   goals_table(r, befores),
+                   f"Against the number of entries (node: `--sim-latency 0 --ttl 3600`, {r['node_sweep']['burst']:,}"
+                   "-miss bursts;\nhits one per 5 ms while 5,000 misses/s arrive; library: `get` with a blocking "
+                   f"origin, batches of\n{r['library_sweep']['batch']:,} misses):", sweep_table(r),
+                   "![µs per miss against entries](plots/scale_miss_cost.png)\n"
+                   "![longest pause against entries](plots/scale_pause.png)\n"
+                   "![memory per entry against entries](plots/scale_memory.png)", MISS_WHY, detail_table(r))
 
 
 def main(argv: list[str] | None = None) -> int:
-    def flags(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--baseline", action="append", default=[], metavar="JSON",
-                            help="an earlier run's results, shown beside this one (repeat, oldest first; "
-                                 "default: the runs at 9131206 and cf63f3d)")
-        parser.add_argument("--node-runs", type=int, default=0, help="runs of the node sweep (default 3; 1 quick)")
-
-    return part_main("scale", (__doc__ or "").split("\n\n")[0], argv, measure, render, flags)
+    return part_main("scale", __doc__, argv, measure, render,
+                     ("--baseline", dict(action="append", default=[], metavar="JSON",
+                                         help="an earlier run's results, shown beside this one (repeat, oldest "
+                                              "first; default: the runs at 9131206 and cf63f3d)")),
+                     ("--node-runs", dict(type=int, default=0, help="runs of the node sweep (default 3; 1 quick)")))
 
 
 if __name__ == "__main__":
