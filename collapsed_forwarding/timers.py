@@ -72,6 +72,15 @@ class Scheduler:
                 self._wake.notify()
         return timer
 
+    def overdue(self) -> float:
+        """Seconds by which the earliest timer is past its time (0 if none is): how far behind
+        the timer thread runs. Read without the lock, so racy: a gauge, not a count."""
+        heap = self._heap
+        try:
+            return max(0.0, self.time() - heap[0].when)
+        except IndexError:
+            return 0.0
+
     def _compact(self) -> None:
         """Under the lock: drop the cancelled timers, once they are half the heap
         (every settled fetch cancels its deadline), so the heap stays the size of

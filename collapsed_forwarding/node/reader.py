@@ -30,14 +30,14 @@ READ_AHEAD = 64 * 1024 * 1024  # bytes of requests read and not yet handled, at 
 # read let a burst of 100,000 gets take 1.2 s to read, and replies behind it time out.
 READ_AHEAD_CHUNK = 1 << 20
 BATCH_LINES = 512  # requests handed over at a time: a reply waits at most for one batch
-# Overload: once a request has waited longer than SHED_AFTER between being read and being handled
-# while more than SHED_PENDING requests already wait for answers, every request read longer than
-# SHED_AFTER ago is answered error 11 at once (a definite "not done": nothing of it was), until
-# the handlers have caught up with what is read. Reading ahead lets a flood of requests queue up to
-# READ_AHEAD bytes, a minute's work; handled that late, a miss would time out a minute after it
-# was read, not --origin-timeout after. Shedding drains the queue at a few us a line. A burst
-# that is only fast (a file piped in, answered as it goes) leaves few requests waiting: it is
-# handled whole.
+# Overload: while more than SHED_PENDING requests already wait for answers, and either a request
+# waited longer than SHED_AFTER between being read and being handled or the deadlines run that
+# late, every request is answered error 11 at once (a definite "not done": nothing of it was),
+# until the handlers have caught up with what is read and the deadlines with the clock. Reading
+# ahead lets a flood of requests queue up to READ_AHEAD bytes, a minute's work; handled that
+# late, a miss would time out a minute after it was read, not --origin-timeout after. Shedding
+# drains the queue at a few us a line. A burst that is only fast (a file piped in, answered as
+# it goes) leaves few requests waiting: it is handled whole.
 SHED_AFTER = 0.1
 SHED_PENDING = 1000
 
@@ -125,7 +125,8 @@ class Reader:
     def _overloaded(self, read_at: float) -> bool:
         """Whether requests read at `read_at` are shed (see SHED_AFTER)."""
         wire = self.wire
-        if self.clock() - read_at <= SHED_AFTER or wire.node_id is None:
+        behind = self.clock() - read_at > SHED_AFTER or wire.scheduler.overdue() > SHED_AFTER
+        if not behind or wire.node_id is None:
             self._shedding = False
         elif wire.unanswered() > SHED_PENDING:
             self._shedding = True
