@@ -81,7 +81,9 @@ class CollapsedForwardingProxy:
     expiry an entry is served stale when its refresh fails; early_refresh:
     XFetch's beta (0 = off); jitter: fraction by which each TTL is randomly
     shortened; error_ttl: seconds a failure is remembered and answered without
-    a fetch; max_waiters: the most requests that may wait on one fetch (0 = no
+    a fetch; max_fetches: the most origin fetches in the air at once (0 = no
+    limit): past it a miss that would start one more is shed with Overloaded,
+    and no background refresh starts; max_waiters: the most requests that may wait on one fetch (0 = no
     limit); lock_age: seconds a hung blocking call holds its key before one
     more call may start; clock: what TTLs are counted on (by default the
     scheduler's clock, which deadlines are counted on; a test may fake it to
@@ -106,6 +108,7 @@ class CollapsedForwardingProxy:
         jitter: float = 0,
         error_ttl: float = 0,
         max_waiters: int = 0,
+        max_fetches: int = 0,
         lock_age: float = 5.0,
         clock: Callable[[], float] | None = None,
         random: Callable[[], float] = _random.random,
@@ -115,6 +118,7 @@ class CollapsedForwardingProxy:
                         "stale_if_error": stale_if_error, "early_refresh": early_refresh, "error_ttl": error_ttl,
                         "lock_age": lock_age},
                        {"max_entries": (max_entries, 1), "max_waiters": (max_waiters, 0),
+                        "max_fetches": (max_fetches, 0),
                         "max_bytes": (1 if max_bytes is None else max_bytes, 1)}, jitter)
         if not callable(backend) and not callable(getattr(backend, "start_fetch", None)):
             raise TypeError("backend must be a callable, backend(key) -> value, or an object with "
@@ -135,7 +139,7 @@ class CollapsedForwardingProxy:
         self.flights = Flights(self.lock, self.scheduler, timeout, self._settle_locked, self._timeout_error)
         freshness = Freshness(ttl, negative_ttl, grace, stale_if_error, early_refresh, jitter, error_ttl, random)
         self.store = Store(max_entries, max_bytes, size_of, policy)
-        self.state = CacheState(self.store, self.flights, freshness, self.clock, max_waiters, lock_age)
+        self.state = CacheState(self.store, self.flights, freshness, self.clock, max_waiters, lock_age, max_fetches)
         self._entries = self.store.entries  # the one dict the lock-free hit reads
         self._blocking = None if self._start_fetch else BlockingCalls(backend, self.flights.settle,
                                                                           self.state.returned_late)

@@ -36,12 +36,13 @@ class CacheState:
     """The entries, failures, flights and counters of one proxy, and its rules."""
 
     def __init__(self, store: Store, flights: Flights, freshness: Freshness, clock: Callable[[], float],
-                 max_waiters: int, lock_age: float) -> None:
+                 max_waiters: int, lock_age: float, max_fetches: int = 0) -> None:
         self.store, self.flights, self.fresh, self.clock = store, flights, freshness, clock
-        self.max_waiters = max_waiters
+        self.max_waiters, self.max_fetches = max_waiters, max_fetches
         self.failures = Failures(store.max_entries, lock_age)
         self.counters = Counters(store.max_entries, store.entries, flights.in_air, self.failures.remembered)
         self._shed = Answer(None, Overloaded(f"more than {max_waiters} requests already wait on this key"), "shed")
+        self._shed_fetch = Answer(None, Overloaded(f"{max_fetches} origin fetches are already in the air"), "shed")
 
     # -- what a request gets ------------------------------------------------
 
@@ -73,8 +74,14 @@ class CacheState:
             if not flight.join(self.max_waiters):
                 return self._serve(key, self._shed), None, None
             return None, flight, None
+        if self._at_fetch_cap():
+            return self._serve(key, self.stale_or(key, self._shed_fetch, now) if serve_stale else self._shed_fetch), \
+                None, None
         flight = self._start(key, fresh.ttl if ttl is None else ttl, now, led=True)
         return None, flight, flight
+
+    def _at_fetch_cap(self) -> bool:
+        return 0 < self.max_fetches <= len(self.flights.in_air)
 
     def stale_or(self, key: Key, answer: Answer, now: float) -> Answer:
         """The stale entry instead of a failure, within stale_if_error of its expiry."""
@@ -89,7 +96,7 @@ class CacheState:
 
     def _quiet(self, key: Key, now: float) -> bool:
         """No refresh may start: one is in the air, a failure is remembered, or a call hangs."""
-        return key in self.flights.in_air or self.failures.busy(key, now)
+        return key in self.flights.in_air or self.failures.busy(key, now) or self._at_fetch_cap()
 
     def _early_refresh(self, key: Key, entry: Entry, now: float) -> Flight | None:
         """XFetch (Vattani et al., VLDB 2015): refresh before expiry with a

@@ -135,7 +135,8 @@ class CacheNode:
             backend, f.ttl, timeout=timeout, negative_ttl=f.negative_ttl, max_entries=f.max_entries,
             max_bytes=f.max_bytes or None, size_of=encoded_size, policy=f.policy,
             grace=f.grace, stale_if_error=f.stale_if_error, early_refresh=f.early_refresh, jitter=f.jitter,
-            error_ttl=f.error_ttl, max_waiters=f.max_waiters, scheduler=self.scheduler)
+            error_ttl=f.error_ttl, max_waiters=f.max_waiters, max_fetches=f.max_fetches,
+            scheduler=self.scheduler)
         if isinstance(self.cluster, ForwardingOrigin):
             self.linear = LinearKeys(self.wire, self.origin, self.cluster.owner, proxy, lease=f.lease,
                                      drift=f.lease_drift, peer_timeout=f.peer_timeout,

@@ -351,6 +351,37 @@ def test_invalidate_forgets_a_remembered_failure(backend: Backend, clock: FakeCl
     assert proxy.lookup("k").value == "value-k"
 
 
+# -- max_fetches -----------------------------------------------------------------------
+
+
+def test_max_fetches_sheds_a_miss_that_would_start_one_more(async_backend: AsyncBackend, clock: FakeClock) -> None:
+    """max_fetches=2: two keys in the air; a miss of a third is shed at once (Overloaded), a request
+    for a key in the air still joins its fetch, and once one lands a new key may start again."""
+    proxy = make(async_backend, clock, max_fetches=2, timeout=30)
+    first, second, joined = Recorder(), Recorder(), Recorder()
+    assert proxy.request("a", first) is None and proxy.request("b", second) is None
+    shed = proxy.request("c", Recorder())
+    assert shed is not None and shed.cache == "shed" and isinstance(shed.error, Overloaded)
+    assert proxy.request("a", joined) is None, "joining a fetch in the air starts none"
+    async_backend.finish("a", "va")
+    assert [(a.value, a.cache) for a in joined.answers] == [("va", "collapsed")]
+    assert proxy.request("c", Recorder()) is None, "one fetch landed: room for one more"
+    stats = proxy.stats()
+    assert (stats["shed"], stats["origin_fetches"]) == (1, 3)
+    assert_invariant(proxy)
+
+
+def test_max_fetches_serves_the_stale_entry_and_skips_its_refresh(async_backend: AsyncBackend,
+                                                                   clock: FakeClock) -> None:
+    """At the cap, an entry within grace is served stale and no refresh starts."""
+    proxy = make(async_backend, clock, max_fetches=1, ttl=10, grace=5, timeout=30)
+    fill(proxy, async_backend, "k", "v1")
+    assert proxy.request("other", Recorder()) is None  # the one fetch allowed
+    clock.advance(11)
+    assert proxy.lookup("k").cache == "stale"
+    assert async_backend.started["k"] == 1, "no refresh past the cap"
+
+
 # -- max_waiters -----------------------------------------------------------------------
 
 

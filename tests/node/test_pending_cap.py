@@ -48,3 +48,16 @@ def test_a_node_answers_misses_past_its_cap_with_error_11_and_the_rest_with_valu
     bodies = [json.loads(line)["body"] for line in out.splitlines()][1:]
     assert sorted(b["in_reply_to"] for b in bodies if b["type"] == "get_ok") == [10, 11, 12, 13]
     assert sorted(b["in_reply_to"] for b in bodies if b.get("code") == 11) == list(range(14, 20))
+
+
+@pytest.mark.process
+def test_past_max_fetches_a_miss_of_one_more_key_gets_error_11_at_once():
+    init = {"src": "c0", "dest": "n1", "body": {"type": "init", "msg_id": 1, "node_id": "n1", "node_ids": ["n1"]}}
+    gets = [{"src": "c1", "dest": "n1", "body": {"type": "get", "msg_id": 10 + n, "key": f"k{n % 3}"}}
+            for n in range(6)]  # k0, k1, k2, k0, k1, k2: the cap of 2 fetches refuses k2 both times
+    data = b"".join(json.dumps(m).encode() + b"\n" for m in [init, *gets])
+    out = subprocess.run([sys.executable, str(MAIN), "--max-fetches", "2", "--sim-latency", "0.5"], input=data,
+                         capture_output=True, timeout=60, check=True).stdout
+    bodies = [json.loads(line)["body"] for line in out.splitlines()][1:]
+    assert sorted(b["in_reply_to"] for b in bodies if b["type"] == "get_ok") == [10, 11, 13, 14]
+    assert sorted(b["in_reply_to"] for b in bodies if b.get("code") == 11) == [12, 15]
