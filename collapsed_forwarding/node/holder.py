@@ -1,13 +1,17 @@
 """The holder's side of leases: reads of another node's keys, and our leased copies of them.
 
 A node reads another node's key through its owner (`cf_read`) and keeps what it
-is sent only under a lease: `lease` seconds counted on its own clock from when
-it asked, so it expires before the owner's record of it does. A copy is dropped
-by `drop` (a `cf_revoke` or `cf_drop` of that key); a lease granted in a reply
-that crossed a drop is not used. A node that cannot reach the owner reads the
-origin itself, caches nothing it read that way, and for a while
-(`2 * peer_timeout`) does not wait on that owner for reads. Its writes still go
-to the owner: if the owner does not answer, the outcome is unknown (error 0).
+is sent only under a lease: the seconds the owner granted, counted on its own
+clock from when it asked, so it expires before the owner's record of it does.
+While the lease lasts the owner starts no update of the key, so the copy also
+answers a cas that does not match it and a write of the value it holds; any
+other update is forwarded to the owner (`cf_update`), and the copy dropped. A
+copy is dropped by `drop` (a `cf_revoke` or `cf_drop` of that key); a lease
+granted in a reply that crossed a drop is not used. A node that cannot reach
+the owner reads the origin itself, caches nothing it read that way, and for a
+while (`2 * peer_timeout`) does not wait on that owner for reads. Its writes
+still go to the owner: if the owner does not answer, the outcome is unknown
+(error 0).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CacheError, OriginTimeout
-from ..keys import wire_key
+from ..keys import canonical, wire_key
 from .codes import reply_result
+from .update import Update, cas_outcome
 from .wire import Body, Wire
 
 Result = Any  # a value, or a CacheError
@@ -64,12 +69,33 @@ class HolderKeys:
         with self._lock:
             return Counter(self.counts)
 
-    def update(self, key: Hashable, body: Body, done: UpdateDone) -> None:
-        """Forward a write or cas to the key's owner."""
+    def update(self, key: Hashable, update: Update, done: UpdateDone) -> None:
+        """Answer a write or cas from our leased copy if it decides it, else forward it to the key's owner."""
         with self._lock:
-            self._drop_copy(key)  # ours is about to be stale
-            self.counts["updates_forwarded"] += 1
-        self.wire.rpc(self.owner_of(key), body, lambda reply: done(_update_result(reply)), self.update_timeout())
+            answer = self._answer_from_lease(key, update)
+            if answer is None:
+                self._drop_copy(key)  # ours is about to be stale
+                self.counts["updates_forwarded"] += 1
+        if answer is not None:
+            done(answer[0])
+            return
+        self.wire.rpc(self.owner_of(key), update.body(key), lambda reply: done(_update_result(reply)),
+                      self.update_timeout())
+
+    def _answer_from_lease(self, key: Hashable, update: Update) -> tuple[CacheError | None] | None:
+        """Under the lock: (the outcome,) of an update our leased copy decides, or None. While the
+        lease lasts the owner starts no update of the key, so its value is ours until then, and this
+        update is linearized now, before any still on its way to the owner."""
+        held = self.held.get(key)
+        if held is None or held.expires <= self.clock():
+            return None
+        if update.kind == "cas" and (refused := cas_outcome(held.value, update)) is not None:
+            self.counts["cas_answered_locally"] += 1
+            return (refused,)
+        if canonical(update.written) == canonical(held.value):
+            self.counts["updates_unchanged"] += 1
+            return (None,)
+        return None
 
     def _drop_copy(self, key: Hashable) -> None:
         held = self.held.get(key)
