@@ -20,6 +20,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ..errors import CacheError, OriginTimeout
@@ -57,6 +58,8 @@ class HolderKeys:
         self.counts: Counter[str] = Counter()
         self.held: dict[Hashable, Held] = {}
         self.suspect_until: dict[str, float] = {}  # owner -> until when reads skip it
+        # key -> the reads waiting for the next direct read of the origin, while one is out
+        self.direct: dict[Hashable, list[ReadDone]] = {}
         self._lock = threading.Lock()
 
     def drop(self, key: Hashable) -> None:
@@ -112,7 +115,6 @@ class HolderKeys:
                 self.counts["reads_leased"] += 1
                 value = held.value
             elif self.suspect_until.get(owner_id, 0.0) > now:
-                self.counts["reads_direct"] += 1
                 value = None
                 held = None
             else:
@@ -130,15 +132,37 @@ class HolderKeys:
         if held is not None:
             done(value)
         else:
-            self.origin.start_fetch(key, done)  # a direct read: shared with no one, cached nowhere
+            self._read_direct(key, done)
+
+    def _read_direct(self, key: Hashable, done: ReadDone) -> None:
+        """Read the origin ourselves, the owner out of reach, and cache nothing so read. A read takes
+        only a fetch sent after it came: one at a time, so the reads that come while one is out
+        share the next."""
+        with self._lock:
+            self.counts["reads_direct"] += 1
+            waiting = self.direct.get(key)
+            if waiting is not None:
+                waiting.append(done)
+                return
+            self.direct[key] = []
+        self.origin.start_fetch(key, partial(self._read_directly, key, [done]))
+
+    def _read_directly(self, key: Hashable, waiters: list[ReadDone], result: Result) -> None:
+        with self._lock:
+            following = self.direct.pop(key, [])
+            if following:
+                self.direct[key] = []
+        for done in waiters:
+            done(result)
+        if following:
+            self.origin.start_fetch(key, partial(self._read_directly, key, following))
 
     def _read_reply(self, key: Hashable, owner_id: str, sent: float, asked: tuple[Held, int], done: ReadDone,
                     reply: Body | None) -> None:
         if reply is None:
             with self._lock:
                 self.suspect_until[owner_id] = self.clock() + 2 * self.peer_timeout
-                self.counts["reads_direct"] += 1
-            self.origin.start_fetch(key, done)
+            self._read_direct(key, done)
             return
         lease = reply.get("lease", 0)
         result: Result = reply_result(reply, "cf_read_ok", f"owner {owner_id}", OWNER_READ_ERRORS, value=True)

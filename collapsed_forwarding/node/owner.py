@@ -221,18 +221,29 @@ class OwnerKeys:
         return round(lease, 6)
 
     def _join_fetch(self, key: Hashable, state: Owned, waiter: tuple[ReadDone, str | None], now: float) -> None:
-        """Under the lock. Share a fetch sent in this generation; none while uncertain (the value
-        may change at any moment then, so a read must not take one sent before it came)."""
+        """Under the lock. Share a fetch sent in this generation. While uncertain (the value may
+        change at any moment then) a read takes only a fetch sent after it came, cached nowhere:
+        one at a time, so the reads that come while one is out share the next."""
         if now < state.uncertain_until:
-            gen = -1 - len(state.fetches)  # a private one: never shared, never cached
+            if state.next_private is not None:
+                state.fetches[state.next_private].append(waiter)
+                return
+            gen = -1 - len(state.fetches)  # a private one: never cached
             while gen in state.fetches:
                 gen -= 1
+            state.fetches[gen] = [waiter]
+            if any(g < 0 for g in state.fetches if g != gen):  # one is out: this one goes when it is back
+                state.next_private = gen
+                return
         else:
             gen = state.gen
             if gen in state.fetches:
                 state.fetches[gen].append(waiter)
                 return
-        state.fetches[gen] = [waiter]
+            state.fetches[gen] = [waiter]
+        self._send_fetch(key, gen)
+
+    def _send_fetch(self, key: Hashable, gen: int) -> None:
         self.wire.scheduler.call_later(0, self.origin.start_fetch, key,
                                        lambda result: self._fetched(key, gen, result))
 
@@ -240,6 +251,9 @@ class OwnerKeys:
         with self._lock:
             state = self._owned(key)
             waiters = state.fetches.pop(gen, [])
+            if gen < 0 and state.next_private is not None:
+                self._send_fetch(key, state.next_private)
+                state.next_private = None
             now = self.clock()
             cacheable = gen == state.gen and not state.busy and now >= state.uncertain_until
             if cacheable and not isinstance(result, CacheError):

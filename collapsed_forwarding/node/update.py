@@ -52,6 +52,7 @@ class Owned:
     updates: deque[tuple[Update, UpdateDone]] = field(default_factory=deque)
     blocked: list[tuple[ReadReply, str | None]] = field(default_factory=list)  # reads waiting for the update
     fetches: dict[int, list[tuple[ReadDone, str | None]]] = field(default_factory=dict)  # gen -> waiters
+    next_private: int | None = None  # while uncertain: the fetch (gen) that goes when the one out is back
     leases: dict[str, float] = field(default_factory=dict)  # holder -> when its lease ends (our clock)
     get_holders: set[str] = field(default_factory=set)
     uncertain_until: float = 0.0

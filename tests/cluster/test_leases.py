@@ -147,6 +147,25 @@ def test_an_update_of_unknown_outcome_is_not_cached() -> None:
         assert net.kv.count("read") == reads + 3  # every read went to the origin: nothing cached meanwhile
 
 
+def test_while_uncertain_reads_share_only_a_read_of_the_origin_sent_after_they_came() -> None:
+    """Just started (settle 10 s), the owner's value may change at any moment: the reads that come
+    while its read of the origin is out wait for the next one, and share it."""
+    with cluster(settle=10) as net:
+        key = key_owned_by("n1")
+        net.kv.set(key, 1)
+        net.kv.hold = True
+        first = net.send("n1", {"type": "read", "key": key})
+        net.kv.wait_count("read", 1)
+        later = net.send_many("n1", [{"type": "read", "key": key}] * 3)
+        net.call("n1", {"type": "stats"})  # answered once the three reads are taken in
+        net.kv.set(key, 2)  # as if an update the previous process sent landed now
+        net.kv.hold = False
+        net.kv.release()
+        assert net.reply(first)["value"] == 1
+        assert [net.reply(msg_id)["value"] for msg_id in later] == [2, 2, 2]
+        assert net.kv.count("read") == 2
+
+
 def test_a_cut_off_writer_gets_an_unknown_outcome_not_a_false_ok() -> None:
     with cluster("--peer-timeout", "0.2") as net:
         key = key_owned_by("n1")
