@@ -24,7 +24,7 @@ from functools import partial
 from typing import Any
 
 from ..errors import CacheError, OriginTimeout
-from ..keys import canonical, wire_key
+from ..keys import canonical, too_deep, wire_key
 from .codes import reply_result
 from .update import Update, cas_outcome
 from .wire import Body, Wire
@@ -74,16 +74,47 @@ class HolderKeys:
 
     def update(self, key: Hashable, update: Update, done: UpdateDone) -> None:
         """Answer a write or cas from our leased copy if it decides it, else forward it to the key's owner."""
+        owner_id = self.owner_of(key)
         with self._lock:
             answer = self._answer_from_lease(key, update)
             if answer is None:
                 self._drop_copy(key)  # ours is about to be stale
                 self.counts["updates_forwarded"] += 1
+                now = self.clock()
+                held = self._held_for(key, now)
+                asked = (held, held.drops)  # the owner's reply may bring a lease: see _keep
         if answer is not None:
             done(answer[0])
             return
-        self.wire.rpc(self.owner_of(key), update.body(key), lambda reply: done(_update_result(reply)),
-                      self.update_timeout())
+        self.wire.rpc(owner_id, update.body(key),
+                      lambda reply: self._update_reply(key, now, asked, done, reply), self.update_timeout())
+
+    def _update_reply(self, key: Hashable, sent: float, asked: tuple[Held, int], done: UpdateDone,
+                      reply: Body | None) -> None:
+        result = _update_result(reply)
+        if reply is not None and "value" in reply and not too_deep(reply["value"]):
+            with self._lock:
+                self._keep(key, sent, asked, reply["value"], reply.get("lease", 0))
+        done(result)
+
+    def _held_for(self, key: Hashable, now: float) -> Held:
+        """Under the lock: our entry for key, made (room made first) if there is none."""
+        held = self.held.get(key)
+        if held is None:
+            if len(self.held) >= self.max_keys:
+                for stale in [k for k, h in self.held.items() if h.expires <= now][: self.max_keys // 10 + 1]:
+                    del self.held[stale]
+            held = self.held[key] = Held()
+        return held
+
+    def _keep(self, key: Hashable, sent: float, asked: tuple[Held, int], value: Any, lease: Any) -> None:
+        """Under the lock: keep value under the lease the owner granted with it, counted from when we
+        asked, unless a drop (or our own update) came since we asked: then the lease is not used."""
+        held = self.held.get(key)
+        # (a lease of 10**400 would overflow: a number a clock can count, or none)
+        usable = type(lease) in (int, float) and 0 < lease < 1e15
+        if usable and held is asked[0] and held.drops == asked[1]:
+            held.value, held.expires = value, sent + float(lease)
 
     def _answer_from_lease(self, key: Hashable, update: Update) -> tuple[CacheError | None] | None:
         """Under the lock: (the outcome,) of an update our leased copy decides, or None. While the
@@ -119,11 +150,7 @@ class HolderKeys:
                 held = None
             else:
                 self.counts["reads_forwarded"] += 1
-                if held is None:
-                    if len(self.held) >= self.max_keys:
-                        for stale in [k for k, h in self.held.items() if h.expires <= now][: self.max_keys // 10 + 1]:
-                            del self.held[stale]
-                    held = self.held[key] = Held()
+                held = self._held_for(key, now)
                 asked = (held, held.drops)  # a lease counts only if neither changed meanwhile
                 self.wire.rpc(owner_id, {"type": "cf_read", "key": wire_key(key)},
                               lambda reply: self._read_reply(key, owner_id, now, asked, done, reply),
@@ -168,11 +195,8 @@ class HolderKeys:
         result: Result = reply_result(reply, "cf_read_ok", f"owner {owner_id}", OWNER_READ_ERRORS, value=True)
         with self._lock:
             self.suspect_until.pop(owner_id, None)
-            held = self.held.get(key)
-            # (a lease of 10**400 would overflow: a number a clock can count, or none)
-            usable = type(lease) in (int, float) and 0 < lease < 1e15 and not isinstance(result, CacheError)
-            if usable and held is asked[0] and held.drops == asked[1]:
-                held.value, held.expires = result, sent + float(lease)
+            if not isinstance(result, CacheError):
+                self._keep(key, sent, asked, result, lease)
         done(result)
 
 

@@ -81,6 +81,12 @@ class LinearKeys:
     def cf_update(self, key: Hashable, update: Update, done: UpdateDone) -> None:
         self.owner.update(key, update, done)
 
+    def lease_with_answer(self, key: Hashable, src: str, asked: float) -> tuple[Any, float] | None:
+        return self.owner.lease_with_answer(key, src, asked)
+
+    def clock(self) -> float:
+        return self.owner.clock()
+
     def drop(self, key: Hashable) -> None:
         """`cf_drop`, `cf_revoke` or `invalidate`: forget key here (the origin may have changed
         behind our back): our leased copy, what the owner knows of it, the cache's entry."""

@@ -18,6 +18,7 @@ drift)` seconds after a start (docs/protocol.md, "Restarts").
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Hashable
@@ -156,6 +157,17 @@ class OwnerKeys:
         for answer in answers:
             answer()
 
+    def lease_with_answer(self, key: Hashable, src: str, asked: float) -> tuple[Any, float] | None:
+        """(value, lease) for the reply to `src`'s update of key, which came at `asked` and is now
+        answered: what a `cf_read` would get now, or None when it would get no lease."""
+        with self._lock:
+            state = self.owned.get(key)
+            now = self.clock()
+            if state is None or state.busy or not state.known or now < state.uncertain_until:
+                return None
+            lease = self._grant(state, src, now, asked)
+            return (state.value, lease) if lease > 0 else None
+
     def note_get_holder(self, key: Hashable, src: str) -> int:
         """A node asked us for a `get` of key: it may cache it. Returns the key's generation,
         for `changed_since` when the answer goes out."""
@@ -207,18 +219,22 @@ class OwnerKeys:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def _grant(self, state: Owned, src: str | None, now: float) -> float:
+    def _grant(self, state: Owned, src: str | None, now: float, asked: float | None = None) -> float:
+        """Under the lock: a lease for src's request, granted now; the seconds to send it. Counted
+        from when the request came (`asked`, else now): the asker counts it from when it sent
+        that, earlier, so a request that waited here keeps its `--lease` seconds from now."""
         if src is None or self.lease <= 0 or state.value is ABSENT:
             return 0.0
-        lease = self.lease
+        since = now if asked is None else min(asked, now)
+        lease = (now - since) + self.lease
         if state.write_at is not None:
             # Updates wait for the leases to end: one granted now ends with them, so it holds none back.
-            lease = min(lease, (state.write_at - now) / self.stretch)
-            if lease < MIN_LEASE:
-                return 0.0
-        state.leases[src] = max(state.leases.get(src, 0.0), now + lease * self.stretch)
+            lease = min(lease, (state.write_at - since) / self.stretch)
+        if since + lease * self.stretch - now < MIN_LEASE:
+            return 0.0
+        state.leases[src] = max(state.leases.get(src, 0.0), since + lease * self.stretch)
         self.counts["leases_granted"] += 1
-        return round(lease, 6)
+        return math.floor(lease * 1e6) / 1e6  # (rounded down: never longer than recorded)
 
     def _join_fetch(self, key: Hashable, state: Owned, waiter: tuple[ReadDone, str | None], now: float) -> None:
         """Under the lock. Share a fetch sent in this generation. While uncertain (the value may

@@ -82,6 +82,20 @@ def test_a_holder_answers_a_mismatched_cas_and_a_write_of_its_value_from_its_lea
         assert (net.kv.count("write"), net.kv.count("cas")) == (1, 1)  # write 3 and cas 3->0: nothing else
 
 
+def test_a_forwarded_updates_answer_brings_a_lease() -> None:
+    with cluster() as net:
+        key = key_owned_by("n1")
+        assert net.call("n2", {"type": "write", "key": key, "value": 4})["type"] == "write_ok"
+        assert read(net, "n2", key) == 4  # from the lease the write_ok brought
+        n2 = stats(net, "n2")
+        assert (n2["reads_forwarded"], n2["reads_leased"], n2["updates_forwarded"]) == (0, 1, 1)
+        mismatch = net.call("n2", {"type": "cas", "key": key, "from": 9, "to": 0})
+        assert (mismatch["type"], mismatch["code"]) == ("error", 22)
+        assert stats(net, "n2")["updates_forwarded"] == 1  # refused from the lease too
+        assert net.call("n3", {"type": "write", "key": key, "value": 5})["type"] == "write_ok"
+        assert read(net, "n2", key) == 5  # n2's lease ran out before the write
+
+
 def test_a_cut_off_holder_is_waited_out_and_then_reads_the_origin() -> None:
     """The stale read leases rule out: write 1; n2 reads 1; n2 is cut off; write 2 is acknowledged; n2 must read 2."""
     with cluster("--peer-timeout", "0.3") as net:
