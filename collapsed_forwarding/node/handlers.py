@@ -312,7 +312,18 @@ class CacheNode:
         """Another node's write or cas of a key this node owns."""
         key, update = request_key(body), update_of(body, body.get("kind"))
         if (linear := self._owned_here(msg, key)) is not None:
-            linear.cf_update(key, update, partial(self._updated, msg, "cf_update_ok"))
+            linear.cf_update(key, update, partial(self._cf_updated, msg, key, linear, linear.clock()))
+
+    def _cf_updated(self, msg: Message, key: Hashable, linear: LinearKeys, asked: float,
+                    error: CacheError | None) -> None:
+        # The answer brings the value and a lease, as a cf_read would now: the node that asked is
+        # the likeliest to read the key next.
+        granted = linear.lease_with_answer(key, msg["src"], asked)
+        copy = {} if granted is None else {"value": granted[0], "lease": granted[1]}
+        if error is not None:
+            self.wire.reply(msg, "error", code=code_of(error), text=str(error), **copy)
+        else:
+            self.wire.reply(msg, "cf_update_ok", **copy)
 
     def cf_revoke(self, msg: Message, body: Body) -> None:
         """The owner is about to update a key: drop our copy (and the cache's entry) first."""

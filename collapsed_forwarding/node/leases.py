@@ -22,7 +22,8 @@ from .update import Update, UpdateDone
 from .wire import Wire
 
 STATS = ("reads_leased", "reads_forwarded", "reads_direct", "reads_owned", "leases_granted", "revokes_sent",
-         "updates_forwarded", "cas_answered_locally", "updates_batched", "updates_held_after_start", "drops")
+         "updates_forwarded", "cas_answered_locally", "updates_unchanged", "updates_batched",
+         "updates_held_after_start", "drops")
 
 
 def lease_clock() -> float:
@@ -45,11 +46,13 @@ class LinearKeys:
         self.owner = OwnerKeys(wire, origin, cache, lease=lease, drift=drift, peer_timeout=peer_timeout,
                                settle=settle, clock=clock, max_keys=max_keys)
         # A forwarded update is given as long as the owner may take: the hops there and back, the
-        # wait after its start, the revocations (a lease, or a get holder's peer timeout), the origin.
+        # wait after its start, the write it queued behind (the origin) and the lease's length the
+        # queue waits after it, the revocations (a get holder's peer timeout, or a lease), the origin.
         # Giving up sooner helps no one: the client learns nothing more from error 0 than from its own
         # timeout, and on a slow network a reply that came in time would have been thrown away.
         record = lease * (1 + drift)
-        self.update_timeout = peer_timeout + record + max(record, peer_timeout) + origin_timeout
+        self.update_timeout = peer_timeout + record + (origin_timeout + record) + max(record, peer_timeout) \
+            + origin_timeout
         self.holder = HolderKeys(wire, origin, owner_of, peer_timeout=peer_timeout,
                                  update_timeout=lambda: self.update_timeout, clock=clock, max_keys=max_keys)
 
@@ -68,7 +71,7 @@ class LinearKeys:
         if self._mine(key):
             self.owner.update(key, update, done)
         else:
-            self.holder.update(key, update.body(key), done)
+            self.holder.update(key, update, done)
 
     # -- messages from other nodes ----------------------------------------------------------
 
@@ -77,6 +80,12 @@ class LinearKeys:
 
     def cf_update(self, key: Hashable, update: Update, done: UpdateDone) -> None:
         self.owner.update(key, update, done)
+
+    def lease_with_answer(self, key: Hashable, src: str, asked: float) -> tuple[Any, float] | None:
+        return self.owner.lease_with_answer(key, src, asked)
+
+    def clock(self) -> float:
+        return self.owner.clock()
 
     def drop(self, key: Hashable) -> None:
         """`cf_drop`, `cf_revoke` or `invalidate`: forget key here (the origin may have changed

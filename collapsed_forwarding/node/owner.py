@@ -1,32 +1,36 @@
 """The owner's side of leases: it serializes every update of its keys, and its copy is the register.
 
 Another node forwards its write or cas (`cf_update`) and its reads (`cf_read`)
-to the owner. Updates run one at a time: before one goes to the origin, every
-node that may serve the key from a copy (a lease, or a `get` copy) is told to
-drop it (`cf_revoke`), and the owner waits for each to acknowledge or for its
-lease to run out; meanwhile reads wait, no lease is granted, and no fetch sent
-before fills anything. The updates queued behind one are decided in order and
-sent as one write (`_batch`). The owner answers reads, and a cas that does not
-match, from its copy; a node gets a lease on its second read since the key's
-last update. After an update of unknown outcome, and for `settle` seconds after
-a start, it caches nothing and grants nothing; no update starts before
-`lease * (1 + drift)` seconds after a start (docs/protocol.md, "Restarts").
+to the owner. Updates run one at a time: before one goes to the origin, the
+owner waits until every lease it granted has run out (holders are sent nothing:
+the wait costs no message), and has every node that keeps a `get` copy drop it
+(`cf_revoke`); while an update is at the origin reads wait, no lease is
+granted, and no fetch sent before fills anything. The updates queued behind one
+are decided in order and sent as one write (`_batch`), after a pause of a
+lease's length in which every node may take a lease on the value just written.
+The owner answers reads from its copy, with a lease that ends no later than the
+queued updates start; an update its copy decides (a cas that does not match, a
+write of the value held) is answered at once, linearized before those queued.
+After an update of unknown outcome, and for `settle` seconds after a start, it
+caches nothing and grants nothing; no update starts before `lease * (1 +
+drift)` seconds after a start (docs/protocol.md, "Restarts").
 """
 
 from __future__ import annotations
 
+import math
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from functools import partial
 from typing import Any, Protocol
 
 from ..errors import CacheError, KeyMissing, PreconditionFailed
-from ..keys import wire_key
-from .update import ABSENT, Owned, Update, UpdateDone, answer_all, cas_outcome, result_of
+from ..keys import canonical, wire_key
+from .update import ABSENT, Owned, ReadReply, Update, UpdateDone, answer_all, cas_outcome, result_of
 from .wire import Body, Wire, after_replies
 
-LEASE_AFTER_READS = 2  # a node gets a lease on its second read of a key since the key's last update
+MIN_LEASE = 0.005  # seconds: a lease shorter than this (one ending with the wait for the others) is not granted
 Result = Any  # a value, or a CacheError
 ReadDone = Callable[[Result], None]
 
@@ -45,7 +49,8 @@ class OwnerKeys:
         self.wire, self.origin, self.cache, self.clock = wire, origin, cache, clock
         self.lease, self.peer_timeout, self.settle = lease, peer_timeout, settle
         # How long, on our clock, a holder's lease of `lease` seconds on its clock may last.
-        self.lease_record = lease * (1 + drift)
+        self.stretch = 1 + drift
+        self.lease_record = lease * self.stretch
         self.max_keys = max_keys
         self.counts: Counter[str] = Counter()
         started = clock()
@@ -63,10 +68,8 @@ class OwnerKeys:
         with self._lock:
             self.counts["reads_owned"] += 1
             state = self._owned(key)
-            if src is not None:
-                state.reads[src] += 1
             if state.busy:
-                state.blocked.append((lambda result: reply(result, 0.0), src))
+                state.blocked.append((reply, src))
                 return
             now = self.clock()
             if state.known and now >= state.uncertain_until:
@@ -101,12 +104,69 @@ class OwnerKeys:
     def _start(self, key: Hashable, update: Update, done: UpdateDone) -> None:
         with self._lock:
             state = self._owned(key)
-            state.updates.append((update, done))
-            if state.busy:
+            decided = self._answer_at_once(state, update)
+            answers: list[Callable[[], None]]
+            if decided is not None:
+                answers = [partial(done, decided[0])]
+            else:
+                state.updates.append((update, done))
+                answers = [] if state.busy or state.write_at is not None else self._wait_for_leases(key, state)
+        for answer in answers:
+            answer()
+
+    def _answer_at_once(self, state: Owned, update: Update) -> tuple[CacheError | None] | None:
+        """Under the lock: (the outcome,) of an update the copy decides now, or None. The updates
+        queued before it have not happened yet, so it is linearized before them, against the value
+        now: a cas whose `from` does not match fails, and an update that writes the value the key
+        holds changes nothing (the origin holds it too). Neither needs the origin nor a revocation."""
+        if state.busy or not state.known or self.clock() < state.uncertain_until:
+            return None
+        if update.kind == "cas":
+            refused = cas_outcome(state.value, update)
+            if refused is not None:
+                self.counts["cas_answered_locally"] += 1
+                return (refused,)
+        if state.value is not ABSENT and canonical(update.written) == canonical(state.value):
+            self.counts["updates_unchanged"] += 1
+            return (None,)
+        return None
+
+    def _wait_for_leases(self, key: Hashable, state: Owned, at_least: float = 0.0) -> list[Callable[[], None]]:
+        """Under the lock, updates queued and none under way: they start when every lease has
+        ended (no cf_revoke is sent to a lease holder: waiting costs no message), and no later
+        lease outlasts that. Returns what to call once the lock is released."""
+        now = self.clock()
+        state.write_at = max([now + at_least, *state.leases.values()])
+        if state.write_at <= now:
+            state.write_at = None
+            return self._next_update(key, state)
+        self.wire.scheduler.call_later(state.write_at - now, self._leases_ended, key)
+        return []
+
+    def _leases_ended(self, key: Hashable) -> None:
+        with self._lock:
+            state = self._owned(key)
+            if state.write_at is None or state.busy:
                 return
+            now = self.clock()
+            if now < state.write_at:  # (the scheduler's clock ran a little ahead of ours)
+                self.wire.scheduler.call_later(state.write_at - now, self._leases_ended, key)
+                return
+            state.write_at = None
             answers = self._next_update(key, state)
         for answer in answers:
             answer()
+
+    def lease_with_answer(self, key: Hashable, src: str, asked: float) -> tuple[Any, float] | None:
+        """(value, lease) for the reply to `src`'s update of key, which came at `asked` and is now
+        answered: what a `cf_read` would get now, or None when it would get no lease."""
+        with self._lock:
+            state = self.owned.get(key)
+            now = self.clock()
+            if state is None or state.busy or not state.known or now < state.uncertain_until:
+                return None
+            lease = self._grant(state, src, now, asked)
+            return (state.value, lease) if lease > 0 else None
 
     def note_get_holder(self, key: Hashable, src: str) -> int:
         """A node asked us for a `get` of key: it may cache it. Returns the key's generation,
@@ -159,26 +219,47 @@ class OwnerKeys:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def _grant(self, state: Owned, src: str | None, now: float) -> float:
-        if src is None or self.lease <= 0 or state.reads[src] < LEASE_AFTER_READS or state.value is ABSENT:
+    def _grant(self, state: Owned, src: str | None, now: float, asked: float | None = None) -> float:
+        """Under the lock: a lease for src's request, granted now; the seconds to send it. Counted
+        from when the request came (`asked`, else now): the asker counts it from when it sent
+        that, earlier, so a request that waited here keeps its `--lease` seconds from now."""
+        if src is None or self.lease <= 0 or state.value is ABSENT:
             return 0.0
-        state.leases[src] = now + self.lease_record
+        since = now if asked is None else min(asked, now)
+        lease = (now - since) + self.lease
+        if state.write_at is not None:
+            # Updates wait for the leases to end: one granted now ends with them, so it holds none back.
+            lease = min(lease, (state.write_at - since) / self.stretch)
+        if since + lease * self.stretch - now < MIN_LEASE:
+            return 0.0
+        state.leases[src] = max(state.leases.get(src, 0.0), since + lease * self.stretch)
         self.counts["leases_granted"] += 1
-        return self.lease
+        return math.floor(lease * 1e6) / 1e6  # (rounded down: never longer than recorded)
 
     def _join_fetch(self, key: Hashable, state: Owned, waiter: tuple[ReadDone, str | None], now: float) -> None:
-        """Under the lock. Share a fetch sent in this generation; none while uncertain (the value
-        may change at any moment then, so a read must not take one sent before it came)."""
+        """Under the lock. Share a fetch sent in this generation. While uncertain (the value may
+        change at any moment then) a read takes only a fetch sent after it came, cached nowhere:
+        one at a time, so the reads that come while one is out share the next."""
         if now < state.uncertain_until:
-            gen = -1 - len(state.fetches)  # a private one: never shared, never cached
+            if state.next_private is not None:
+                state.fetches[state.next_private].append(waiter)
+                return
+            gen = -1 - len(state.fetches)  # a private one: never cached
             while gen in state.fetches:
                 gen -= 1
+            state.fetches[gen] = [waiter]
+            if any(g < 0 for g in state.fetches if g != gen):  # one is out: this one goes when it is back
+                state.next_private = gen
+                return
         else:
             gen = state.gen
             if gen in state.fetches:
                 state.fetches[gen].append(waiter)
                 return
-        state.fetches[gen] = [waiter]
+            state.fetches[gen] = [waiter]
+        self._send_fetch(key, gen)
+
+    def _send_fetch(self, key: Hashable, gen: int) -> None:
         self.wire.scheduler.call_later(0, self.origin.start_fetch, key,
                                        lambda result: self._fetched(key, gen, result))
 
@@ -186,6 +267,9 @@ class OwnerKeys:
         with self._lock:
             state = self._owned(key)
             waiters = state.fetches.pop(gen, [])
+            if gen < 0 and state.next_private is not None:
+                self._send_fetch(key, state.next_private)
+                state.next_private = None
             now = self.clock()
             cacheable = gen == state.gen and not state.busy and now >= state.uncertain_until
             if cacheable and not isinstance(result, CacheError):
@@ -206,9 +290,9 @@ class OwnerKeys:
         blocked, state.blocked = state.blocked, []
         for reader, src in blocked:
             if state.known and now >= state.uncertain_until:
-                later.append(partial(reader, result_of(state.value)))
+                later.append(partial(reader, result_of(state.value), 0.0))
             else:
-                self._join_fetch(key, state, (reader, src), now)
+                self._join_fetch(key, state, (partial(_without_lease, reader), src), now)
         while state.updates:
             update, done = state.updates.popleft()
             decided = self._decide_locally(state, update)
@@ -224,7 +308,6 @@ class OwnerKeys:
             holders = {h: end for h, end in state.leases.items() if end > now}
             get_holders = state.get_holders - {self.wire.node_id}
             state.leases, state.get_holders = {}, set()
-            state.reads.clear()
             later.append(partial(self._revoke_then_write, key, update, done, holders, get_holders))
             return later
         state.busy = False
@@ -279,11 +362,45 @@ class OwnerKeys:
             elif not isinstance(error, PreconditionFailed):  # unknown: it may still land
                 state.uncertain_until = self.clock() + self.settle
             state.gen += 1
-            answers = self._next_update(key, state)
+            state.busy = False
+            answers = self._after_write(key, state)
         done(error)
         for answer in answers:
             answer()
 
+    def _after_write(self, key: Hashable, state: Owned) -> list[Callable[[], None]]:
+        """Under the lock, a write just ended: the reads that waited for it are answered (each
+        node's with a lease), the queued updates the copy decides are answered, and the rest
+        wait for a lease's length: time for every node to take a lease and read from it for
+        free, while the updates that come meanwhile join them in one write."""
+        later: list[Callable[[], None]] = []
+        now = self.clock()
+        queued, state.updates = state.updates, deque()
+        for update, done in queued:
+            decided = self._answer_at_once(state, update)
+            if decided is not None:
+                later.append(partial(done, decided[0]))
+            else:
+                state.updates.append((update, done))
+        if state.updates:
+            state.write_at = now + self.lease_record
+        blocked, state.blocked = state.blocked, []
+        for reader, src in blocked:
+            if state.known and now >= state.uncertain_until:
+                later.append(partial(reader, result_of(state.value), self._grant(state, src, now)))
+            else:
+                self._join_fetch(key, state, (partial(_without_lease, reader), src), now)
+        if state.updates:
+            state.write_at = None
+            # The pause is for the leases: none is granted on a value not known, or not yet settled.
+            leasable = state.known and state.value is not ABSENT and now >= state.uncertain_until
+            later += self._wait_for_leases(key, state, at_least=self.lease_record if leasable else 0.0)
+        return later
+
 
 def _ignore(_reply: Body | None) -> None:
     pass
+
+
+def _without_lease(reply: ReadReply, result: Result) -> None:
+    reply(result, 0.0)

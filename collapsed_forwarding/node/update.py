@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +13,7 @@ from .wire import Body
 
 UpdateDone = Callable[[CacheError | None], None]
 ReadDone = Callable[[Any], None]  # a value, or a CacheError
+ReadReply = Callable[[Any, float], None]  # a value or a CacheError, and the lease granted with it
 ABSENT: Any = object()  # the owner knows the key does not exist
 
 
@@ -49,12 +50,13 @@ class Owned:
     busy: bool = False  # an update is revoking copies or at the origin
     gen: int = 0  # bumped when an update starts: a fetch sent before it fills nothing
     updates: deque[tuple[Update, UpdateDone]] = field(default_factory=deque)
-    blocked: list[tuple[ReadDone, str | None]] = field(default_factory=list)  # reads waiting for the update
+    blocked: list[tuple[ReadReply, str | None]] = field(default_factory=list)  # reads waiting for the update
     fetches: dict[int, list[tuple[ReadDone, str | None]]] = field(default_factory=dict)  # gen -> waiters
+    next_private: int | None = None  # while uncertain: the fetch (gen) that goes when the one out is back
     leases: dict[str, float] = field(default_factory=dict)  # holder -> when its lease ends (our clock)
     get_holders: set[str] = field(default_factory=set)
-    reads: Counter[str] = field(default_factory=Counter)  # reads per node since the last update
     uncertain_until: float = 0.0
+    write_at: float | None = None  # queued updates start then (our clock), when the last lease has ended
 
     def idle(self, now: float) -> bool:
         """Nothing under way and no lease to honour: it may be forgotten (its get holders told first)."""

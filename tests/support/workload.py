@@ -177,6 +177,8 @@ class LatencyNet(Net):
         self._rng_lock = threading.Lock()
         self.grudge: Grudge = {}
         self.counts: Counter[str] = Counter()
+        # The same messages by kind and type ("peer cf_read", "origin read_ok"): where an op's messages go
+        self.counts_by_type: Counter[str] = Counter()
         # (src, dest, type, msg_id) of the latest requests nodes sent: a hostile client forges replies to them
         self.node_requests: deque[tuple[str, str, str, int]] = deque(maxlen=256)
         self._seq = itertools.count()
@@ -196,8 +198,8 @@ class LatencyNet(Net):
 
     def _route_message(self, msg: Message) -> None:
         src, dest = msg.get("src"), msg["dest"]
-        self._count(src, dest)
         body = msg["body"]
+        self._count(src, dest, body.get("type"))
         if src in self._inboxes and "in_reply_to" not in body and type(body.get("msg_id")) is int:
             self.node_requests.append((src, dest, str(body.get("type")), body["msg_id"]))
         if is_client(src) or is_client(dest) or dest not in self._inboxes:
@@ -210,7 +212,7 @@ class LatencyNet(Net):
             heapq.heappush(inbox.heap, (time.monotonic() + delay, next(self._seq), msg))
             inbox.ready.notify()
 
-    def _count(self, src: Any, dest: Any) -> None:
+    def _count(self, src: Any, dest: Any, type_: Any = None) -> None:
         if is_client(src) or is_client(dest):
             kind = "client"
         elif src in SERVICES or dest in SERVICES:
@@ -219,6 +221,7 @@ class LatencyNet(Net):
             kind = "peer"
         with self._rng_lock:
             self.counts[kind] += 1
+            self.counts_by_type[f"{kind} {type_}"] += 1
 
     def _deliver_loop(self, dest: str, inbox: _Inbox) -> None:
         while True:
@@ -327,6 +330,7 @@ class RunResult:
     exit_codes: dict[str, int]
     hostile: Counter[str] = field(default_factory=Counter)  # what the hostile client sent, by kind
     faults: list[tuple[float, str, str]] = field(default_factory=list)  # (when, "kill" or "pause", node)
+    counts_by_type: Counter[str] = field(default_factory=Counter)  # counts' messages by kind and body type
 
     def ops(self) -> list[Op]:
         out = []
@@ -353,6 +357,11 @@ class RunResult:
 
     def outcomes(self) -> Counter[str]:
         return Counter(f"{e.f}:{e.status or INFO}" for e in self.events)
+
+    def per_op_by_type(self) -> dict[str, float]:
+        """Messages per invoked operation by kind and body type, most first."""
+        return {k: round(c / self.invoked, 3) for k, c in self.counts_by_type.most_common()
+                if self.invoked and not k.startswith("client")}
 
     def summary(self) -> dict[str, Any]:
         reads, writes = self.latencies([READ]), self.latencies([WRITE, CAS])
@@ -632,6 +641,7 @@ def run(w: Workload) -> RunResult:
     net = LatencyNet(nodes=w.nodes, latency=w.latency, seed=w.seed, args=list(w.args), env=w.env, cmd=w.cmd)
     try:
         net.counts.clear()  # init is not part of the workload
+        net.counts_by_type.clear()
         runner = _Runner(w, net)
         start = time.monotonic()
         until = start + w.time_limit
@@ -659,10 +669,11 @@ def run(w: Workload) -> RunResult:
         net.heal_partition()
         duration = time.monotonic() - start
         counts = Counter(net.counts)
+        counts_by_type = Counter(net.counts_by_type)
     finally:
         codes = net.close()
     return RunResult(w, runner.events, counts, runner.partitions, list(net.problems), duration, codes,
-                     Counter(hostile.sent) if hostile is not None else Counter(), runner.faults)
+                     Counter(hostile.sent) if hostile is not None else Counter(), runner.faults, counts_by_type)
 
 
 if __name__ == "__main__":  # a quick look: python3 tests/support/workload.py [nodes] [mean_ms] [dist] [seconds]
