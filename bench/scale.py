@@ -71,7 +71,7 @@ from node import ECHO, NODE, PIPE_SIZE, NodeProcess, dict_floor_kb, fill, gets, 
 GOALS = {"fill_ratio": 1.5, "pause_s": 0.1, "memory_ratio": 1.5, "stats_s": 1.0, "eviction_ratio": 1.2,
          "false_timeouts": 0.01, "echo_ratio": 3.0, "hit_ratio": 2.0}
 HIT_BASE = 1 << 40  # msg_id of the hit stream's requests: HIT_BASE + i
-NODE_FLAGS = ("--sim-latency", "0", "--ttl", "3600")
+NODE_FLAGS = ("--sim-latency", "0", "--ttl", "3600", "--max-fetches", "0", "--shed-after", "0")  # costs, not overload
 # the earlier runs the goals table shows beside this one: before this work (9131206), after the package move
 BASELINES = [str(BENCH / "results" / "scale_9131206.json"), str(BENCH / "results" / "scale_cf63f3d.json")]
 
@@ -216,7 +216,8 @@ def dict_floor_points(sizes: Sequence[int]) -> dict[str, int]:
 # -- eviction with fetches in flight ---------------------------------------------------
 
 def eviction_once(max_entries: int | None, misses: int = 8_000, latency: float = 2.0) -> dict:
-    flags = ["--sim-latency", str(latency), "--origin-timeout", str(latency + 10), "--ttl", "3600"]
+    flags = ["--sim-latency", str(latency), "--origin-timeout", str(latency + 10), "--ttl", "3600",
+             "--max-fetches", "0", "--shed-after", "0"]
     if max_entries is not None:
         flags += ["--max-entries", str(max_entries)]
     node = NodeProcess(*flags)
@@ -270,7 +271,7 @@ def linkv_once(misses: int = 20_000, chunk: int = 1 << 16) -> dict:
     """The node's stdin is fed from one first-in-first-out queue, as
     Maelstrom's network delivers: the burst of gets goes in at once, and each
     reply of the service goes in behind whatever was queued before it."""
-    node = NodeProcess("--origin", "lin-kv", "--ttl", "3600")
+    node = NodeProcess("--origin", "lin-kv", "--ttl", "3600", "--max-fetches", "0", "--shed-after", "0")
     fifo: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
     counts = {"ok": 0, "timeout": 0, "other": 0, "rpcs": 0}
 

@@ -78,7 +78,7 @@ class CacheNode:
         self.scheduler = Scheduler()
         self.wire = Wire(output, self.scheduler)
         self.wire.max_pending = flags.max_pending
-        self.reader = Reader(self.wire)
+        self.reader = Reader(self.wire, shed_after=flags.shed_after)
         self.scheduler.around = self.wire.batch  # one flush for all a round of due timers sends
         handlers: dict[str, Handler] = dict(
             init=self.init, get=self.get, read=self.read, write=self.write, cas=self.cas,

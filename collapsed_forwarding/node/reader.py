@@ -38,7 +38,7 @@ BATCH_LINES = 512  # requests handed over at a time: a reply waits at most for o
 # late, a miss would time out a minute after it was read, not --origin-timeout after. Shedding
 # drains the queue at a few us a line. A burst that is only fast (a file piped in, answered as
 # it goes) leaves few requests waiting: it is handled whole.
-SHED_AFTER = 0.1
+SHED_AFTER = 0.1  # the default of --shed-after
 SHED_PENDING = 1000
 
 
@@ -50,8 +50,8 @@ class Reader:
     """Reads one node's input and hands each message to its wire: requests to
     `handle_request`, replies to `handle_reply`."""
 
-    def __init__(self, wire: Wire, clock: Callable[[], float] = time.monotonic) -> None:
-        self.wire, self.clock = wire, clock
+    def __init__(self, wire: Wire, clock: Callable[[], float] = time.monotonic, shed_after: float = SHED_AFTER) -> None:
+        self.wire, self.clock, self.shed_after = wire, clock, shed_after  # shed_after 0: never shed
         self._shedding = False  # overloaded, until a batch read less than SHED_AFTER ago comes up
         self._number_too_large = False  # set by the decoder, read by the thread that handles the lines
         self._decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=self._parse_float).decode
@@ -125,8 +125,9 @@ class Reader:
     def _overloaded(self, read_at: float) -> bool:
         """Whether requests read at `read_at` are shed (see SHED_AFTER)."""
         wire = self.wire
-        behind = self.clock() - read_at > SHED_AFTER or wire.scheduler.overdue() > SHED_AFTER
-        if not behind or wire.node_id is None:
+        limit = self.shed_after
+        behind = self.clock() - read_at > limit or wire.scheduler.overdue() > limit
+        if not limit or not behind or wire.node_id is None:
             self._shedding = False
         elif wire.unanswered() > SHED_PENDING:
             self._shedding = True
@@ -148,7 +149,7 @@ class Reader:
             self._dispatch(msg, line)
             return
         self.wire.refuse(msg, ErrorCode.TEMPORARILY_UNAVAILABLE,
-                         f"overloaded: not handled within {SHED_AFTER:g}s of being read, so not done")
+                         f"overloaded: not handled within {self.shed_after:g}s of being read, so not done")
 
     def handle_line(self, line: bytes) -> None:
         if self._fragment.prefix is not None:  # (an attribute, not a property: this is every line's path)
