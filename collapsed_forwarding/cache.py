@@ -83,8 +83,8 @@ class CollapsedForwardingProxy:
     shortened; error_ttl: seconds a failure is remembered and answered without
     a fetch; max_fetches: the most origin fetches in the air at once (0 = no
     limit): past it a miss that would start one more is shed with Overloaded,
-    and no background refresh starts; max_waiters: the most requests that may wait on one fetch (0 = no
-    limit); lock_age: seconds a hung blocking call holds its key before one
+    and no background refresh starts; max_waiters: the most requests that may
+    wait on one fetch (0 = no limit); lock_age: seconds a hung blocking call holds its key before one
     more call may start; clock: what TTLs are counted on (by default the
     scheduler's clock, which deadlines are counted on; a test may fake it to
     move TTLs by hand); random: for jitter and XFetch; scheduler: where

@@ -46,7 +46,7 @@ def make_aget(entry_of: EntryOf, clock: Callable[[], float], log: list[Hashable]
               ) -> Callable[..., Any]:
     """`aget(key, ttl=None, timeout=None)`, a coroutine function: `get`'s hit
     written out again in its body (a call into `get` would cost an awaited hit a
-    third of its time), else the Answer `ask(key, ttl, timeout, False)` gives now or later."""
+    tenth of its time), else the Answer `ask(key, ttl, timeout, False)` gives now or later."""
     record = log.append
 
     async def aget(key: Hashable, ttl: float | None = None, timeout: float | None = None) -> Any:
