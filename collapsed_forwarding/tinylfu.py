@@ -219,20 +219,14 @@ class AdaptiveTinyLfuPolicy:
     def _evict(self) -> list[Hashable]:
         """Spill the window's overflow into probation as candidates, then evict until both bounds hold:
         each round, the less popular of the oldest candidate and probation's oldest goes."""
-        window, limit = self._queues[WINDOW], self.max_weight
-        # (len of the _Queue's dict, not of the _Queue: its __len__ is a Python call, and this runs every miss)
-        if len(window._keys) > self._window_share * self.max_entries or (
-                limit is not None and window.weight > self._window_share * limit):
-            candidates = self._spill(window)
-        else:
-            candidates = []
+        candidates, limit = self._spill(self._queues[WINDOW]), self.max_weight
         if len(self._where) <= self.max_entries and (limit is None or self._total <= limit):
             return []  # (the usual case while the cache fills: nothing to compare)
         return self._evict_over(candidates)
 
     def _spill(self, window: _Queue) -> list[Hashable]:
         """Move the window's oldest keys into probation until it fits its share: the candidates.
-        (_Queue's push, remove and oldest written out: this runs on nearly every miss.)"""
+        (_Queue's push, remove, oldest and len written out: this runs on every miss.)"""
         probation, where, weights, candidates = self._queues[PROBATION], self._where, self._weights, []
         window_keys, probation_keys = window._keys, probation._keys
         head, share, limit = window._head, self._window_share, self.max_weight

@@ -53,6 +53,7 @@ class Reader:
     def __init__(self, wire: Wire, clock: Callable[[], float] = time.monotonic, shed_after: float = SHED_AFTER) -> None:
         self.wire, self.clock, self.shed_after = wire, clock, shed_after  # shed_after 0: never shed
         self._shedding = False  # overloaded, until a batch read less than SHED_AFTER ago comes up
+        self._shed_batch = False  # the requests of the batch being handled get error 11 (see _dispatch)
         self._number_too_large = False  # set by the decoder, read by the thread that handles the lines
         self._decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=self._parse_float).decode
         self._fragment = Fragment(MAX_FRAGMENT)  # a message spread over lines, while its lines come
@@ -73,12 +74,8 @@ class Reader:
         reader = threading.Thread(target=self._read_ahead, args=(stream, ahead), name="reader", daemon=True)
         reader.start()
         for lines, replies, read_at in ahead:
-            if replies:
-                handle = self._handle_reply_line
-            elif self._overloaded(read_at):
-                handle = self._shed_line
-            else:
-                handle = self.handle_line
+            handle = self._handle_reply_line if replies else self.handle_line
+            self._shed_batch = not replies and self._overloaded(read_at)
             with self.wire.batch():
                 for line in lines:
                     try:
@@ -132,24 +129,6 @@ class Reader:
         elif wire.unanswered() > SHED_PENDING:
             self._shedding = True
         return self._shedding
-
-    def _shed_line(self, line: bytes) -> None:
-        """A line read too long ago (SHED_AFTER): a whole one-line request gets error 11 at once;
-        anything else (init, a reply, a piece of a message spread over lines) is handled as always."""
-        if self._fragment.prefix is not None:
-            self.handle_line(line)
-            return
-        try:
-            msg = self._parse(line.decode())
-        except (ValueError, RecursionError):
-            self.handle_line(line)
-            return
-        body = msg.get("body") if _is_message(msg) else None
-        if body is None or "in_reply_to" in body or type(body.get("msg_id")) is not int or body.get("type") == "init":
-            self._dispatch(msg, line)
-            return
-        self.wire.refuse(msg, ErrorCode.TEMPORARILY_UNAVAILABLE,
-                         f"overloaded: not handled within {self.shed_after:g}s of being read, so not done")
 
     def handle_line(self, line: bytes) -> None:
         if self._fragment.prefix is not None:  # (an attribute, not a property: this is every line's path)
@@ -227,6 +206,9 @@ class Reader:
             log.warning("ignoring a request before init whose dest is not a string: %.200r", line)
         elif self._number_too_large:
             self.wire.refuse(msg, ErrorCode.MALFORMED_REQUEST, "a number in this message is too large for a double")
+        elif self._shed_batch and body.get("type") != "init":
+            self.wire.refuse(msg, ErrorCode.TEMPORARILY_UNAVAILABLE,
+                             f"overloaded: not handled within {self.shed_after:g}s of being read, so not done")
         else:
             self.wire.handle_request(msg, body)
 
