@@ -39,7 +39,7 @@ from .blocking import BlockingCalls
 from .counters import COUNTER_OF
 from .errors import CacheError, OriginTimeout
 from .flight import Flight, Flights, OnAnswer
-from .hits import make_get, make_hit
+from .hits import HitLog, make_get, make_hit
 from .policy import PolicyFactory
 from .state import CacheState, Freshness
 from .store import SizeOf, Store
@@ -135,7 +135,7 @@ class CollapsedForwardingProxy:
         # What the lock-free hit compares expiries with: with early refresh on,
         # every hit must take the lock (it may start a refresh), so never.
         self._hit_clock = self.clock if not early_refresh else lambda: math.inf
-        self.lock = threading.Lock()  # guards the state, and all but _hit_log, which only grows without it
+        self.lock = threading.Lock()  # guards the state, and all but _hit_log, which hits append to without it
         self.flights = Flights(self.lock, self.scheduler, timeout, self._settle_locked, self._timeout_error)
         freshness = Freshness(ttl, negative_ttl, grace, stale_if_error, early_refresh, jitter, error_ttl, random)
         self.store = Store(max_entries, max_bytes, size_of, policy)
@@ -143,9 +143,9 @@ class CollapsedForwardingProxy:
         self._entries = self.store.entries  # the one dict the lock-free hit reads
         self._blocking = None if self._start_fetch else BlockingCalls(backend, self.flights.settle,
                                                                           self.state.returned_late)
-        self._hit_log: list[Key] = []  # lock-free hits, folded in under the lock (see hits.py)
+        self._hit_log = HitLog(self.lock, self._fold_hits)  # lock-free hits, folded in under the lock
         # what every lock-free hit path is made of (hits.py): get's, hit's and a subclass's own
-        self._hit_path = (self._entries.get, self._hit_clock, self._hit_log, self._fold_hits_locked)
+        self._hit_path = (self._entries.get, self._hit_clock, self._hit_log)
         self._get = make_get(*self._hit_path, self._miss)
         self._get.__doc__ = CollapsedForwardingProxy.get.__doc__
         self._hit = make_hit(*self._hit_path)
@@ -257,19 +257,10 @@ class CollapsedForwardingProxy:
 
     # -- the lock-free hits -------------------------------------------------
 
-    def _fold_hits_locked(self) -> None:
-        with self.lock:
-            self._fold_hits()
-
     def _fold_hits(self) -> None:
         """Under the lock: count the lock-free hits and tell the policy of them."""
-        log = self._hit_log
-        n = len(log)
-        if not n:
-            return
-        hits = log[:n]
-        del log[:n]  # appends made since the slice stay for the next fold
-        self.store.touch_many(self.state.counters.count_hits(hits))
+        if self._hit_log.keys:
+            self.store.touch_many(self.state.counters.count_hits(self._hit_log.take()))
 
     # -- flights -----------------------------------------------------------
 

@@ -8,6 +8,7 @@ import pytest
 from support.doubles import FakeClock
 
 from collapsed_forwarding import CollapsedForwardingProxy
+from collapsed_forwarding.hits import FOLD_EVERY
 from collapsed_forwarding.policy import LruPolicy
 from collapsed_forwarding.store import shallow_size
 
@@ -100,6 +101,25 @@ def test_a_factory_policy_is_told_of_fills_hits_and_drops() -> None:
     proxy.stats()  # folds the log
     proxy.invalidate("a")
     assert told == [("admit", "a"), ("touch", ["a"]), ("discard", "a")]
+
+
+def test_hits_alone_are_folded_in_each_time_the_clock_passes_fold_every() -> None:
+    folds: list[list[Hashable]] = []
+
+    class Spy(LruPolicy):
+        def touch_many(self, keys: list[Hashable]) -> None:
+            folds.append(list(keys))
+            super().touch_many(keys)
+
+    clock = FakeClock()
+    proxy = CollapsedForwardingProxy(lambda key: "v", ttl=60, policy=Spy, clock=clock)
+    proxy.get("a")  # the miss
+    for _ in range(1000):  # the first hit folds the log in; the others, within FOLD_EVERY, wait in it
+        proxy.get("a")
+    assert folds == [["a"]]
+    clock.advance(FOLD_EVERY)
+    proxy.get("a")  # no miss, no stats: a hit alone folds the 1,000 in
+    assert folds == [["a"], ["a"]] and proxy.stats()["hits"] == 1001
 
 
 @pytest.mark.parametrize("option, value, error", [("policy", "fifo-ish", ValueError), ("policy", 3, TypeError),
