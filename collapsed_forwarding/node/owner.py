@@ -259,6 +259,19 @@ class OwnerKeys:
             state.fetches[gen] = [waiter]
         self._send_fetch(key, gen)
 
+    def answer_blocked(self, key: Hashable, state: Owned, now: float, *, leased: bool) -> list[Callable[[], None]]:
+        """Under the lock, no update under way: the reads that waited for one, answered from the copy
+        (each node's with a lease if `leased`) or sent to a fetch. Returns what to call once the lock
+        is released."""
+        later: list[Callable[[], None]] = []
+        blocked, state.blocked = state.blocked, []
+        for reader, src in blocked:
+            if state.known and now >= state.uncertain_until:
+                later.append(partial(reader, result_of(state.value), self._grant(state, src, now) if leased else 0.0))
+            else:
+                self._join_fetch(key, state, (partial(_without_lease, reader), src), now)
+        return later
+
     def _send_fetch(self, key: Hashable, gen: int) -> None:
         self.wire.scheduler.call_later(0, self.origin.start_fetch, key,
                                        lambda result: self._fetched(key, gen, result))
@@ -284,15 +297,8 @@ class OwnerKeys:
     def _next_update(self, key: Hashable, state: Owned) -> list[Callable[[], None]]:
         """Under the lock: start the next update, answering at once each cas the copy decides.
         Returns what to call once the lock is released."""
-        later: list[Callable[[], None]] = []
         # Reads that came during the last update go first: a stream of updates must not starve them.
-        now = self.clock()
-        blocked, state.blocked = state.blocked, []
-        for reader, src in blocked:
-            if state.known and now >= state.uncertain_until:
-                later.append(partial(reader, result_of(state.value), 0.0))
-            else:
-                self._join_fetch(key, state, (partial(_without_lease, reader), src), now)
+        later = self.answer_blocked(key, state, self.clock(), leased=False)
         while state.updates:
             update, done = state.updates.popleft()
             decided = self._decide_locally(state, update)
@@ -384,12 +390,7 @@ class OwnerKeys:
                 state.updates.append((update, done))
         if state.updates:
             state.write_at = now + self.lease_record
-        blocked, state.blocked = state.blocked, []
-        for reader, src in blocked:
-            if state.known and now >= state.uncertain_until:
-                later.append(partial(reader, result_of(state.value), self._grant(state, src, now)))
-            else:
-                self._join_fetch(key, state, (partial(_without_lease, reader), src), now)
+        later += self.answer_blocked(key, state, now, leased=True)
         if state.updates:
             state.write_at = None
             # The pause is for the leases: none is granted on a value not known, or not yet settled.
