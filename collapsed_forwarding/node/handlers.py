@@ -1,7 +1,7 @@
 """The cache node: one handler per Maelstrom message type, on top of the
 library's cache, an origin (the library's `SimOrigin`, or `kv.py`) and, on a
-cluster, the other nodes (`forwarding.py`, `leases.py`: `owner.py` and `holder.py`). The wire plumbing is
-in `wire.py` and `reader.py`; the messages are described in docs/protocol.md.
+cluster, the other nodes (`forwarding.py`, `leases.py`: `owner.py`, `owner_updates.py` and `holder.py`).
+The wire plumbing is in `wire.py` and `reader.py`; the messages are described in docs/protocol.md.
 """
 
 from __future__ import annotations

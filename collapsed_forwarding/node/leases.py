@@ -1,10 +1,11 @@
 """Linearizable read, write and cas on a cluster: the owner serializes, others hold leases.
 
-Every key has one owner (forwarding.owner). `owner.py` is the owner's side (it
-serializes every update and its copy is the register); `holder.py` is the
-other nodes' side (they read through the owner and keep a copy only under a
-lease). This class sends each request to its side, and is the one path by
-which a key is dropped on this node (`cf_drop` and `cf_revoke` alike).
+Every key has one owner (forwarding.owner). The owner's side is in two:
+`owner.py` answers reads from its copy, which is the register, and grants the
+leases; `owner_updates.py` serializes every update. `holder.py` is the other
+nodes' side (they read through the owner and keep a copy only under a lease).
+This class sends each request to its side, and is the one path by which a key
+is dropped on this node (`cf_drop` and `cf_revoke` alike).
 
 On one node none of this is used. The time each rule relies on, and the clocks
 it trusts, are in docs/protocol.md.
@@ -17,7 +18,8 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from .holder import HolderKeys, ReadDone
-from .owner import Invalidates, OwnerKeys, Result
+from .owner import OwnerKeys, Result
+from .owner_updates import Invalidates, OwnerUpdates
 from .update import Update, UpdateDone
 from .wire import Wire
 
@@ -43,8 +45,9 @@ class LinearKeys:
                  max_keys: int = 100_000,
                  clock: Callable[[], float] = lease_clock) -> None:
         self.wire, self.owner_of, self.cache = wire, owner_of, cache
-        self.owner = OwnerKeys(wire, origin, cache, lease=lease, drift=drift, peer_timeout=peer_timeout,
+        self.owner = OwnerKeys(wire, origin, lease=lease, drift=drift, peer_timeout=peer_timeout,
                                settle=settle, clock=clock, max_keys=max_keys)
+        self.owner_updates = OwnerUpdates(self.owner, origin, cache, peer_timeout=peer_timeout, settle=settle)
         # A forwarded update is given as long as the owner may take: the hops there and back, the
         # wait after its start, the write it queued behind (the origin) and the lease's length the
         # queue waits after it, the revocations (a get holder's peer timeout, or a lease), the origin.
@@ -69,7 +72,7 @@ class LinearKeys:
 
     def update(self, key: Hashable, update: Update, done: UpdateDone) -> None:
         if self._mine(key):
-            self.owner.update(key, update, done)
+            self.owner_updates.update(key, update, done)
         else:
             self.holder.update(key, update, done)
 
@@ -79,7 +82,7 @@ class LinearKeys:
         self.owner.read(key, reply, src)
 
     def cf_update(self, key: Hashable, update: Update, done: UpdateDone) -> None:
-        self.owner.update(key, update, done)
+        self.owner_updates.update(key, update, done)
 
     def lease_with_answer(self, key: Hashable, src: str, asked: float) -> tuple[Any, float] | None:
         return self.owner.lease_with_answer(key, src, asked)
@@ -101,5 +104,5 @@ class LinearKeys:
         return self.owner.changed_since(key, gen)
 
     def stats(self) -> dict[str, int]:
-        counts = self.owner.stats() + self.holder.stats()
+        counts = self.owner.stats() + self.owner_updates.stats() + self.holder.stats()
         return {name: counts[name] for name in STATS}

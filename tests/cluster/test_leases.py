@@ -1,4 +1,4 @@
-"""read / write / cas on a cluster, step by step (collapsed_forwarding/node/owner.py and holder.py).
+"""read / write / cas on a cluster, step by step (collapsed_forwarding/node/owner.py, owner_updates.py and holder.py).
 
 Real node processes on tests/support/net.py, the test playing lin-kv. The
 randomised, Maelstrom-shaped runs are in test_linearizable_cluster.py; these
