@@ -66,6 +66,17 @@ def check_settings(seconds: dict[str, Any], counts: dict[str, tuple[int, int]], 
         raise ValueError(f"jitter must be in [0, 1), not {jitter!r}")
 
 
+def check_callables(backend: Any, size_of: SizeOf | None) -> None:
+    """Refuse, at construction, a backend or a size_of that every get would fail on."""
+    if not callable(backend) and not callable(getattr(backend, "start_fetch", None)):
+        raise TypeError("backend must be a callable, backend(key) -> value, or an object with "
+                        f"start_fetch(key, done), not {type(backend).__name__}")
+    if not callable(getattr(backend, "start_fetch", None)):
+        refuse_async_backend(backend)
+    if size_of is not None and not callable(size_of):
+        raise TypeError(f"size_of must be a callable (key, value) -> int, not {type(size_of).__name__}")
+
+
 class CollapsedForwardingProxy:
     """A cache in front of `backend` that makes one origin call per key at a time.
 
@@ -120,13 +131,7 @@ class CollapsedForwardingProxy:
                        {"max_entries": (max_entries, 1), "max_waiters": (max_waiters, 0),
                         "max_fetches": (max_fetches, 0),
                         "max_bytes": (1 if max_bytes is None else max_bytes, 1)}, jitter)
-        if not callable(backend) and not callable(getattr(backend, "start_fetch", None)):
-            raise TypeError("backend must be a callable, backend(key) -> value, or an object with "
-                            f"start_fetch(key, done), not {type(backend).__name__}")
-        if not callable(getattr(backend, "start_fetch", None)):
-            refuse_async_backend(backend)
-        if size_of is not None and not callable(size_of):
-            raise TypeError(f"size_of must be a callable (key, value) -> int, not {type(size_of).__name__}")
+        check_callables(backend, size_of)
         self.backend = backend
         self._start_fetch: Callable[..., None] | None = getattr(backend, "start_fetch", None)
         self.ttl, self.timeout, self.max_entries, self.max_bytes = ttl, timeout, max_entries, max_bytes
