@@ -89,3 +89,11 @@ def test_main_py_and_proxy_py_work_from_a_checkout_with_nothing_installed(tmp_pa
     done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, timeout=30, check=False,
                           env=env, cwd=tmp_path)
     assert done.stdout == b"abab\n", done.stderr.decode()
+
+
+def test_main_py_help_lists_every_flag_and_exits_0(tmp_path: Path) -> None:
+    """A help string is a %-format: a bare "%" in one (say "2%") made `--help` crash."""
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--help"], capture_output=True, timeout=30,
+                          check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"--lease-drift" in done.stdout and b"2%)" in done.stdout

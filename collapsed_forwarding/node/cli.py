@@ -83,7 +83,7 @@ FLAGS: list[tuple[str, Callable[[str], Any], str, str]] = [
     ("peer-timeout", seconds, "0.5", "seconds a node waits on another node before acting alone"),
     ("lease", seconds, "0.3", "on a cluster, seconds a node may answer read from its copy of a key it does not own; "
                               "0: never"),
-    ("lease-drift", below_one, "0.02", "the most two nodes' clocks may differ in rate (0.02: 2%): the owner "
+    ("lease-drift", below_one, "0.02", "the most two nodes' clocks may differ in rate (0.02: 2%%): the owner "
                                        "records a lease as lasting lease x (1 + this)"),
     ("origin-settle", seconds, "10", "seconds an update sent to the origin may still land after it was sent: "
                                      "after an unknown outcome, and after the node starts"),
