@@ -22,6 +22,8 @@ from typing import Any
 
 log = logging.getLogger("collapsed_forwarding.timers")
 
+ROUND_FLUSH = 256  # timers of one round run inside one `around()` at most
+
 
 class Timer:
     """A scheduled call; `cancel()` is cheap and safe from any thread."""
@@ -55,7 +57,10 @@ class Scheduler:
         self.time, self.around = time, around
         self._heap: list[Timer] = []
         self._seq = itertools.count()
-        self._wake = threading.Condition(threading.Lock())  # guards the heap and the thread's start
+        lock = threading.Lock()  # guards the heap, _round_due and the thread's start
+        self._wake = threading.Condition(lock)  # the timer thread waits on it for the next time
+        self._caught_up = threading.Condition(lock)  # catch_up waits on it for a round's end
+        self._round_due: float | None = None  # the due time of the round being run, if one is
         self._thread: threading.Thread | None = None
         self.cancelled = 0  # cancelled timers still in the heap (a racy count is fine: it only paces compaction)
 
@@ -73,13 +78,29 @@ class Scheduler:
         return timer
 
     def overdue(self) -> float:
-        """Seconds by which the earliest timer is past its time (0 if none is): how far behind
-        the timer thread runs. Read without the lock, so racy: a gauge, not a count."""
-        heap = self._heap
+        """Seconds by which the earliest timer not yet run is past its time (0 if none is): how
+        far behind the timer thread runs. A round being run counts: its timers have left the heap
+        but not yet been called. Read without the lock, so racy: a gauge, not a count."""
+        heap, due = self._heap, self._round_due
         try:
-            return max(0.0, self.time() - heap[0].when)
+            due = heap[0].when if due is None else min(due, heap[0].when)
         except IndexError:
-            return 0.0
+            if due is None:
+                return 0.0
+        return max(0.0, self.time() - due)
+
+    def catch_up(self, timeout: float) -> None:
+        """Wait, at most `timeout` seconds, until every timer due now has been run.
+
+        The node's handler thread calls this when the deadlines run late. Under the GIL
+        a busy handler thread lets the timer thread run only between its switch intervals,
+        so under a flood of requests a timeout could be answered seconds after it fell due.
+        Waiting here hands the timer thread the interpreter for as long as it needs."""
+        end = self.time() + timeout
+        with self._wake:
+            while (self._round_due is not None or (self._heap and self._heap[0].when <= self.time())) \
+                    and (left := end - self.time()) > 0:
+                self._caught_up.wait(left)
 
     def _compact(self) -> None:
         """Under the lock: drop the cancelled timers, once they are half the heap
@@ -92,15 +113,19 @@ class Scheduler:
     def _run(self) -> None:
         while True:
             with self._wake:
+                self._round_due = None
                 while not self._heap or self._heap[0].when > self.time():
+                    self._caught_up.notify_all()
                     wait = self._heap[0].when - self.time() if self._heap else None
                     self._wake.wait(None if wait is None else min(wait, threading.TIMEOUT_MAX))  # no overflow
                 now, due = self.time(), []
+                self._round_due = self._heap[0].when
                 while self._heap and self._heap[0].when <= now:
                     due.append(heapq.heappop(self._heap))
-            with self.around():
-                for timer in due:
-                    self._call(timer)
+            for start in range(0, len(due), ROUND_FLUSH):  # (a round of thousands would hold back the first's)
+                with self.around():
+                    for timer in due[start:start + ROUND_FLUSH]:
+                        self._call(timer)
 
     @staticmethod
     def _call(timer: Timer) -> None:
