@@ -169,7 +169,14 @@ class CacheNode:
 
     def _lookup(self, msg: Message, key: Hashable, ttl: float | None,
                 answered: Callable[[Message, Answer], None], serve_stale: bool = True) -> None:
-        answer = self.proxy.request(key, partial(answered, msg), ttl, serve_stale=serve_stale)
+        if self.reader.late:  # a fetch now would time out --origin-timeout after now, not after the read
+            answer = self.proxy.hit(key)
+            if answer is None:
+                self.wire.error(msg, ErrorCode.TEMPORARILY_UNAVAILABLE,
+                                f"overloaded: a miss read more than {self.flags.shed_after:g}s ago starts no fetch")
+                return
+        else:
+            answer = self.proxy.request(key, partial(answered, msg), ttl, serve_stale=serve_stale)
         if answer is not None:
             answered(msg, answer)
 

@@ -37,9 +37,16 @@ BATCH_LINES = 512  # requests handed over at a time: a reply waits at most for o
 # ahead lets a flood of requests queue up to READ_AHEAD bytes, a minute's work; handled that
 # late, a miss would time out a minute after it was read, not --origin-timeout after. Shedding
 # drains the queue at a few us a line. A burst that is only fast (a file piped in, answered as
-# it goes) leaves few requests waiting: it is handled whole.
+# it goes) leaves few requests waiting: it is handled whole. But a get or read that misses in
+# a batch read that late gets error 11 whatever the load (`Reader.late`): a fetch it started
+# would time out more than SHED_AFTER after --origin-timeout from its read.
 SHED_AFTER = 0.1  # the default of --shed-after
 SHED_PENDING = 1000
+# When the deadlines run more than LATE_TIMERS behind, the handlers wait for the timer thread
+# (at most CATCH_UP_FOR a batch): under the GIL, a thread busy with a flood of requests would
+# leave it a switch interval at a time, and a timeout would be answered long after its deadline.
+LATE_TIMERS = 0.01
+CATCH_UP_FOR = 0.1
 
 
 def _reject_constant(name: str) -> None:
@@ -54,6 +61,7 @@ class Reader:
         self.wire, self.clock, self.shed_after = wire, clock, shed_after  # shed_after 0: never shed
         self._shedding = False  # overloaded, until a batch read less than SHED_AFTER ago comes up
         self._shed_batch = False  # the requests of the batch being handled get error 11 (see _dispatch)
+        self.late = False  # the batch being handled was read more than shed_after ago: no new waits (see SHED_AFTER)
         self._number_too_large = False  # set by the decoder, read by the thread that handles the lines
         self._decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=self._parse_float).decode
         self._fragment = Fragment(MAX_FRAGMENT)  # a message spread over lines, while its lines come
@@ -73,7 +81,10 @@ class Reader:
         ahead = _Ahead(READ_AHEAD)
         reader = threading.Thread(target=self._read_ahead, args=(stream, ahead), name="reader", daemon=True)
         reader.start()
+        scheduler = self.wire.scheduler
         for lines, replies, read_at in ahead:
+            if not replies and scheduler.overdue() > LATE_TIMERS:
+                scheduler.catch_up(CATCH_UP_FOR)
             handle = self._handle_reply_line if replies else self.handle_line
             self._shed_batch = not replies and self._overloaded(read_at)
             with self.wire.batch():
@@ -124,6 +135,7 @@ class Reader:
         wire = self.wire
         limit = self.shed_after
         behind = self.clock() - read_at > limit or wire.scheduler.overdue() > limit
+        self.late = bool(limit) and behind
         if not limit or not behind or wire.node_id is None:
             self._shedding = False
         elif wire.unanswered() > SHED_PENDING:

@@ -8,6 +8,8 @@ import io
 import json
 import threading
 
+from collapsed_forwarding.node.cli import parse_flags
+from collapsed_forwarding.node.handlers import CacheNode
 from collapsed_forwarding.node.reader import SHED_PENDING, Reader, _Ahead
 from collapsed_forwarding.node.wire import Wire
 from collapsed_forwarding.timers import Scheduler
@@ -141,3 +143,22 @@ def test_a_fast_burst_answered_as_it_goes_is_never_shed():
     Reader(node, clock=lambda: float(next(ticks))).serve(
         io.BytesIO(b"".join(request("echo", i) for i in range(count))), drain_timeout=5)
     assert out.getvalue().count(b'"echo_ok"') == count
+
+
+def test_a_get_read_too_long_ago_is_served_a_hit_but_starts_no_fetch():
+    """A miss handled more than --shed-after after its read would start a fetch that times
+    out --origin-timeout after now, not after the read: it gets error 11. A hit costs
+    nothing to wait for and is still served."""
+    out = io.BytesIO()
+    node = CacheNode(parse_flags(["--sim-latency", "0"], environ={}), out)
+    init = {"src": "c0", "dest": "n1", "body": {"type": "init", "msg_id": 1, "node_id": "n1", "node_ids": ["n1"]}}
+    node.init(init, init["body"])
+    assert node.proxy.fetch_and_cache("cached") == "value-cached"
+    ticks = iter(range(0, 10**9, 10))  # every read of the clock 10 s after the last: every batch is late
+    node.reader.clock = lambda: float(next(ticks))
+    node.serve(io.BytesIO(request("get", 2, key="cached") + request("get", 3, key="missed")))
+    replies = {body["in_reply_to"]: body for body in
+               (json.loads(text)["body"] for text in out.getvalue().splitlines()) if body["in_reply_to"] > 1}
+    assert replies[2]["type"] == "get_ok" and replies[2]["value"] == "value-cached"
+    assert replies[3]["type"] == "error" and replies[3]["code"] == 11
+    assert node.proxy.stats()["origin_fetches"] == 1, "the late miss started no fetch"
