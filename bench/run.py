@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The benchmarks' one entry point.
 
-    python3 bench/run.py                  # every part below but fuzz, in turn (about 50 minutes on 2 cores)
+    python3 bench/run.py                  # every part below but fuzz, in turn (about 15 minutes on 2 cores)
     python3 bench/run.py --quick          # the same as a smoke run, written under bench/out/
     python3 bench/run.py PART [ARGS...]   # one part; `python3 bench/run.py PART --help` for its flags
     python3 bench/run.py PART --report    # measure nothing: redo its section and plots from results/PART.json
@@ -28,8 +28,6 @@ PARTS: dict[str, tuple[str, str]] = {
     "hitratio": ("hitratio", "hit ratio of the eviction policies"),
     "asyncio": ("asyncio_costs", "the library's costs under asyncio: an awaited hit, 10,000 tasks on one key"),
     "costs": ("costs", "issue 15's cost goals: miss, hit, gc at 1,000,000 entries, node against echo loop"),
-    "end_of_input": ("end_of_input", "replies lost when input ends with a fetch in flight: 3 x 10,000 node runs "
-                     "(the longest part: about 30 minutes on 2 cores)"),
     "flood": ("flood", "a flood of 1,000,000 distinct misses: peak memory, error 11 and error 0 (about 80 s)"),
     "fuzz": ("fuzz", "a long fuzz of the node (not in a full run: it measures nothing)"),
 }
