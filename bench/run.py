@@ -21,7 +21,7 @@ import sys
 # part -> (its module in bench/, what it measures). A part is a module with
 # `main(argv: list[str] | None = None) -> int`; add one here to add a part.
 PARTS: dict[str, tuple[str, str]] = {
-    "inprocess": ("inprocess", "the library against its peers: a hit, herds of threads, a mixed load"),
+    "inprocess": ("inprocess", "the library against its peers: a hit, herds of threads"),
     "node": ("node", "the node through its pipes: cached gets, 10,000 waiters released, memory"),
     "scale": ("scale", "costs against the size of the cache (about 6 minutes)"),
     "linkv": ("linkv", "Maelstrom's lin-kv workload, against a node that caches nothing"),
