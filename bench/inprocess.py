@@ -26,7 +26,21 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from common import fmt, log, med, med_range, method, part_main, pyplot, ratios, save_plot, section, spread, table
+from common import (
+    fmt,
+    goals_table,
+    log,
+    med,
+    med_range,
+    method,
+    part_main,
+    pyplot,
+    ratios,
+    save_plot,
+    section,
+    spread,
+    table,
+)
 from contestants import (
     COLLAPSED,
     CONTESTANTS,
@@ -368,7 +382,7 @@ def render(r: dict[str, Any], plots: Path) -> str:
                    "ms from the barrier's release to the last answer: lower is better. " + wall_note(h), harness=True)
     peers = ", ".join(f"{k} {v}" for k, v in r.get("versions", {}).items())
     return section("In-process: the library against its peers", r, f"Peers: {peers}.", method(__doc__),
-                   table(["goal", "measured (median of runs, min–max)", "met?"], goals(r), ["l", "l", "c"]),
+                   goals_table(goals(r)),
                    "### The cost of a hit", hit_table(r["hit"]["ns"]),
                    "![ns per hit against the floor and the peers](plots/hit_cost.png)", "### Herds",
                    "Origin calls per herd (cold / expired key, by number of threads); `=`: as the row above (grace "

@@ -22,8 +22,8 @@ import sys
 # `main(argv: list[str] | None = None) -> int`; add one here to add a part.
 PARTS: dict[str, tuple[str, str]] = {
     "inprocess": ("inprocess", "the library against its peers: a hit, herds of threads"),
-    "node": ("node", "the node through its pipes: cached gets, 10,000 waiters released, memory"),
-    "scale": ("scale", "costs against the size of the cache (about 6 minutes)"),
+    "node": ("node", "the node through its pipes: cached gets, 10,000 waiters released"),
+    "scale": ("scale", "costs against the size of the cache (about 4 minutes)"),
     "linkv": ("linkv", "Maelstrom's lin-kv workload, against a node that caches nothing"),
     "hitratio": ("hitratio", "hit ratio of the eviction policies"),
     "asyncio": ("asyncio_costs", "the library's costs under asyncio: an awaited hit, 10,000 tasks on one key"),
