@@ -15,7 +15,6 @@ Needs the `bench` extra (pip install -e '.[bench]'); a peer that is not installe
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 
 # part -> (its module in bench/, what it measures). A part is a module with
@@ -40,18 +39,9 @@ def usage() -> str:
     return f"{__doc__.strip()}\n\nParts:\n{parts}"
 
 
-def run_part(name: str, argv: list[str], missing_ok: bool = False) -> int:
-    """Run one part; a part whose module is not in this checkout is said so (and skipped in a full run)."""
-    module_name = PARTS[name][0]
-    if importlib.util.find_spec(module_name) is None:
-        print(f"part {name!r} skipped: bench/{module_name}.py is not in this checkout", file=sys.stderr)
-        return 0 if missing_ok else 2
-    main = getattr(importlib.import_module(module_name), "main", None)
-    if main is None:
-        print(f"part {name!r}: bench/{module_name}.py has no main(argv)", file=sys.stderr)
-        return 2
+def run_part(name: str, argv: list[str]) -> int:
     try:
-        return int(main(argv) or 0)
+        return int(importlib.import_module(PARTS[name][0]).main(argv) or 0)
     except SystemExit as exit:  # argparse refusing a flag, say --quick, ends that part, not the whole run
         return exit.code if isinstance(exit.code, int) else 1
 
@@ -70,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in PARTS:
         if name not in NOT_IN_FULL_RUN:
             print(f"== {name}", file=sys.stderr, flush=True)
-            if run_part(name, args, missing_ok=True) != 0:
+            if run_part(name, args) != 0:
                 failed.append(name)
     if failed:
         print(f"parts that did not finish: {', '.join(failed)}", file=sys.stderr)
