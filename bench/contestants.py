@@ -147,16 +147,6 @@ def make_singleflight(origin: Origin, ttl: float) -> Get:
     return get
 
 
-def version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as _version
-
-    try:
-        return _version(dist)
-    except PackageNotFoundError:
-        return "not installed"
-
-
 COLLAPSED = "collapsed-forwarding"
 GRACE = "collapsed-forwarding (grace)"
 NAIVE = "naive TTL dict"

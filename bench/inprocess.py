@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from importlib import metadata
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,6 @@ from contestants import (
     available,
     make_collapsed,
     make_floor,
-    version,
 )
 
 HIT_GOAL = 2.0
@@ -159,12 +159,14 @@ class Crew:
                 self._wrong.append(i)
             self._done.wait()
 
-    def herd(self, get: Callable[[str], Any], key: str) -> tuple[float, int]:
-        """(seconds from the release to the last answer, wrong answers or errors)."""
+    def herd(self, get: Callable[[str], Any], key: str) -> float:
+        """Seconds from the release to the last answer; a wrong answer or an error fails the run."""
         self._job, self._wrong = (get, key), []
         self._go.wait()  # the workers are parked here already: this releases them
         self._done.wait()
-        return max(self._finished) - self._started, len(self._wrong)
+        if self._wrong:
+            raise RuntimeError(f"{len(self._wrong)} of {self.n} threads got a wrong answer or an error for {key!r}")
+        return max(self._finished) - self._started
 
     def close(self) -> None:
         self._job = None
@@ -183,18 +185,17 @@ def herds(sizes: tuple[int, ...] = (10, 100, 1000), reps: int = 5, latency: floa
     expired_names = list(contestants)
     out: dict[str, Any] = {"sizes": list(sizes), "reps": reps, "latency": latency, "expired_ttl": expired_ttl}
     for kind, names in (("cold", cold_names), ("expired", expired_names)):
-        out[kind] = {name: {str(n): {"calls": [], "wall": [], "wrong": []} for n in sizes}
+        out[kind] = {name: {str(n): {"calls": [], "wall": []} for n in sizes}
                      for name in names + [HARNESS]}
 
     crews = {n: Crew(n) for n in sizes}
 
     def record(kind: str, name: str, n: int, origin: Origin | None, get: Callable[[str], Any], key: str) -> None:
         calls = origin.calls if origin else 0
-        wall, wrong = crews[n].herd(get, key)
+        wall = crews[n].herd(get, key)
         cell = out[kind][name][str(n)]
         cell["calls"].append(origin.calls - calls if origin else 0)
         cell["wall"].append(wall)
-        cell["wrong"].append(wrong)
 
     def no_cache(key: str) -> str:
         return "value-" + key
@@ -234,7 +235,7 @@ def herds(sizes: tuple[int, ...] = (10, 100, 1000), reps: int = 5, latency: floa
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick
     log("in-process:")
-    return {"versions": {dist: version(dist) for _, dist, _ in CONTESTANTS.values() if dist},
+    return {"versions": {dist: metadata.version(dist) for _, dist, _ in available().values() if dist},
             "hit": hit_cost(reps=3 if quick else 9, target_s=0.01 if quick else 0.04),
             "herds": herds(reps=2 if quick else 5)}
 
@@ -278,15 +279,6 @@ def goals(r: dict[str, Any]) -> list[tuple[str, str, str]]:
              "**no**" if med(paired) > HIT_GOAL else "yes" if max(paired) <= HIT_GOAL else "on the median"),
             ("a hit faster than every peer that collapses", f"{fmt(ours)} ns: {against}",
              "**no**" if faster else "yes")]
-
-
-def hit_table(ns: dict[str, list[float]]) -> str:
-    rows = []
-    for name in sorted(ns, key=lambda n: med(ns[n])):
-        paired = ratios(ns[name], ns[FLOOR])
-        rows.append((label(name), collapses(name), med_range(ns[name]),
-                     f"{med(paired):.2f}x ({min(paired):.2f}–{max(paired):.2f}x)" if name != FLOOR else "1"))
-    return table(["contestant", "collapses misses", "ns per hit", "× floor, run by run"], rows, ["l", "c", "r", "r"])
 
 
 def herd_table(h: dict[str, Any], field: str, scale: float = 1.0, harness: bool = False) -> str:
@@ -383,7 +375,7 @@ def render(r: dict[str, Any], plots: Path) -> str:
     peers = ", ".join(f"{k} {v}" for k, v in r.get("versions", {}).items())
     return section("In-process: the library against its peers", r, f"Peers: {peers}.", method(__doc__),
                    goals_table(goals(r)),
-                   "### The cost of a hit", hit_table(r["hit"]["ns"]),
+                   "### The cost of a hit",
                    "![ns per hit against the floor and the peers](plots/hit_cost.png)", "### Herds",
                    "Origin calls per herd (cold / expired key, by number of threads); `=`: as the row above (grace "
                    "only\nchanges an expired key):", herd_table(h, "calls"),

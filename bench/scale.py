@@ -46,7 +46,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, child, fmt, log, med, med_range, part_main, pyplot, ratios, save_plot, section, table, verdict
+from common import BENCH, child, log, med, med_range, part_main, pyplot, ratios, save_plot, section, table, verdict
 from inprocess import hit_vs_floor
 from node import ECHO, NODE, PIPE_SIZE, NodeProcess, gets, stats_of, through
 
@@ -225,21 +225,18 @@ def eviction_once(max_entries: int | None, misses: int = 8_000, latency: float =
 RPC_READ = re.compile(rb'"dest":"lin-kv","body":\{"type":"read","msg_id":(\d+),"key":"([^"]*)"')
 
 
-def linkv_once(misses: int = 20_000, chunk: int = 1 << 16) -> dict:
+def linkv_once(misses: int = 20_000) -> dict:
     """The node's stdin is fed from one first-in-first-out queue, as
     Maelstrom's network delivers: the burst of gets goes in at once, and each
     reply of the service goes in behind whatever was queued before it."""
     node = NodeProcess("--origin", "lin-kv", "--ttl", "3600", *BOUNDS_OFF)
     fifo: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    fifo.put(gets(0, misses))  # the whole burst first: every reply of the service queues behind it
     counts = {"ok": 0, "timeout": 0, "other": 0, "rpcs": 0}
-
-    marks: dict[str, float] = {}
 
     def write() -> None:
         while (data := fifo.get()) is not None:
             node.write(data)
-            if data is last_get:
-                marks["gets_written"] = time.perf_counter()
 
     def serve_and_count() -> None:
         """Whole chunks at a time (regex and count in C): the driver must not be
@@ -268,15 +265,7 @@ def linkv_once(misses: int = 20_000, chunk: int = 1 << 16) -> dict:
 
     service = threading.Thread(target=serve_and_count, daemon=True)
     writer = threading.Thread(target=write, daemon=True)
-    batch = gets(0, misses)
     began = time.perf_counter()
-    at = 0
-    last_get = b""
-    while at < len(batch):  # whole lines
-        end = batch.rfind(b"\n", at, at + chunk) + 1 or len(batch)
-        last_get = batch[at:end]
-        fifo.put(last_get)
-        at = end
     service.start()
     writer.start()
     try:
@@ -288,8 +277,7 @@ def linkv_once(misses: int = 20_000, chunk: int = 1 << 16) -> dict:
         node.close()
     if service.is_alive():
         raise RuntimeError("not every get was answered")
-    return {"misses": misses, "seconds": elapsed, **counts, "false_timeout_rate": counts["timeout"] / misses,
-            "gets_written_s": marks.get("gets_written", float("nan")) - began}
+    return {"misses": misses, "seconds": elapsed, **counts, "false_timeout_rate": counts["timeout"] / misses}
 
 
 # -- distinct misses against the echo loop ---------------------------------------------
@@ -418,21 +406,6 @@ def goals_table(r: dict, befores: Sequence[dict] = ()) -> str:
     return table(header, rows, ["l", "r"] + ["r"] * len(befores) + ["r", "c"])
 
 
-def sweep_table(r: dict) -> str:
-    floor = r["dict_floor_kb"]
-    rows = []
-    for size in sorted(r["node_sweep"]["sizes"]):
-        pts = node_point(r, size)
-        rows.append([
-            f"{size:,}", med_range([p["burst_s"] / p["burst"] * 1e6 for p in pts], 1),
-            med_range([p["stream_max_gap_s"] * 1e3 for p in pts]),
-            med_range([p["stream_max_latency_s"] * 1e3 for p in pts]),
-            med_range([p["rss_kb"] * 1024 / size for p in pts]), fmt(floor[str(size)] * 1024 / size),
-            ", ".join(str(p.get("fill_errors", 0) + p.get("burst_errors", 0)) for p in pts)])
-    return table(["entries", "µs per miss", "longest gap between hits, ms", "longest hit latency, ms",
-                  "B per entry", "dict, B per entry", "error replies (fill + burst), run by run"], rows)
-
-
 def plots(r: dict, plot_dir: Path, befores: Sequence[dict]) -> None:
     """Each plot: this run (solid) and the baselines (dashed, dotted), against the number of entries."""
     plt = pyplot()
@@ -478,8 +451,6 @@ def render(r: dict, plot_dir: Path) -> str:
     return section("Scale: costs against the size of the cache", r, "Figures are medians with (min–max) of the "
                    f"runs; ratios are run by run.{base} How each is\nmeasured is in the docstring of `bench/scale.py`.",
                    goals_table(r, befores),
-                   f"The node against the number of entries ({r['node_sweep']['burst']:,}-miss bursts; hits one "
-                   "per 5 ms while\n5,000 misses/s arrive):", sweep_table(r),
                    "![µs per miss against entries](plots/scale_miss_cost.png)\n"
                    "![longest pause against entries](plots/scale_pause.png)\n"
                    "![memory per entry against entries](plots/scale_memory.png)")
