@@ -95,6 +95,11 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]], align: Sequence[
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
+def goals_table(rows: Iterable[Sequence[str]]) -> str:
+    """The goals a part checks, as (goal, measured, met?) rows."""
+    return table(["goal", "measured (median of runs, min–max)", "met?"], rows, ["l", "l", "c"])
+
+
 def verdict(values: Sequence[float], goal: float, below: bool = False) -> str:
     """Is the goal (at most `goal`, or under it) met on the median, and in every run?"""
     def ok(v: float) -> bool:

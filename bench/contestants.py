@@ -50,24 +50,14 @@ class Origin:
     def __init__(self, latency: float) -> None:
         self.latency = latency
         self.calls = 0
-        self.overlapping = 0  # calls that started while another call for the same key was in flight
-        self._in_flight: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def __call__(self, key: str) -> str:
         with self._lock:
             self.calls += 1
-            flying = self._in_flight.get(key, 0)
-            if flying:
-                self.overlapping += 1
-            self._in_flight[key] = flying + 1
-        try:
-            if self.latency:
-                time.sleep(self.latency)
-            return "value-" + key
-        finally:
-            with self._lock:
-                self._in_flight[key] -= 1
+        if self.latency:
+            time.sleep(self.latency)
+        return "value-" + key
 
 
 # -- the floor and the naive contestant --------------------------------------
@@ -155,16 +145,6 @@ def make_singleflight(origin: Origin, ttl: float) -> Get:
         return flights.call(load, key, key)
 
     return get
-
-
-def version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as _version
-
-    try:
-        return _version(dist)
-    except PackageNotFoundError:
-        return "not installed"
 
 
 COLLAPSED = "collapsed-forwarding"

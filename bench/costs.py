@@ -162,10 +162,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for run in range(runs):
         add("miss", *miss_pair(n, 1, run))
         add("miss_8_threads", *miss_pair(n, 8, run))
-        if not args.skip_gc:
-            add("gc_1m", gc_once(gc_entries, "library"), gc_once(gc_entries, "dict"))
-        if not args.skip_node:
-            add("node_hits", cached_gets(NODE, messages, 4), cached_gets(ECHO, messages, 4))
+        add("gc_1m", gc_once(gc_entries, "library"), gc_once(gc_entries, "dict"))
+        add("node_hits", cached_gets(NODE, messages, 4), cached_gets(ECHO, messages, 4))
         log(f"  costs: run {run + 1}/{runs} done")
     hit = hit_vs_floor(runs)
     pairs["hit"] = {"mine": hit["collapsed"], "base": hit["floor"]}
@@ -176,8 +174,6 @@ def render(r: dict[str, Any], plots: Path) -> str:
     rows = []
     for name, (what, goal, unit, scale) in MEASURES.items():
         mine, base = r["pairs"][name]["mine"], r["pairs"][name]["base"]
-        if not mine:
-            continue
         paired = ratios(mine, base)
         rows.append((what.format(gc_entries=f"{r['gc_entries']:,}"), f"≤ {goal:g}x",
                      f"{med_range(paired, 2)}, {len(paired)} runs",
@@ -191,9 +187,7 @@ def render(r: dict[str, Any], plots: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     return part_main("costs", __doc__, argv, measure, render,
-                     ("--runs", dict(type=int, default=0, help="pairs per measure (default 5; 2 with --quick)")),
-                     ("--skip-node", dict(action="store_true", help="leave out the node's measure")),
-                     ("--skip-gc", dict(action="store_true", help="leave out the collector's measure")))
+                     ("--runs", dict(type=int, default=0, help="pairs per measure (default 5; 2 with --quick)")))
 
 
 if __name__ == "__main__":

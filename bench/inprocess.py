@@ -9,9 +9,6 @@
   with a 1 s TTL that has run out); the origin call sleeps 50 ms. Origin calls, and the wall time
   from the barrier's release to the last answer; the harness floor is the same herd with no
   cache and no origin. Goal: one origin call per herd.
-* mixed: 8 threads get keys drawn from 200 Zipf-popular keys (s=1, the same sequences for every
-  contestant) for 1 s, TTL 200 ms, origin latency 2 ms: gets/s, origin calls, and the calls that
-  overlapped another for the same key (the herd's duplicates).
 
 The contestants (contestants.py) run in turn within each repetition, their order rotated, so the
 machine's noise falls on all of them alike.
@@ -21,16 +18,30 @@ from __future__ import annotations
 
 import argparse
 import gc
-import random
 import sys
 import threading
 import time
 from collections.abc import Callable
+from importlib import metadata
 from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from common import fmt, log, med, med_range, method, part_main, pyplot, ratios, save_plot, section, spread, table
+from common import (
+    fmt,
+    goals_table,
+    log,
+    med,
+    med_range,
+    method,
+    part_main,
+    pyplot,
+    ratios,
+    save_plot,
+    section,
+    spread,
+    table,
+)
 from contestants import (
     COLLAPSED,
     CONTESTANTS,
@@ -41,7 +52,6 @@ from contestants import (
     available,
     make_collapsed,
     make_floor,
-    version,
 )
 
 HIT_GOAL = 2.0
@@ -149,12 +159,14 @@ class Crew:
                 self._wrong.append(i)
             self._done.wait()
 
-    def herd(self, get: Callable[[str], Any], key: str) -> tuple[float, int]:
-        """(seconds from the release to the last answer, wrong answers or errors)."""
+    def herd(self, get: Callable[[str], Any], key: str) -> float:
+        """Seconds from the release to the last answer; a wrong answer or an error fails the run."""
         self._job, self._wrong = (get, key), []
         self._go.wait()  # the workers are parked here already: this releases them
         self._done.wait()
-        return max(self._finished) - self._started, len(self._wrong)
+        if self._wrong:
+            raise RuntimeError(f"{len(self._wrong)} of {self.n} threads got a wrong answer or an error for {key!r}")
+        return max(self._finished) - self._started
 
     def close(self) -> None:
         self._job = None
@@ -173,19 +185,17 @@ def herds(sizes: tuple[int, ...] = (10, 100, 1000), reps: int = 5, latency: floa
     expired_names = list(contestants)
     out: dict[str, Any] = {"sizes": list(sizes), "reps": reps, "latency": latency, "expired_ttl": expired_ttl}
     for kind, names in (("cold", cold_names), ("expired", expired_names)):
-        out[kind] = {name: {str(n): {"calls": [], "overlapping": [], "wall": [], "wrong": []} for n in sizes}
+        out[kind] = {name: {str(n): {"calls": [], "wall": []} for n in sizes}
                      for name in names + [HARNESS]}
 
     crews = {n: Crew(n) for n in sizes}
 
     def record(kind: str, name: str, n: int, origin: Origin | None, get: Callable[[str], Any], key: str) -> None:
-        calls, overlapping = (origin.calls, origin.overlapping) if origin else (0, 0)
-        wall, wrong = crews[n].herd(get, key)
+        calls = origin.calls if origin else 0
+        wall = crews[n].herd(get, key)
         cell = out[kind][name][str(n)]
         cell["calls"].append(origin.calls - calls if origin else 0)
-        cell["overlapping"].append(origin.overlapping - overlapping if origin else 0)
         cell["wall"].append(wall)
-        cell["wrong"].append(wrong)
 
     def no_cache(key: str) -> str:
         return "value-" + key
@@ -220,78 +230,14 @@ def herds(sizes: tuple[int, ...] = (10, 100, 1000), reps: int = 5, latency: floa
     return out
 
 
-# -- mixed load ----------------------------------------------------------------
-
-def zipf_keys(n_keys: int, s: float, count: int, seed: int) -> list[str]:
-    names = [f"z{i}" for i in range(n_keys)]
-    weights = [1.0 / (rank + 1) ** s for rank in range(n_keys)]
-    return random.Random(seed).choices(names, weights, k=count)
-
-
-def mixed_once(get: Callable[[str], Any], sequences: list[list[str]], duration: float) -> tuple[int, float]:
-    """Each thread gets its keys in turn until `duration` has passed: (gets, seconds)."""
-    n = len(sequences)
-    started: list[float] = []
-    barrier = threading.Barrier(n, action=lambda: started.append(time.perf_counter()))
-    done = [0] * n
-    ended = [0.0] * n
-
-    def worker(i: int) -> None:
-        seq = sequences[i]
-        block = 128
-        barrier.wait()
-        deadline = started[0] + duration
-        count, pos = 0, 0
-        while True:
-            for key in seq[pos:pos + block]:
-                get(key)
-            count += block
-            pos = (pos + block) % (len(seq) - block)
-            if time.perf_counter() >= deadline:
-                break
-        done[i] = count
-        ended[i] = time.perf_counter()
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(done), max(ended) - started[0]
-
-
-def mixed(reps: int = 5, duration: float = 1.0, threads: int = 8, keys: int = 200, zipf_s: float = 1.0,
-          ttl: float = 0.2, latency: float = 0.002) -> dict:
-    contestants = available()
-    sequences = [zipf_keys(keys, zipf_s, 50_000, seed=1000 + t) for t in range(threads)]
-    names = list(contestants)
-    out: dict[str, Any] = {"reps": reps, "duration": duration, "threads": threads, "keys": keys, "zipf_s": zipf_s,
-                           "ttl": ttl, "latency": latency,
-                           "results": {name: {"gets_per_s": [], "calls": [], "overlapping": [], "calls_per_s": []}
-                                       for name in names}}
-    for rep in range(reps):
-        for name in _rotated(names, rep):
-            origin = Origin(latency)
-            get = contestants[name][0](origin, ttl)
-            gets, seconds = mixed_once(get, sequences, duration)
-            cell = out["results"][name]
-            cell["gets_per_s"].append(gets / seconds)
-            cell["calls"].append(origin.calls)
-            cell["calls_per_s"].append(origin.calls / seconds)
-            cell["overlapping"].append(origin.overlapping)
-        log(f"  mixed load: repetition {rep + 1}/{reps} done")
-    return out
-
-
 # -- the part -------------------------------------------------------------------------
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick
     log("in-process:")
-    return {"versions": {dist: version(dist) for _, dist, _ in CONTESTANTS.values() if dist},
+    return {"versions": {dist: metadata.version(dist) for _, dist, _ in available().values() if dist},
             "hit": hit_cost(reps=3 if quick else 9, target_s=0.01 if quick else 0.04),
-            "herds": herds(reps=2 if quick else 5),
-            "mixed": mixed(reps=2 if quick else 5, duration=0.3 if quick else 1.0)}
+            "herds": herds(reps=2 if quick else 5)}
 
 
 def collapses(name: str) -> str:
@@ -335,15 +281,6 @@ def goals(r: dict[str, Any]) -> list[tuple[str, str, str]]:
              "**no**" if faster else "yes")]
 
 
-def hit_table(ns: dict[str, list[float]]) -> str:
-    rows = []
-    for name in sorted(ns, key=lambda n: med(ns[n])):
-        paired = ratios(ns[name], ns[FLOOR])
-        rows.append((label(name), collapses(name), med_range(ns[name]),
-                     f"{med(paired):.2f}x ({min(paired):.2f}–{max(paired):.2f}x)" if name != FLOOR else "1"))
-    return table(["contestant", "collapses misses", "ns per hit", "× floor, run by run"], rows, ["l", "c", "r", "r"])
-
-
 def herd_table(h: dict[str, Any], field: str, scale: float = 1.0, harness: bool = False) -> str:
     sizes = [str(n) for n in h["sizes"]]
     rows = []
@@ -353,13 +290,6 @@ def herd_table(h: dict[str, Any], field: str, scale: float = 1.0, harness: bool 
         rows.append([label(name), collapses(name), *cells])
     header = ["contestant", "collapses"] + [f"{kind}, {int(n):,}" for kind in ("cold", "expired") for n in sizes]
     return table(header, rows, ["l", "c"] + ["r"] * (2 * len(sizes)))
-
-
-def mixed_table(m: dict[str, Any]) -> str:
-    rows = [(label(name), collapses(name), med_range(c["gets_per_s"]), med_range(c["calls"]),
-             med_range(c["overlapping"])) for name, c in sorted(m.items(), key=lambda kv: -med(kv[1]["gets_per_s"]))]
-    return table(["contestant", "collapses", "gets/s", "origin calls", "of which overlapped a call for the same key"],
-                 rows, ["l", "c", "r", "r", "r"])
 
 
 def wall_note(h: dict[str, Any]) -> str:
@@ -411,7 +341,7 @@ def plot_hits(plt: Any, ns: dict[str, list[float]], path: Path) -> Path:
 
 
 def reading(r: dict[str, Any]) -> str:
-    ns, h, mx = r["hit"]["ns"], r["herds"], r["mixed"]["results"]
+    ns, h = r["hit"]["ns"], r["herds"]
     big = str(max(h["sizes"]))
     naive = h["cold"][NAIVE][big]["calls"] + h["expired"][NAIVE][big]["calls"]
     ours = med(ns[COLLAPSED])
@@ -428,11 +358,7 @@ def reading(r: dict[str, Any]) -> str:
         + ". The floor, the naive dict and singleflight's hit are a bare dict check (singleflight has no cache: it "
         "only guards the fill); cachebox's is a lookup in its Rust cache behind a Python wrapper; cachetools' takes "
         "its condition's lock and builds a key tuple; dogpile.cache's goes through its region, its lock and a "
-        "creation-time check.",
-        f"- **Mixed load.** By gets/s: {', '.join(sorted(mx, key=lambda n: -med(mx[n]['gets_per_s'])))}. Every "
-        f"collapsing contestant avoided the duplicate fetches of the naive dict "
-        f"({med(mx[NAIVE]['overlapping']):,.0f} of its calls overlapped another for the same key); with 8 threads "
-        f"sharing the GIL, the cost of a hit and any lock on the hit path decide the rest."])
+        "creation-time check."])
 
 
 def render(r: dict[str, Any], plots: Path) -> str:
@@ -448,15 +374,14 @@ def render(r: dict[str, Any], plots: Path) -> str:
                    "ms from the barrier's release to the last answer: lower is better. " + wall_note(h), harness=True)
     peers = ", ".join(f"{k} {v}" for k, v in r.get("versions", {}).items())
     return section("In-process: the library against its peers", r, f"Peers: {peers}.", method(__doc__),
-                   table(["goal", "measured (median of runs, min–max)", "met?"], goals(r), ["l", "l", "c"]),
-                   "### The cost of a hit", hit_table(r["hit"]["ns"]),
+                   goals_table(goals(r)),
+                   "### The cost of a hit",
                    "![ns per hit against the floor and the peers](plots/hit_cost.png)", "### Herds",
                    "Origin calls per herd (cold / expired key, by number of threads); `=`: as the row above (grace "
                    "only\nchanges an expired key):", herd_table(h, "calls"),
                    "Wall time, ms (barrier release → last answer):", herd_table(h, "wall", 1e3, harness=True),
                    "![origin calls against herd size](plots/herd_origin_calls.png)",
-                   "![herd wall time](plots/herd_wall_time.png)", "### Mixed load",
-                   mixed_table(r["mixed"]["results"]), "### Reading", reading(r))
+                   "![herd wall time](plots/herd_wall_time.png)", "### Reading", reading(r))
 
 
 def main(argv: list[str] | None = None) -> int:

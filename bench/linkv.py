@@ -15,7 +15,6 @@ second. Goals: at most 0.6x the pass-through's origin messages on the read-heavy
 
     python3 bench/run.py linkv                           # the table in bench/RESULTS.md (about 2 minutes)
     python3 bench/run.py linkv --seconds 30 --seeds 3 --only main --out /tmp/soak   # a soak of the node alone
-    python3 bench/run.py linkv --node old=/path/to/other/checkout/main.py    # another version alongside
     python3 bench/run.py linkv --scenario cost --seconds 30   # the cost rows, kills beside none
 """
 
@@ -89,14 +88,13 @@ def median(rows: list[dict[str, Any]], field: str) -> float:
 def measure_all(args: argparse.Namespace) -> dict[str, Any]:
     seconds, seeds = (3.0, 1) if args.quick else (args.seconds, args.seeds)
     scenarios = [s for s in SCENARIOS if not args.scenario or any(p in s.name for p in args.scenario)]
-    commands = {**NODES, **{name: [sys.executable, path] for name, _, path in (n.partition("=") for n in args.node)}}
-    nodes = [args.only] if args.only else list(commands)
+    nodes = [args.only] if args.only else list(NODES)
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for s in scenarios:
         for node in nodes:
             runs = raw.setdefault(s.name, {}).setdefault(node, [])
             for seed in range(1, seeds + 1):
-                runs.append(measure(s, commands[node], seconds, seed, args.node_args.split()))
+                runs.append(measure(s, NODES[node], seconds, seed, args.node_args.split()))
                 log(f"{s.name} / {node} / seed {seed}: {runs[-1]}")
     return {"seconds_per_run": seconds, "seeds": seeds, "raw": raw}
 
@@ -130,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     return part_main("linkv", __doc__, argv, measure_all, render,
                      ("--seconds", dict(type=float, default=8.0, help="seconds per run (3 with --quick)")),
                      ("--seeds", dict(type=int, default=1, help="runs per scenario and node")),
-                     ("--only", dict(help="run this node only (main, passthrough or a --node name)")),
-                     ("--node", dict(action="append", default=[], metavar="NAME=MAIN_PY",
-                                     help="also run this main.py, under NAME")),
+                     ("--only", dict(choices=list(NODES), help="run this node only")),
                      ("--scenario", dict(action="append", help="substring of the scenarios to run")),
                      ("--node-args", dict(default="", help="extra flags for main.py, space-separated")))
 

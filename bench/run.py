@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The benchmarks' one entry point.
 
-    python3 bench/run.py                  # every part below but fuzz, in turn (about 50 minutes on 2 cores)
+    python3 bench/run.py                  # every part below but fuzz, in turn (about 15 minutes on 2 cores)
     python3 bench/run.py --quick          # the same as a smoke run, written under bench/out/
     python3 bench/run.py PART [ARGS...]   # one part; `python3 bench/run.py PART --help` for its flags
     python3 bench/run.py PART --report    # measure nothing: redo its section and plots from results/PART.json
@@ -15,21 +15,18 @@ Needs the `bench` extra (pip install -e '.[bench]'); a peer that is not installe
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 
 # part -> (its module in bench/, what it measures). A part is a module with
 # `main(argv: list[str] | None = None) -> int`; add one here to add a part.
 PARTS: dict[str, tuple[str, str]] = {
-    "inprocess": ("inprocess", "the library against its peers: a hit, herds of threads, a mixed load"),
-    "node": ("node", "the node through its pipes: cached gets, 10,000 waiters released, memory"),
-    "scale": ("scale", "costs against the size of the cache (about 6 minutes)"),
+    "inprocess": ("inprocess", "the library against its peers: a hit, herds of threads"),
+    "node": ("node", "the node through its pipes: cached gets, 10,000 waiters released"),
+    "scale": ("scale", "costs against the size of the cache (about 4 minutes)"),
     "linkv": ("linkv", "Maelstrom's lin-kv workload, against a node that caches nothing"),
     "hitratio": ("hitratio", "hit ratio of the eviction policies"),
     "asyncio": ("asyncio_costs", "the library's costs under asyncio: an awaited hit, 10,000 tasks on one key"),
     "costs": ("costs", "issue 15's cost goals: miss, hit, gc at 1,000,000 entries, node against echo loop"),
-    "end_of_input": ("end_of_input", "replies lost when input ends with a fetch in flight: 3 x 10,000 node runs "
-                     "(the longest part: about 30 minutes on 2 cores)"),
     "flood": ("flood", "a flood of 1,000,000 distinct misses: peak memory, error 11 and error 0 (about 80 s)"),
     "fuzz": ("fuzz", "a long fuzz of the node (not in a full run: it measures nothing)"),
 }
@@ -42,18 +39,9 @@ def usage() -> str:
     return f"{__doc__.strip()}\n\nParts:\n{parts}"
 
 
-def run_part(name: str, argv: list[str], missing_ok: bool = False) -> int:
-    """Run one part; a part whose module is not in this checkout is said so (and skipped in a full run)."""
-    module_name = PARTS[name][0]
-    if importlib.util.find_spec(module_name) is None:
-        print(f"part {name!r} skipped: bench/{module_name}.py is not in this checkout", file=sys.stderr)
-        return 0 if missing_ok else 2
-    main = getattr(importlib.import_module(module_name), "main", None)
-    if main is None:
-        print(f"part {name!r}: bench/{module_name}.py has no main(argv)", file=sys.stderr)
-        return 2
+def run_part(name: str, argv: list[str]) -> int:
     try:
-        return int(main(argv) or 0)
+        return int(importlib.import_module(PARTS[name][0]).main(argv) or 0)
     except SystemExit as exit:  # argparse refusing a flag, say --quick, ends that part, not the whole run
         return exit.code if isinstance(exit.code, int) else 1
 
@@ -72,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in PARTS:
         if name not in NOT_IN_FULL_RUN:
             print(f"== {name}", file=sys.stderr, flush=True)
-            if run_part(name, args, missing_ok=True) != 0:
+            if run_part(name, args) != 0:
                 failed.append(name)
     if failed:
         print(f"parts that did not finish: {', '.join(failed)}", file=sys.stderr)

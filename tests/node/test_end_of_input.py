@@ -74,7 +74,7 @@ CASES = {
 @pytest.mark.process
 @pytest.mark.parametrize("case", CASES)
 def test_input_ending_with_a_fetch_in_flight_still_gets_every_reply(case):
-    """bench/end_of_input.py runs this 10,000 times for each case."""
+    """The origin answers just after input ends: every line read must still be answered (25 runs a case)."""
     data = CASES[case]
     lost = [n for n in range(25) if run_node(data, "--sim-latency", "0.005").count(b"\n") != data.count(b"\n")]
     assert not lost
