@@ -150,7 +150,7 @@ class CollapsedForwardingProxy:
                                                                           self.state.returned_late)
         self._hit_log = HitLog(self.lock, self._fold_hits)  # lock-free hits, folded in under the lock
         # what every lock-free hit path is made of (hits.py): get's, hit's and a subclass's own
-        self._hit_path = (self._entries.get, self._hit_clock, self._hit_log)
+        self._hit_path = (self._entries, self._hit_clock, self._hit_log)
         self._get = make_get(*self._hit_path, self._miss)
         self._get.__doc__ = CollapsedForwardingProxy.get.__doc__
         self._hit = make_hit(*self._hit_path)

@@ -8,7 +8,9 @@ the lock, oldest first, before anything reads either. The work per hit is the
 same whatever the policy.
 
 The closures are built over pre-bound methods, as functools.lru_cache builds
-its wrapper, which spares a hit several attribute lookups.
+its wrapper, which spares a hit several attribute lookups. They read the dict
+by subscript, catching KeyError, not with `.get`: a method call costs a hit
+about 8 ns (4%), and the raise a miss about as much, a fiftieth of a miss.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .answer import Answer, Entry
 
 FOLD_EVERY = 0.001  # seconds: a hit folds the log in once this long has passed since the last fold
 
-EntryOf = Callable[[Hashable], "Entry | None"]
+Entries = dict[Hashable, Entry]
 
 
 class HitLog:
@@ -62,27 +64,29 @@ class HitLog:
         return taken
 
 
-def make_get(entry_of: EntryOf, clock: Callable[[], float], log: HitLog,
+def make_get(entries: Entries, clock: Callable[[], float], log: HitLog,
              miss: Callable[[Hashable, float | None, float | None], Any]) -> Callable[..., Any]:
     """`get(key, ttl=None, timeout=None)`: the fresh entry's value, else `miss(key, ttl, timeout)`."""
     record = log.append
 
     # (timeout is not keyword-only here, as in the method: that costs a hit 12 ns)
     def get(key: Hashable, ttl: float | None = None, timeout: float | None = None) -> Any:
-        entry = entry_of(key)
-        if entry is not None:
-            now = clock()
-            if now < entry[1]:
-                record(key)
-                if now >= log.due:
-                    log.fold(now)
-                return entry[0]
+        try:
+            entry = entries[key]
+        except KeyError:
+            return miss(key, ttl, timeout)
+        now = clock()
+        if now < entry[1]:
+            record(key)
+            if now >= log.due:
+                log.fold(now)
+            return entry[0]
         return miss(key, ttl, timeout)
 
     return get
 
 
-def make_aget(entry_of: EntryOf, clock: Callable[[], float], log: HitLog,
+def make_aget(entries: Entries, clock: Callable[[], float], log: HitLog,
               ask: Callable[[Hashable, float | None, float | None, bool], Answer | Awaitable[Answer]],
               ) -> Callable[..., Any]:
     """`aget(key, ttl=None, timeout=None)`, a coroutine function: `get`'s hit
@@ -91,8 +95,11 @@ def make_aget(entry_of: EntryOf, clock: Callable[[], float], log: HitLog,
     record = log.append
 
     async def aget(key: Hashable, ttl: float | None = None, timeout: float | None = None) -> Any:
-        entry = entry_of(key)
-        if entry is not None:
+        try:
+            entry = entries[key]
+        except KeyError:
+            pass
+        else:
             now = clock()
             if now < entry[1]:
                 record(key)
@@ -107,19 +114,21 @@ def make_aget(entry_of: EntryOf, clock: Callable[[], float], log: HitLog,
     return aget
 
 
-def make_hit(entry_of: EntryOf, clock: Callable[[], float], log: HitLog) -> Callable[[Hashable], Answer | None]:
+def make_hit(entries: Entries, clock: Callable[[], float], log: HitLog) -> Callable[[Hashable], Answer | None]:
     """`hit(key)`: the fresh entry's Answer, else None (and nothing counted)."""
     record = log.append
 
     def hit(key: Hashable) -> Answer | None:
-        entry = entry_of(key)
-        if entry is not None:
-            now = clock()
-            if now < entry[1]:
-                record(key)
-                if now >= log.due:
-                    log.fold(now)
-                return Answer(entry[0], None, "hit", entry[1])
+        try:
+            entry = entries[key]
+        except KeyError:
+            return None
+        now = clock()
+        if now < entry[1]:
+            record(key)
+            if now >= log.due:
+                log.fold(now)
+            return Answer(entry[0], None, "hit", entry[1])
         return None
 
     return hit
