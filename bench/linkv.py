@@ -5,7 +5,7 @@ Each row runs real node processes under `tests/support/workload.py`, an emulatio
 lin-kv workload (latency drawn per message and delivered in deadline order, one-way partitions of node
 links only, jepsen's generator: concurrency 2n, thread t on node t mod n, values 0–4), then checks each
 history with `tests/support/linearizability.py`. `main` is this project's node (leases, `--lease 0.3`);
-`passthrough` is `bench/passthrough_node.py`, which forwards every operation to lin-kv. Messages per
+`passthrough` is `tests/support/passthrough_node.py`, which forwards every operation to lin-kv. Messages per
 operation are counted as Maelstrom's net checker does: messages sent between non-clients (origin: to
 or from lin-kv; server: origin plus node to node) over the operations invoked. Latency: every completed
 operation, timeouts included (at the 1 s client timeout); write = write and cas. Partitions: the
@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, log, method, part_main, section, table
+from common import ROOT, log, method, part_main, section, table
 
 from tests.support.workload import SHAPES, Latency, Workload, run
 
 NODES = {
     "main": None,  # python3 main.py
-    "passthrough": [sys.executable, str(BENCH / "passthrough_node.py")],
+    "passthrough": [sys.executable, str(ROOT / "tests" / "support" / "passthrough_node.py")],
 }
 
 

@@ -26,7 +26,7 @@ from support.workload import SHAPES, Latency, RunResult, Workload, run
 pytestmark = pytest.mark.process  # starts node processes
 
 ROOT = Path(__file__).resolve().parents[2]
-PASSTHROUGH = [sys.executable, str(ROOT / "bench" / "passthrough_node.py")]
+PASSTHROUGH = [sys.executable, str(ROOT / "tests" / "support" / "passthrough_node.py")]
 BROKEN_CACHE = [*PASSTHROUGH, "--cache-reads"]
 SECONDS = 1.5
 RATE = 300.0  # ops/s: enough overlap between reads and writes to show a stale copy within seconds
