@@ -43,11 +43,13 @@ class CacheState:
         self.counters = Counters(store.max_entries, store.entries, flights.in_air, self.failures.remembered)
         self._shed = Answer(None, Overloaded(f"more than {max_waiters} requests already wait on this key"), "shed")
         self._shed_fetch = Answer(None, Overloaded(f"{max_fetches} origin fetches are already in the air"), "shed")
+        self._shed_start = Answer(None, Overloaded("this request may join a fetch in the air but start none"), "shed")
 
     # -- what a request gets ------------------------------------------------
 
-    def admit(self, key: Key, ttl: float | None, force: bool, serve_stale: bool = True) -> Admitted:
-        """(answer now, or the flight to wait on) and the flight to launch once the lock is released."""
+    def admit(self, key: Key, ttl: float | None, force: bool, serve_stale: bool = True, start: bool = True) -> Admitted:
+        """(answer now, or the flight to wait on) and the flight to launch once the lock is released.
+        With start false, no fetch starts, not even a refresh: a miss with none in the air is shed."""
         now, fresh = self.clock(), self.fresh
         entry = self.store.entries.get(key)
         if entry is not None:
@@ -55,10 +57,11 @@ class CacheState:
             if not force:
                 until = fresh_until(entry)
                 if now < until:
-                    refresh = self._early_refresh(key, entry, now) if fresh.early_refresh else None
+                    refresh = self._early_refresh(key, entry, now) if fresh.early_refresh and start else None
                     return self._serve(key, answer_of(entry, "hit")), None, refresh
                 if serve_stale and now < until + fresh.grace:
-                    refresh = None if self._quiet(key, now) else self._start(key, fresh.ttl, now, led=False)
+                    quiet = not start or self._quiet(key, now)
+                    refresh = None if quiet else self._start(key, fresh.ttl, now, led=False)
                     return self._serve(key, answer_of(entry, "stale")), None, refresh
         failures = self.failures
         if failures.remembered or failures.hung:  # (the usual miss skips both calls)
@@ -74,9 +77,9 @@ class CacheState:
             if not flight.join(self.max_waiters):
                 return self._serve(key, self._shed), None, None
             return None, flight, None
-        if self._at_fetch_cap():
-            return self._serve(key, self.stale_or(key, self._shed_fetch, now) if serve_stale else self._shed_fetch), \
-                None, None
+        if not start or self._at_fetch_cap():
+            shed = self._shed_fetch if start else self._shed_start
+            return self._serve(key, self.stale_or(key, shed, now) if serve_stale else shed), None, None
         flight = self._start(key, fresh.ttl if ttl is None else ttl, now, led=True)
         return None, flight, flight
 

@@ -169,14 +169,10 @@ class CacheNode:
 
     def _lookup(self, msg: Message, key: Hashable, ttl: float | None,
                 answered: Callable[[Message, Answer], None], serve_stale: bool = True) -> None:
-        if self.reader.late:  # a fetch now would time out --origin-timeout after now, not after the read
-            answer = self.proxy.hit(key)
-            if answer is None:
-                self.wire.error(msg, ErrorCode.TEMPORARILY_UNAVAILABLE,
-                                f"overloaded: a miss read more than {self.flags.shed_after:g}s ago starts no fetch")
-                return
-        else:
-            answer = self.proxy.request(key, partial(answered, msg), ttl, serve_stale=serve_stale)
+        # Read over --shed-after ago, it starts no fetch: one started now would time out --origin-timeout
+        # after now, not after the read. It may still join a fetch in the air, whose deadline is no later.
+        answer = self.proxy.request(key, partial(answered, msg), ttl, serve_stale=serve_stale,
+                                    start=not self.reader.late)
         if answer is not None:
             answered(msg, answer)
 

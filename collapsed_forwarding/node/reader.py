@@ -37,9 +37,9 @@ BATCH_LINES = 512  # requests handed over at a time: a reply waits at most for o
 # ahead lets a flood of requests queue up to READ_AHEAD bytes, a minute's work; handled that
 # late, a miss would time out a minute after it was read, not --origin-timeout after. Shedding
 # drains the queue at a few us a line. A burst that is only fast (a file piped in, answered as
-# it goes) leaves few requests waiting: it is handled whole. But a get or read that misses in
-# a batch read that late gets error 11 whatever the load (`Reader.late`): a fetch it started
-# would time out more than SHED_AFTER after --origin-timeout from its read.
+# it goes) leaves few requests waiting: it is handled whole. But a get or read in a batch read
+# that late starts no fetch, whatever the load (`Reader.late`): a fetch it started would time
+# out more than SHED_AFTER after --origin-timeout from its read.
 SHED_AFTER = 0.1  # the default of --shed-after
 SHED_PENDING = 1000
 # When the deadlines run more than LATE_TIMERS behind, the handlers wait for the timer thread

@@ -145,20 +145,25 @@ def test_a_fast_burst_answered_as_it_goes_is_never_shed():
     assert out.getvalue().count(b'"echo_ok"') == count
 
 
-def test_a_get_read_too_long_ago_is_served_a_hit_but_starts_no_fetch():
+def test_a_get_read_too_long_ago_starts_no_fetch_but_is_served_a_hit_or_joins_one():
     """A miss handled more than --shed-after after its read would start a fetch that times
-    out --origin-timeout after now, not after the read: it gets error 11. A hit costs
-    nothing to wait for and is still served."""
+    out --origin-timeout after now, not after the read: it gets error 11. A hit is still
+    served, and a fetch already in the air, whose deadline is no later, is joined."""
     out = io.BytesIO()
-    node = CacheNode(parse_flags(["--sim-latency", "0"], environ={}), out)
+    node = CacheNode(parse_flags(["--sim-latency", "0.2"], environ={}), out)
     init = {"src": "c0", "dest": "n1", "body": {"type": "init", "msg_id": 1, "node_id": "n1", "node_ids": ["n1"]}}
     node.init(init, init["body"])
     assert node.proxy.fetch_and_cache("cached") == "value-cached"
+    flying = threading.Event()
+    assert node.proxy.request("flying", lambda answer: flying.set()) is None
     ticks = iter(range(0, 10**9, 10))  # every read of the clock 10 s after the last: every batch is late
     node.reader.clock = lambda: float(next(ticks))
-    node.serve(io.BytesIO(request("get", 2, key="cached") + request("get", 3, key="missed")))
+    node.serve(io.BytesIO(request("get", 2, key="cached") + request("get", 3, key="missed")
+                          + request("get", 4, key="flying")))
+    assert flying.wait(5)
     replies = {body["in_reply_to"]: body for body in
                (json.loads(text)["body"] for text in out.getvalue().splitlines()) if body["in_reply_to"] > 1}
     assert replies[2]["type"] == "get_ok" and replies[2]["value"] == "value-cached"
     assert replies[3]["type"] == "error" and replies[3]["code"] == 11
-    assert node.proxy.stats()["origin_fetches"] == 1, "the late miss started no fetch"
+    assert replies[4]["type"] == "get_ok" and replies[4]["value"] == "value-flying"
+    assert node.proxy.stats()["origin_fetches"] == 2, "the late miss started no fetch"
