@@ -79,6 +79,7 @@ class CacheNode:
         self.wire = Wire(output, self.scheduler)
         self.wire.max_pending = flags.max_pending
         self.reader = Reader(self.wire, shed_after=flags.shed_after)
+        self.reader.unshed.add("get")  # late, it starts no fetch (see _lookup): a hit, a join, or error 11
         self.scheduler.around = self.wire.batch  # one flush for all a round of due timers sends
         handlers: dict[str, Handler] = dict(
             init=self.init, get=self.get, read=self.read, write=self.write, cas=self.cas,
@@ -142,6 +143,8 @@ class CacheNode:
                                      drift=f.lease_drift, peer_timeout=f.peer_timeout,
                                      origin_timeout=f.origin_timeout, settle=f.origin_settle,
                                      max_keys=f.max_entries)
+        else:
+            self.reader.unshed.add("read")  # as get: a read on a cluster goes to the key's owner
         return proxy
 
     # -- reads -------------------------------------------------------------

@@ -39,7 +39,9 @@ BATCH_LINES = 512  # requests handed over at a time: a reply waits at most for o
 # drains the queue at a few us a line. A burst that is only fast (a file piped in, answered as
 # it goes) leaves few requests waiting: it is handled whole. But a get or read in a batch read
 # that late starts no fetch, whatever the load (`Reader.late`): a fetch it started would time
-# out more than SHED_AFTER after --origin-timeout from its read.
+# out more than SHED_AFTER after --origin-timeout from its read. Such requests, which at most
+# join a fetch in the air, are not shed (`Reader.unshed`): a herd of 10,000 on one cold key
+# read at once would otherwise lose its tail to error 11, though its fetch answers them all.
 SHED_AFTER = 0.1  # the default of --shed-after
 SHED_PENDING = 1000
 # When the deadlines run more than LATE_TIMERS behind, the handlers wait for the timer thread
@@ -62,6 +64,7 @@ class Reader:
         self._shedding = False  # overloaded, until a batch read less than SHED_AFTER ago comes up
         self._shed_batch = False  # the requests of the batch being handled get error 11 (see _dispatch)
         self.late = False  # the batch being handled was read more than shed_after ago: no new waits (see SHED_AFTER)
+        self.unshed = {"init"}  # request types handled even while shedding (see SHED_AFTER)
         self._number_too_large = False  # set by the decoder, read by the thread that handles the lines
         self._decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=self._parse_float).decode
         self._fragment = Fragment(MAX_FRAGMENT)  # a message spread over lines, while its lines come
@@ -218,7 +221,7 @@ class Reader:
             log.warning("ignoring a request before init whose dest is not a string: %.200r", line)
         elif self._number_too_large:
             self.wire.refuse(msg, ErrorCode.MALFORMED_REQUEST, "a number in this message is too large for a double")
-        elif self._shed_batch and body.get("type") != "init":
+        elif self._shed_batch and body.get("type") not in self.unshed:
             self.wire.refuse(msg, ErrorCode.TEMPORARILY_UNAVAILABLE,
                              f"overloaded: not handled within {self.shed_after:g}s of being read, so not done")
         else:

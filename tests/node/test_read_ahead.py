@@ -135,6 +135,21 @@ def test_an_overloaded_node_sheds_requests_read_too_long_ago_with_error_11():
     assert shed > 0 and b"not handled within" in out.getvalue()
 
 
+def test_a_request_type_marked_unshed_is_handled_while_the_node_is_overloaded():
+    """The node marks get so (late, it starts no fetch): a herd on one cold key read at once
+    is joined to its one fetch, not shed past the first SHED_PENDING."""
+    node, out = started_node()
+    held: list[int] = []
+    node.handlers["join"] = lambda msg, body: held.append(body["msg_id"])  # answered later, or never
+    ticks = iter(range(0, 10**9, 10))
+    reader = Reader(node, clock=lambda: float(next(ticks)))
+    reader.unshed.add("join")
+    count = 3 * 1024
+    reader.serve(io.BytesIO(b"".join(request("join", i) for i in range(count))), drain_timeout=0)
+    assert held == list(range(count))
+    assert b'"code":11' not in out.getvalue()
+
+
 def test_a_fast_burst_answered_as_it_goes_is_never_shed():
     node, out = started_node()
     node.handlers["echo"] = lambda msg, body: node.reply(msg, "echo_ok")
