@@ -101,9 +101,10 @@ class Flights:
         self._settle_locked, self._on_timeout = settle_locked, on_timeout
         self.in_air: dict[Hashable, Flight] = {}
 
-    def start(self, key: Hashable, now: float, ttl: float, led: bool) -> Flight:
-        """Under the lock: the key's new flight. Launch it once the lock is released."""
-        self.in_air[key] = flight = Flight(key, now, ttl, led, self.scheduler.time() + self.timeout)
+    def start(self, key: Hashable, now: float, ttl: float, led: bool, age: float = 0.0) -> Flight:
+        """Under the lock: the key's new flight. Launch it once the lock is released. Its
+        deadline counts from `age` seconds ago, when the request that starts it was made."""
+        self.in_air[key] = flight = Flight(key, now, ttl, led, self.scheduler.time() + self.timeout - age)
         return flight
 
     def detach(self, key: Hashable) -> None:

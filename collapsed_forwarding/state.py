@@ -47,9 +47,11 @@ class CacheState:
 
     # -- what a request gets ------------------------------------------------
 
-    def admit(self, key: Key, ttl: float | None, force: bool, serve_stale: bool = True, start: bool = True) -> Admitted:
+    def admit(self, key: Key, ttl: float | None, force: bool, serve_stale: bool = True, start: bool = True,
+              age: float = 0.0) -> Admitted:
         """(answer now, or the flight to wait on) and the flight to launch once the lock is released.
-        With start false, no fetch starts, not even a refresh: a miss with none in the air is shed."""
+        With start false, no fetch starts, not even a refresh: a miss with none in the air is shed.
+        A fetch it starts has its deadline counted from `age` seconds ago."""
         now, fresh = self.clock(), self.fresh
         entry = self.store.entries.get(key)
         if entry is not None:
@@ -80,7 +82,7 @@ class CacheState:
         if not start or self._at_fetch_cap():
             shed = self._shed_fetch if start else self._shed_start
             return self._serve(key, self.stale_or(key, shed, now) if serve_stale else shed), None, None
-        flight = self._start(key, fresh.ttl if ttl is None else ttl, now, led=True)
+        flight = self._start(key, fresh.ttl if ttl is None else ttl, now, led=True, age=age)
         return None, flight, flight
 
     def _at_fetch_cap(self) -> bool:
@@ -111,13 +113,13 @@ class CacheState:
             return None
         return self._start(key, fresh.ttl, now, led=False)
 
-    def _start(self, key: Key, ttl: float, now: float, led: bool) -> Flight:
+    def _start(self, key: Key, ttl: float, now: float, led: bool, age: float = 0.0) -> Flight:
         totals = self.counters.totals
         totals["origin_fetches"] += 1
         totals["in_flight"] += 1
         if not led:
             totals["refreshes"] += 1
-        return self.flights.start(key, now, ttl, led)
+        return self.flights.start(key, now, ttl, led, age)
 
     # -- what a fetch's outcome does ------------------------------------------
 

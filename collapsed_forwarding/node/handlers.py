@@ -79,7 +79,7 @@ class CacheNode:
         self.wire = Wire(output, self.scheduler)
         self.wire.max_pending = flags.max_pending
         self.reader = Reader(self.wire, shed_after=flags.shed_after)
-        self.reader.unshed.add("get")  # late, it starts no fetch (see _lookup): a hit, a join, or error 11
+        self.reader.unshed.add("get")  # its fetch's deadline counts from its read (see _lookup)
         self.scheduler.around = self.wire.batch  # one flush for all a round of due timers sends
         handlers: dict[str, Handler] = dict(
             init=self.init, get=self.get, read=self.read, write=self.write, cas=self.cas,
@@ -172,10 +172,11 @@ class CacheNode:
 
     def _lookup(self, msg: Message, key: Hashable, ttl: float | None,
                 answered: Callable[[Message, Answer], None], serve_stale: bool = True) -> None:
-        # Read over --shed-after ago, it starts no fetch: one started now would time out --origin-timeout
-        # after now, not after the read. It may still join a fetch in the air, whose deadline is no later.
+        # A fetch it starts times out --origin-timeout after the request was read, not after now; read
+        # that long ago, it starts none. It may still join a fetch in the air, whose deadline is no later.
+        age = self.reader.age
         answer = self.proxy.request(key, partial(answered, msg), ttl, serve_stale=serve_stale,
-                                    start=not self.reader.late)
+                                    start=age < self.proxy.timeout, age=age)
         if answer is not None:
             answered(msg, answer)
 

@@ -37,11 +37,11 @@ BATCH_LINES = 512  # requests handed over at a time: a reply waits at most for o
 # ahead lets a flood of requests queue up to READ_AHEAD bytes, a minute's work; handled that
 # late, a miss would time out a minute after it was read, not --origin-timeout after. Shedding
 # drains the queue at a few us a line. A burst that is only fast (a file piped in, answered as
-# it goes) leaves few requests waiting: it is handled whole. But a get or read in a batch read
-# that late starts no fetch, whatever the load (`Reader.late`): a fetch it started would time
-# out more than SHED_AFTER after --origin-timeout from its read. Such requests, which at most
-# join a fetch in the air, are not shed (`Reader.unshed`): a herd of 10,000 on one cold key
-# read at once would otherwise lose its tail to error 11, though its fetch answers them all.
+# it goes) leaves few requests waiting: it is handled whole. Whatever the load, a fetch that a
+# get or read starts times out --origin-timeout after the request was read (`Reader.age`), and
+# one read longer ago starts none. So a get is not shed (`Reader.unshed`): it costs a hit, a
+# join or error 11, and a herd of 10,000 on one cold key read at once would otherwise lose
+# its tail to error 11, though its fetch answers them all.
 SHED_AFTER = 0.1  # the default of --shed-after
 SHED_PENDING = 1000
 # When the deadlines run more than LATE_TIMERS behind, the handlers wait for the timer thread
@@ -63,7 +63,7 @@ class Reader:
         self.wire, self.clock, self.shed_after = wire, clock, shed_after  # shed_after 0: never shed
         self._shedding = False  # overloaded, until a batch read less than SHED_AFTER ago comes up
         self._shed_batch = False  # the requests of the batch being handled get error 11 (see _dispatch)
-        self.late = False  # the batch being handled was read more than shed_after ago: no new waits (see SHED_AFTER)
+        self.age = 0.0  # seconds between the read of the batch being handled and its handling (see SHED_AFTER)
         self.unshed = {"init"}  # request types handled even while shedding (see SHED_AFTER)
         self._number_too_large = False  # set by the decoder, read by the thread that handles the lines
         self._decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=self._parse_float).decode
@@ -137,8 +137,8 @@ class Reader:
         """Whether requests read at `read_at` are shed (see SHED_AFTER)."""
         wire = self.wire
         limit = self.shed_after
-        behind = self.clock() - read_at > limit or wire.scheduler.overdue() > limit
-        self.late = bool(limit) and behind
+        self.age = max(0.0, self.clock() - read_at)
+        behind = self.age > limit or wire.scheduler.overdue() > limit
         if not limit or not behind or wire.node_id is None:
             self._shedding = False
         elif wire.unanswered() > SHED_PENDING:

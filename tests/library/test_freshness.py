@@ -404,6 +404,15 @@ def test_a_request_that_may_start_no_fetch_is_served_joins_or_is_shed(async_back
     assert_invariant(proxy)
 
 
+def test_the_fetch_of_a_request_that_waited_times_out_that_much_sooner(async_backend: AsyncBackend,
+                                                                        clock: FakeClock) -> None:
+    proxy = make(async_backend, clock, timeout=30)
+    assert proxy.request("fresh", Recorder()) is None
+    assert proxy.request("aged", Recorder(), age=12) is None
+    in_air = proxy.flights.in_air
+    assert 11.9 < in_air["fresh"].deadline - in_air["aged"].deadline <= 12.0
+
+
 def test_a_request_that_may_start_no_fetch_is_served_stale_without_a_refresh(async_backend: AsyncBackend,
                                                                             clock: FakeClock) -> None:
     proxy = make(async_backend, clock, ttl=10, grace=5)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+from typing import Any
 
 from collapsed_forwarding.node.cli import parse_flags
 from collapsed_forwarding.node.handlers import CacheNode
@@ -160,20 +161,21 @@ def test_a_fast_burst_answered_as_it_goes_is_never_shed():
     assert out.getvalue().count(b'"echo_ok"') == count
 
 
-def test_a_get_read_too_long_ago_starts_no_fetch_but_is_served_a_hit_or_joins_one():
-    """A miss handled more than --shed-after after its read would start a fetch that times
-    out --origin-timeout after now, not after the read: it gets error 11. A hit is still
-    served, and a fetch already in the air, whose deadline is no later, is joined."""
+def test_a_get_read_over_origin_timeout_ago_starts_no_fetch_but_is_served_a_hit_or_joins_one():
+    """A fetch's deadline counts from the read of the request that starts it: a miss read
+    --origin-timeout ago or more gets error 11, and starts nothing. A hit is still served,
+    and a fetch already in the air, whose deadline is no later, is joined."""
     out = io.BytesIO()
     node = CacheNode(parse_flags(["--sim-latency", "0.2"], environ={}), out)
     init = {"src": "c0", "dest": "n1", "body": {"type": "init", "msg_id": 1, "node_id": "n1", "node_ids": ["n1"]}}
-    node.init(init, init["body"])
+    node.wire.handle_request(init, init["body"])  # (counted as read and answered, as from stdin)
     assert node.proxy.fetch_and_cache("cached") == "value-cached"
     flying = threading.Event()
     assert node.proxy.request("flying", lambda answer: flying.set()) is None
     ticks = iter(range(0, 10**9, 10))  # every read of the clock 10 s after the last: every batch is late
     node.reader.clock = lambda: float(next(ticks))
-    node.serve(io.BytesIO(request("get", 2, key="cached") + request("get", 3, key="missed")
+    node.serve(io.BytesIO(request("get", 5, key="flying")
+                          + request("get", 2, key="cached") + request("get", 3, key="missed")
                           + request("get", 4, key="flying")))
     assert flying.wait(5)
     replies = {body["in_reply_to"]: body for body in
@@ -182,3 +184,26 @@ def test_a_get_read_too_long_ago_starts_no_fetch_but_is_served_a_hit_or_joins_on
     assert replies[3]["type"] == "error" and replies[3]["code"] == 11
     assert replies[4]["type"] == "get_ok" and replies[4]["value"] == "value-flying"
     assert node.proxy.stats()["origin_fetches"] == 2, "the late miss started no fetch"
+
+
+def test_a_get_handled_late_fetches_with_a_deadline_counted_from_its_read():
+    """Handled 0.4 s after its read (a slow message before it, say), a miss still fetches,
+    and times out --origin-timeout after the read, not after its handling."""
+    out = io.BytesIO()
+    node = CacheNode(parse_flags(["--sim-latency", "30", "--origin-timeout", "1"], environ={}), out)
+    init = {"src": "c0", "dest": "n1", "body": {"type": "init", "msg_id": 1, "node_id": "n1", "node_ids": ["n1"]}}
+    node.wire.handle_request(init, init["body"])  # (counted as read and answered, as from stdin)
+    readings = iter([100.0, 100.4])  # read at 100.0, handled at 100.4
+    node.reader.clock = lambda: next(readings, 100.4)
+    left_when_armed: list[float] = []
+    arm = node.proxy.flights.arm
+
+    def record(flight: Any) -> None:
+        left_when_armed.append(flight.deadline - node.scheduler.time())
+        arm(flight)
+
+    node.proxy.flights.arm = record  # type: ignore[method-assign]
+    node.serve(io.BytesIO(request("get", 2, key="missed")))
+    reply = json.loads(out.getvalue().splitlines()[-1])["body"]
+    assert (reply["type"], reply["code"]) == ("error", 0)
+    assert len(left_when_armed) == 1 and 0.5 < left_when_armed[0] <= 0.6, left_when_armed
