@@ -60,7 +60,7 @@ def positive_count(text: str) -> int:
 FLAGS: list[tuple[str, Callable[[str], Any], str, str]] = [
     ("origin", str, "sim", "what is behind the cache: sim, lin-kv, seq-kv or lww-kv"),
     ("ttl", seconds, "60", "seconds a fetched value stays fresh"),
-    ("origin-timeout", seconds, "1", "seconds before an origin fetch fails with error 0"),
+    ("origin-timeout", seconds, "1", "seconds from a request's read until its origin fetch fails with error 0"),
     ("negative-ttl", seconds, "1", "seconds a key-does-not-exist answer is cached"),
     ("max-entries", positive_count, "100000", "entries kept; the eviction policy says which go first"),
     ("policy", str, DEFAULT_POLICY, "which keys go first at a bound: tinylfu (adaptive W-TinyLFU: keeps what "
@@ -75,8 +75,7 @@ FLAGS: list[tuple[str, Callable[[str], Any], str, str]] = [
     ("error-ttl", seconds, "0", "seconds an origin failure is remembered and answered without another fetch"),
     ("max-waiters", count, "0", "above 0, the most requests that may wait on one key's fetch"),
     ("shed-after", seconds, "0.1", "overloaded (over 1,000 requests waiting), answer error 11 at once to requests "
-                                   "read longer ago than this, or while deadlines run this late; whatever the load, a "
-                                   "request read that long ago starts no fetch; 0: never"),
+                                   "read longer ago than this, or while deadlines run this late; 0: never"),
     ("max-fetches", count, "2000", "the most origin fetches in the air at once; past it, a miss that would start one "
                                    "more gets error 11 at once; 0: no limit"),
     ("max-pending", count, "100000", "the most requests that may wait for an answer at once (about 3 KB each); "
