@@ -75,7 +75,8 @@ FLAGS: list[tuple[str, Callable[[str], Any], str, str]] = [
     ("error-ttl", seconds, "0", "seconds an origin failure is remembered and answered without another fetch"),
     ("max-waiters", count, "0", "above 0, the most requests that may wait on one key's fetch"),
     ("shed-after", seconds, "0.1", "overloaded (over 1,000 requests waiting), answer error 11 at once to requests "
-                                   "read longer ago than this, or while deadlines run this late; 0: never"),
+                                   "read longer ago than this, or while deadlines run this late; 0: never, and a "
+                                   "fetch's deadline counts from its request's handling, not its read"),
     ("max-fetches", count, "2000", "the most origin fetches in the air at once; past it, a miss that would start one "
                                    "more gets error 11 at once; 0: no limit"),
     ("max-pending", count, "100000", "the most requests that may wait for an answer at once (about 3 KB each); "

@@ -137,8 +137,9 @@ class Reader:
         """Whether requests read at `read_at` are shed (see SHED_AFTER)."""
         wire = self.wire
         limit = self.shed_after
-        self.age = max(0.0, self.clock() - read_at)
-        behind = self.age > limit or wire.scheduler.overdue() > limit
+        age = self.clock() - read_at
+        self.age = max(0.0, age) if limit else 0.0  # --shed-after 0: lateness is never held against a request
+        behind = age > limit or wire.scheduler.overdue() > limit
         if not limit or not behind or wire.node_id is None:
             self._shedding = False
         elif wire.unanswered() > SHED_PENDING:

@@ -151,6 +151,18 @@ def test_a_request_type_marked_unshed_is_handled_while_the_node_is_overloaded():
     assert b'"code":11' not in out.getvalue()
 
 
+def test_with_shed_after_0_a_get_handled_late_fetches_with_a_deadline_from_its_handling():
+    out = io.BytesIO()
+    node = CacheNode(parse_flags(["--sim-latency", "0", "--shed-after", "0"], environ={}), out)
+    init = {"src": "c0", "dest": "n1", "body": {"type": "init", "msg_id": 1, "node_id": "n1", "node_ids": ["n1"]}}
+    node.wire.handle_request(init, init["body"])
+    ticks = iter(range(0, 10**9, 10))  # every batch handled 10 s after its read, 10 x --origin-timeout
+    node.reader.clock = lambda: float(next(ticks))
+    node.serve(io.BytesIO(request("get", 2, key="missed")))
+    reply = json.loads(out.getvalue().splitlines()[-1])["body"]
+    assert (reply["type"], reply["value"]) == ("get_ok", "value-missed")
+
+
 def test_a_fast_burst_answered_as_it_goes_is_never_shed():
     node, out = started_node()
     node.handlers["echo"] = lambda msg, body: node.reply(msg, "echo_ok")
