@@ -195,20 +195,21 @@ class CollapsedForwardingProxy:
         return self._wait(key, ttl, True, timeout).result()
 
     def request(self, key: Key, on_answer: OnAnswer, ttl: float | None = None, *,
-                serve_stale: bool = True, force: bool = False, start: bool = True, age: float = 0.0) -> Answer | None:
+                serve_stale: bool = True, force: bool = False, age: float = 0.0) -> Answer | None:
         """Non-blocking: the Answer now if it can be given now, else None and
         `on_answer(answer)` is called once, from another thread, when it can.
         With serve_stale false, `grace` and `stale_if_error` never apply to
         this request: it gets a fresh value or an error (as a `read` must).
         With force, it fetches past a fresh entry, as `fetch_and_cache` does.
-        With start false, it starts no fetch (nor refresh): it is served from
-        the cache or joins the fetch in the air, else gets Overloaded now.
         `age`: seconds the request already waited (in a queue, say); a fetch
-        it starts times out that much sooner, `timeout` after the request."""
+        it starts times out that much sooner, `timeout` after the request. One
+        that waited the whole timeout starts no fetch (nor refresh): it is
+        served from the cache or joins the fetch in the air, else gets
+        Overloaded now."""
         ttl = checked_ttl(ttl)
         with self.lock:
             self._fold_hits()
-            answer, flight, launch = self.state.admit(key, ttl, force, serve_stale, start, age)
+            answer, flight, launch = self.state.admit(key, ttl, force, serve_stale, age)
             if flight is not None:
                 if not serve_stale:
                     on_answer = partial(self._unstale, flight, on_answer)

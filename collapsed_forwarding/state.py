@@ -43,16 +43,18 @@ class CacheState:
         self.counters = Counters(store.max_entries, store.entries, flights.in_air, self.failures.remembered)
         self._shed = Answer(None, Overloaded(f"more than {max_waiters} requests already wait on this key"), "shed")
         self._shed_fetch = Answer(None, Overloaded(f"{max_fetches} origin fetches are already in the air"), "shed")
-        self._shed_start = Answer(None, Overloaded("this request may join a fetch in the air but start none"), "shed")
+        self._shed_late = Answer(None, Overloaded("this request waited out the fetch timeout already: it may join a "
+                                                  "fetch in the air but start none"), "shed")
 
     # -- what a request gets ------------------------------------------------
 
-    def admit(self, key: Key, ttl: float | None, force: bool, serve_stale: bool = True, start: bool = True,
-              age: float = 0.0) -> Admitted:
+    def admit(self, key: Key, ttl: float | None, force: bool, serve_stale: bool = True, age: float = 0.0) -> Admitted:
         """(answer now, or the flight to wait on) and the flight to launch once the lock is released.
-        With start false, no fetch starts, not even a refresh: a miss with none in the air is shed.
-        A fetch it starts has its deadline counted from `age` seconds ago."""
+        A fetch it starts has its deadline counted from `age` seconds ago, when the request was made;
+        one made the whole timeout ago starts none, not even a refresh: without a fetch in the air
+        to join, it is shed."""
         now, fresh = self.clock(), self.fresh
+        start = age < self.flights.timeout
         entry = self.store.entries.get(key)
         if entry is not None:
             self.store.touch(key)
@@ -80,7 +82,7 @@ class CacheState:
                 return self._serve(key, self._shed), None, None
             return None, flight, None
         if not start or self._at_fetch_cap():
-            shed = self._shed_fetch if start else self._shed_start
+            shed = self._shed_fetch if start else self._shed_late
             return self._serve(key, self.stale_or(key, shed, now) if serve_stale else shed), None, None
         flight = self._start(key, fresh.ttl if ttl is None else ttl, now, led=True, age=age)
         return None, flight, flight

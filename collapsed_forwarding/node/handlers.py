@@ -174,9 +174,7 @@ class CacheNode:
                 answered: Callable[[Message, Answer], None], serve_stale: bool = True) -> None:
         # A fetch it starts times out --origin-timeout after the request was read, not after now; read
         # that long ago, it starts none. It may still join a fetch in the air, whose deadline is no later.
-        age = self.reader.age
-        answer = self.proxy.request(key, partial(answered, msg), ttl, serve_stale=serve_stale,
-                                    start=age < self.proxy.timeout, age=age)
+        answer = self.proxy.request(key, partial(answered, msg), ttl, serve_stale=serve_stale, age=self.reader.age)
         if answer is not None:
             answered(msg, answer)
 

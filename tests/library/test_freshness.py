@@ -382,21 +382,21 @@ def test_max_fetches_serves_the_stale_entry_and_skips_its_refresh(async_backend:
     assert async_backend.started["k"] == 1, "no refresh past the cap"
 
 
-# -- a request that may start no fetch ---------------------------------------------------
+# -- a request that already waited (age) ---------------------------------------------------
 
 
-def test_a_request_that_may_start_no_fetch_is_served_joins_or_is_shed(async_backend: AsyncBackend,
-                                                                      clock: FakeClock) -> None:
-    """start=False: a fresh hit is served, a fetch in the air is joined, and a miss with
+def test_a_request_that_waited_out_the_timeout_is_served_joins_or_is_shed(async_backend: AsyncBackend,
+                                                                         clock: FakeClock) -> None:
+    """age=timeout: a fresh hit is served, a fetch in the air is joined, and a miss with
     none in the air is shed at once, Overloaded, without calling the origin."""
     proxy = make(async_backend, clock)
     fill(proxy, async_backend, "cached", "v")
     assert proxy.request("flying", Recorder()) is None  # a fetch in the air
-    hit = proxy.request("cached", Recorder(), start=False)
+    hit = proxy.request("cached", Recorder(), age=WAIT)
     assert hit is not None and (hit.value, hit.cache) == ("v", "hit")
     joined = Recorder()
-    assert proxy.request("flying", joined, start=False) is None
-    shed = proxy.request("cold", Recorder(), start=False)
+    assert proxy.request("flying", joined, age=WAIT) is None
+    shed = proxy.request("cold", Recorder(), age=WAIT)
     assert shed is not None and shed.cache == "shed" and isinstance(shed.error, Overloaded)
     assert async_backend.started == {"cached": 1, "flying": 1}
     async_backend.finish("flying", "f")
@@ -413,12 +413,12 @@ def test_the_fetch_of_a_request_that_waited_times_out_that_much_sooner(async_bac
     assert 11.9 < in_air["fresh"].deadline - in_air["aged"].deadline <= 12.0
 
 
-def test_a_request_that_may_start_no_fetch_is_served_stale_without_a_refresh(async_backend: AsyncBackend,
-                                                                            clock: FakeClock) -> None:
+def test_a_request_that_waited_out_the_timeout_is_served_stale_without_a_refresh(async_backend: AsyncBackend,
+                                                                                clock: FakeClock) -> None:
     proxy = make(async_backend, clock, ttl=10, grace=5)
     fill(proxy, async_backend, "k", "v1")
     clock.advance(11)
-    stale = proxy.request("k", Recorder(), start=False)
+    stale = proxy.request("k", Recorder(), age=WAIT)
     assert stale is not None and (stale.value, stale.cache) == ("v1", "stale")
     assert async_backend.started["k"] == 1, "no refresh started"
 
