@@ -107,6 +107,8 @@ class CacheNode:
         if self.proxy is None:
             self.wire.node_id, self.wire.node_ids = node_id, node_ids
             self.proxy = self._make_proxy()
+            if self.linear is None:  # a single node's read is served as get is; a cluster's goes to the owner
+                self.reader.unshed.add("read")
             if self.freeze_gc:
                 # What exists now (modules, the proxy and its empty tables) lives as
                 # long as the process: move it out of the collector's sight. Its
@@ -143,8 +145,6 @@ class CacheNode:
                                      drift=f.lease_drift, peer_timeout=f.peer_timeout,
                                      origin_timeout=f.origin_timeout, settle=f.origin_settle,
                                      max_keys=f.max_entries)
-        else:
-            self.reader.unshed.add("read")  # as get: a read on a cluster goes to the key's owner
         return proxy
 
     # -- reads -------------------------------------------------------------

@@ -134,7 +134,7 @@ class Reader:
         self.wire.handle_reply(msg.get("src"), msg["body"], self._number_too_large)
 
     def _overloaded(self, read_at: float) -> bool:
-        """Whether requests read at `read_at` are shed (see SHED_AFTER)."""
+        """Whether requests read at `read_at` are shed (see SHED_AFTER); sets `age` for their handlers."""
         wire = self.wire
         limit = self.shed_after
         age = self.clock() - read_at
