@@ -94,7 +94,7 @@ class AsyncCollapsedForwardingProxy(CollapsedForwardingProxy):
     def _ask(self, key: Key, ttl: float | None, timeout: float | None,
              force: bool) -> Answer | asyncio.Future[Answer]:
         """The Answer now, or the Future this task awaits it on."""
-        patience = checked_ttl(timeout, "timeout")
+        patience = None if timeout is None else checked_ttl(timeout, "timeout")
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Answer] = loop.create_future()
         answer = self.request(key, partial(_resolve, loop, waiter), ttl, force=force)

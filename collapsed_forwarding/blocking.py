@@ -10,23 +10,15 @@ is handed back to the owner (`returned_late`) when it finally returns.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
+from threading import get_ident
 from typing import Any
 
-from .awaitables import awaitable_refused
+from .awaitables import NEVER_AWAITABLE, awaitable_refused
 from .flight import Flight
 from .workers import shared_workers
 
 Backend = Callable[[Any], Any]
-
-
-class _Fetching(threading.local):
-    """The keys this thread's backend calls are fetching, outermost first
-    (a leader calls inline, so a backend that gets another key nests calls)."""
-
-    def __init__(self) -> None:
-        self.keys: list[Any] = []
 
 
 class BlockingCalls:
@@ -42,11 +34,6 @@ class BlockingCalls:
         self.backend = backend
         self._settle, self._returned_late = settle, returned_late
         self._workers = shared_workers()  # the threads background calls run in
-        self._fetching = _Fetching()
-
-    def fetching_here(self, key: Any) -> bool:
-        """Whether this thread is inside the backend's call for `key`: a get of it would wait on itself."""
-        return key in self._fetching.keys
 
     def lead(self, flight: Flight) -> Any:
         """Call the backend in this thread, then settle the flight with its outcome:
@@ -54,7 +41,7 @@ class BlockingCalls:
         deadline settled it first. What the call raised that is no Exception is
         raised here, once the waiters are released with an error."""
         flight.calling = True
-        result = self._call_backend(flight.key)
+        result = self._call_backend(flight)
         late = self._settle(flight, result, returned_late=self._returned_late)
         if isinstance(result, BaseException) and not isinstance(result, Exception):
             raise result
@@ -69,19 +56,19 @@ class BlockingCalls:
             flight.calling = False
             raise
 
-    def _call_backend(self, key: Any) -> Any:
-        """What backend(key) returned, or the exception it raised."""
-        keys = self._fetching.keys
-        keys.append(key)
+    def _call_backend(self, flight: Flight) -> Any:
+        """What backend(key) returned, or the exception it raised. The flight
+        records this thread as its caller: a get of its key from inside the
+        call (a backend that asks the cache) would wait on itself."""
+        flight.caller = get_ident()
         try:
-            return awaitable_refused(self.backend(key))
+            result = self.backend(flight.key)
         except BaseException as exc:
             return exc
-        finally:
-            keys.pop()
+        return result if type(result) in NEVER_AWAITABLE else awaitable_refused(result)
 
     def _call(self, flight: Flight) -> None:
-        result = self._call_backend(flight.key)
+        result = self._call_backend(flight)
         self._settle(flight, result, returned_late=self._returned_late)
         if isinstance(result, BaseException) and not isinstance(result, Exception):
             raise result  # it ends this thread, which reports it as any thread does

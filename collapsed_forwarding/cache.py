@@ -31,6 +31,7 @@ import random as _random
 import threading
 from collections.abc import Callable, Hashable
 from functools import partial
+from threading import get_ident
 from typing import Any
 
 from .answer import NEVER, Answer, checked_ttl, fresh_until
@@ -167,7 +168,7 @@ class CollapsedForwardingProxy:
         others and still fills the cache. (The leader of a blocking backend's
         fetch is the caller whose thread makes the call: it returns when the
         call does, with what the call returned or raised, even past the
-        deadline at which the others got OriginTimeout; see `_lead`.)
+        deadline at which the others got OriginTimeout; see `_settled`.)
 
         A fresh hit takes no lock: one dict read, one clock read, one append
         (see `hits.py`). Where a subclass does not override `get`, the instance
@@ -206,9 +207,11 @@ class CollapsedForwardingProxy:
         that waited the whole timeout starts no fetch (nor refresh): it is
         served from the cache or joins the fetch in the air, else gets
         Overloaded now."""
-        ttl = checked_ttl(ttl)
+        if ttl is not None:
+            ttl = checked_ttl(ttl)
         with self.lock:
-            self._fold_hits()
+            if self._hit_log.keys:
+                self._fold_hits()
             answer, flight, launch = self.state.admit(key, ttl, force, serve_stale, age)
             if flight is not None:
                 if not serve_stale:
@@ -275,22 +278,29 @@ class CollapsedForwardingProxy:
     # -- flights -----------------------------------------------------------
 
     def _wait(self, key: Key, ttl: float | None, force: bool, timeout: float | None = None) -> Answer:
-        ttl = checked_ttl(ttl)
+        if ttl is not None:
+            ttl = checked_ttl(ttl)
         patience = None if timeout is None else checked_ttl(timeout, "timeout")
         blocking = self._blocking
-        if blocking is not None and blocking.fetching_here(key):  # it would wait on itself until the deadline
-            raise RuntimeError(f"the backend asked this cache for {key!r}, the key it is fetching")
         with self.lock:
-            self._fold_hits()
+            if self._hit_log.keys:
+                self._fold_hits()
             answer, flight, launch = self.state.admit(key, ttl, force)
             if flight is not None:
-                if flight is not launch or blocking is None:
-                    flight.block()
-                else:
+                if flight is launch and blocking is not None:
                     flight.calling = True  # (so a callback that joins arms the deadline: see request)
+                elif flight.caller == get_ident():  # inside the backend's call for it: it would wait on itself
+                    flight.waiters -= 1
+                    raise RuntimeError(f"the backend asked this cache for {key!r}, the key it is fetching")
+                else:
+                    flight.block()
         if launch is not None:
-            if flight is launch and blocking is not None:
-                return self._lead(blocking, flight, force)
+            if flight is launch and blocking is not None:  # the leader calls it itself: see _settled
+                late = blocking.lead(flight)  # (no timer: blocking waiters time out by themselves)
+                if late is not None:
+                    return late
+                answer = flight.answer_for(True)
+                return self._settled(flight, answer, force, True) if force else answer
             self._launch(launch)
         if flight is None:
             return answer  # type: ignore[return-value]
@@ -301,19 +311,16 @@ class CollapsedForwardingProxy:
         return self._settled(flight, flight.answer_for(flight is launch), force, flight is launch)
 
     def _settled(self, flight: Flight, answer: Answer, force: bool, led: bool) -> Answer:
-        """fetch_and_cache asked the origin: it gets the fetch's error, never the stale entry."""
-        if force and answer.cache == "stale":
-            return self._origin_error(flight, "miss" if led else "collapsed")
-        return answer
+        """fetch_and_cache asked the origin: it gets the fetch's error, never the stale entry.
 
-    def _lead(self, blocking: BlockingCalls, flight: Flight, force: bool) -> Answer:
-        """The leader of a blocking fetch calls the backend itself, in its own
-        thread; the deadline releases the waiters meanwhile. A hung backend:
+        The leader of a blocking fetch calls the backend itself, in its
+        own thread; the deadline releases the waiters meanwhile. A hung backend:
         this caller stays in the call until it returns, and then gets what it
         returned (or raised), though the waiters got OriginTimeout at the
         deadline and the key stays held (lock_age) until the call returns."""
-        late = blocking.lead(flight)  # (no timer: blocking waiters time out by themselves)
-        return late if late is not None else self._settled(flight, flight.answer_for(True), force, True)
+        if force and answer.cache == "stale":
+            return self._origin_error(flight, "miss" if led else "collapsed")
+        return answer
 
     def _launch(self, flight: Flight) -> None:
         """Start the origin fetch for no waiting caller; called without the lock."""
@@ -323,7 +330,8 @@ class CollapsedForwardingProxy:
             self.flights.launch(flight, self._blocking.start)
 
     def _settle_locked(self, flight: Flight, result: Value | BaseException, ttl: float | None) -> tuple[Answer, Answer]:
-        self._fold_hits()
+        if self._hit_log.keys:
+            self._fold_hits()
         return self.state.settle(flight, result, ttl)
 
     def _timeout_error(self) -> CacheError:

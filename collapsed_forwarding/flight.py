@@ -32,10 +32,12 @@ class Flight:
     once settled (the settling thread's lock release, or the Event, orders it):
     `answers`.
     `timer` belongs to whoever launches the flight and whoever settles it.
+    `caller` is written once, without the lock, by the thread that calls a
+    blocking backend for it; only that same thread's read of it matters.
     """
 
     __slots__ = ("key", "started", "ttl", "led", "waiters", "callbacks", "event", "answers", "detached", "timer",
-                 "calling", "error", "deadline")
+                 "calling", "caller", "error", "deadline")
 
     def __init__(self, key: Hashable, started: float, ttl: float, led: bool, deadline: float) -> None:
         self.key, self.started, self.ttl, self.led = key, started, ttl, led
@@ -49,6 +51,7 @@ class Flight:
         # waits (a blocking waiter times out by itself); cancelled at settle.
         self.timer: Timer | None = None
         self.calling = False  # a blocking backend call for it is running (it may outlive the deadline)
+        self.caller = 0  # the ident of the thread that makes that call
         self.error: Any = None  # the error it settled with, for a waiter that takes no stale value instead
 
     # -- under the owner's lock ------------------------------------------

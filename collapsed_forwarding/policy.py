@@ -19,7 +19,11 @@ from .tinylfu import AdaptiveTinyLfuPolicy
 
 
 class Policy(Protocol):
-    """Keeps at most `max_entries` keys and, if `max_weight` is set, at most that total weight."""
+    """Keeps at most `max_entries` keys and, if `max_weight` is set, at most that total weight.
+
+    A policy may also have `admit_many(keys, weights) -> victims`: `admit` of
+    each key in turn (distinct keys, none held), with the same outcome, for
+    less. The store calls it where it exists, else `admit` for each key."""
 
     def admit(self, key: Hashable, weight: int) -> list[Hashable]:
         """A key not held was just stored with `weight`: the keys to evict now

@@ -10,7 +10,7 @@ a changing workload (TinyLFU's "reset").
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 _ROWS = 4
 _CAP = 15  # a counter saturates here: popularity beyond this is not worth distinguishing
@@ -48,25 +48,32 @@ class FrequencySketch:
                 block + 48 + (spread >> 12))
 
     def add(self, key: Hashable) -> None:
-        # _slots and the loop unrolled, and small ints (spread): this runs on every miss and every hit folded in
-        mixed = hash((key, _SALT))
-        block, spread, table = (mixed & self._block_mask) << 6, mixed >> 32 & 0xFFFF, self._table
-        slot = block + (spread & 15)
-        if table[slot] < _CAP:
-            table[slot] += 1
-        slot = block + 16 + (spread >> 4 & 15)
-        if table[slot] < _CAP:
-            table[slot] += 1
-        slot = block + 32 + (spread >> 8 & 15)
-        if table[slot] < _CAP:
-            table[slot] += 1
-        slot = block + 48 + (spread >> 12)
-        if table[slot] < _CAP:
-            table[slot] += 1
-        self._additions += 1
-        if self._additions >= self.sample_size:
-            self._table = table.translate(_HALVE)
-            self._additions //= 2
+        self.add_many((key,))
+
+    def add_many(self, keys: Iterable[Hashable]) -> None:
+        """One addition per key, in order. (_slots and the loop unrolled, and small ints
+        (spread): this runs for every miss and every hit folded in.)"""
+        table, mask, additions, sample_size = self._table, self._block_mask, self._additions, self.sample_size
+        for key in keys:
+            mixed = hash((key, _SALT))
+            block, spread = (mixed & mask) << 6, mixed >> 32 & 0xFFFF
+            slot = block + (spread & 15)
+            if table[slot] < _CAP:
+                table[slot] += 1
+            slot = block + 16 + (spread >> 4 & 15)
+            if table[slot] < _CAP:
+                table[slot] += 1
+            slot = block + 32 + (spread >> 8 & 15)
+            if table[slot] < _CAP:
+                table[slot] += 1
+            slot = block + 48 + (spread >> 12)
+            if table[slot] < _CAP:
+                table[slot] += 1
+            additions += 1
+            if additions >= sample_size:
+                self._table = table = table.translate(_HALVE)
+                additions //= 2
+        self._additions = additions
 
     def frequency(self, key: Hashable) -> int:
         table = self._table

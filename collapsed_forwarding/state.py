@@ -81,7 +81,7 @@ class CacheState:
             if not flight.join(self.max_waiters):
                 return self._serve(key, self._shed), None, None
             return None, flight, None
-        if not start or self._at_fetch_cap():
+        if not start or 0 < self.max_fetches <= len(self.flights.in_air):  # (_at_fetch_cap, written out)
             shed = self._shed_fetch if start else self._shed_late
             return self._serve(key, self.stale_or(key, shed, now) if serve_stale else shed), None, None
         flight = self._start(key, fresh.ttl if ttl is None else ttl, now, led=True, age=age)
@@ -127,6 +127,21 @@ class CacheState:
 
     def settle(self, flight: Flight, result: Any, ttl: float | None) -> tuple[Answer, Answer]:
         """Record the outcome; (the leader's answer, a follower's)."""
+        key, counters = flight.key, self.counters
+        if flight.waiters == 1 and flight.led and not flight.detached and not isinstance(result, BaseException) \
+                and key not in self.store.entries and key not in counters.key_counts \
+                and key not in counters.hit_counts:
+            # The usual miss: a value for a new key, and no one but its leader waiting. Nothing is
+            # counted per key: a plain fill is what a key without counts stands for. (Not detached:
+            # it is still the key's flight in the air.)
+            totals = counters.totals
+            totals["in_flight"] -= 1
+            totals["misses"] += 1
+            del self.flights.in_air[key]
+            now = self.clock()
+            answer = self.fill(key, result, None, flight.ttl if ttl is None else ttl, now - flight.started, now,
+                               "miss")
+            return answer, answer
         error = as_cache_error(result) if isinstance(result, BaseException) else None
         value = None if error is not None else result
         now, key = self.clock(), flight.key
@@ -179,9 +194,9 @@ class CacheState:
             count(counts, "errors", flight.waiters)
 
     def fill(self, key: Key, value: Any, error: CacheError | None, ttl: float, fetch_seconds: float,
-             now: float) -> Answer:
-        """Cache the origin's answer; evict what the policy says. The answer
-        is given even if the policy would not keep it."""
+             now: float, cache: str = "collapsed") -> Answer:
+        """Cache the origin's answer; evict what the policy says. The answer (served as
+        `cache`) is given even if the policy would not keep it."""
         fresh = self.fresh
         if error is not None:
             ttl = min(ttl, fresh.negative_ttl)
@@ -192,10 +207,11 @@ class CacheState:
             entry: Entry = (Missing(error, expires), NEVER, fetch_seconds)
         else:
             entry = (value, expires, fetch_seconds)
-        self.failures.filled(key)
+        if self.failures.remembered:
+            self.failures.filled(key)
         victims = self.store.put(key, entry)
         if victims:
             self.counters.totals["evictions"] += len(victims)
             for victim in victims:
                 self.counters.forget(victim)
-        return Answer(value, error, "collapsed", expires)
+        return Answer(value, error, cache, expires)

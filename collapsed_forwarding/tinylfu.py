@@ -162,11 +162,37 @@ class AdaptiveTinyLfuPolicy:
         self._total += change
         return self._evict()
 
+    def admit_many(self, keys: list[Hashable], weights: list[int]) -> list[Hashable]:
+        """`admit` of each key in turn, with the same outcome. While nothing need be evicted
+        and no ghost is remembered (a cache filling up), all but the last are pushed into the
+        window in one loop, and spilled from it together: the same keys in the same order."""
+        first = len(keys) - 1  # (the last is admitted alone: it may be the one that must evict)
+        head, head_weights, limit = keys[:first], weights[:first], self.max_weight
+        if not first or self._window_ghost._seqs or self._main_ghost._seqs \
+                or len(self._where) + first > self.max_entries \
+                or limit is not None and self._total + sum(head_weights) > limit:
+            return [victim for key, weight in zip(keys, weights, strict=True) for victim in self.admit(key, weight)]
+        self._sketch.add_many(head)
+        self._clock += first
+        window, where, held = self._queues[WINDOW], self._where, self._weights
+        window_keys, seq, added = window._keys, window._next, 0
+        for key, weight in zip(head, head_weights, strict=True):
+            window_keys[seq] = key
+            where[key] = seq << 2  # | WINDOW
+            held[key] = weight
+            seq += 1
+            added += weight
+        window._next = seq
+        window.weight += added
+        self._total += added
+        self._spill(window)  # (no candidates: nothing is over its bound until the last)
+        return self.admit(keys[first], weights[first])
+
     def touch_many(self, keys: list[Hashable]) -> None:
-        where, add, queues, weights = self._where, self._sketch.add, self._queues, self._weights
+        where, queues, weights = self._where, self._queues, self._weights
         self._clock += len(keys)
+        self._sketch.add_many(keys)  # a hit logged for a key since evicted still says it is popular
         for key in keys:
-            add(key)  # a hit logged for a key since evicted still says it is popular
             code = where.get(key)
             if code is None:
                 continue

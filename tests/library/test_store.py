@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Hashable
 
 import pytest
@@ -9,8 +11,8 @@ from support.doubles import FakeClock
 
 from collapsed_forwarding import CollapsedForwardingProxy
 from collapsed_forwarding.hits import FOLD_EVERY
-from collapsed_forwarding.policy import LruPolicy
-from collapsed_forwarding.store import shallow_size
+from collapsed_forwarding.policy import POLICIES, LruPolicy
+from collapsed_forwarding.store import Store, shallow_size
 
 
 def sized(key: Hashable, value: object) -> int:
@@ -141,3 +143,37 @@ def test_hit_answers_a_fresh_entry_without_the_lock_and_counts_it() -> None:
     assert (proxy.stats()["hits"], proxy.key_stats("k")["hits"]) == (1, 1)
     clock.advance(11)
     assert proxy.hit("k") is None
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+@pytest.mark.parametrize("weighed", [False, True])
+def test_keys_told_to_the_policy_in_batches_are_kept_and_evicted_as_if_told_one_at_a_time(
+        policy: str, weighed: bool) -> None:
+    """The store tells its policy of new keys TELL_EVERY at a time; a policy told of each
+    at once, with the same hits and drops in the same order, must hold the same keys throughout.
+    Many small stores, so that many fill up, and are first over a bound, within a batch."""
+    rng = random.Random(15)
+    for _ in range(200):
+        max_entries = rng.randrange(2, 80)
+        max_bytes = rng.randrange(60, 2_000) if weighed else None
+        store = Store(max_entries, max_bytes, lambda key, value: len(value), policy)
+        alone = POLICIES[policy](max_entries, max_bytes)
+        held: set[Hashable] = set()
+        for step in range(300):
+            key = int(rng.paretovariate(0.8)) % 200 if step % 3 else 200 + step  # popular keys, and a scan
+            action = rng.random()
+            if key in store.entries and action < 0.5:
+                store.touch_many([key])
+                alone.touch_many([key])
+            elif key in store.entries and action < 0.55:
+                store.pop(key)
+                alone.discard(key)
+                held.discard(key)
+            else:
+                value = "v" * rng.randrange(1, 60)
+                store.put(key, (value, math.inf, 0.0))
+                victims = alone.resize(key, len(value)) if key in held else alone.admit(key, len(value))
+                held.add(key)
+                held.difference_update(victims)  # (the key itself among them, if not admitted)
+            assert set(store.entries) == held, f"step {step}"
+        assert store.bytes_held() == alone.weight()
