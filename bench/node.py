@@ -22,7 +22,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,18 @@ def status(pid: int, field: str) -> int:
     """A field of /proc/PID/status, in its unit (kB for memory)."""
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def whole_lines(stream: Any) -> Iterator[tuple[float, bytes]]:
+    """The whole lines read from `stream` until it ends, a chunk at a time, each with the time it was read.
+    Chunks, counted and matched in C: a reader that parsed each line would fall behind the node."""
+    tail = b""
+    for chunk in iter(partial(stream.read1, PIPE_SIZE), b""):
+        now, data = time.perf_counter(), tail + chunk
+        cut = data.rfind(b"\n") + 1
+        lines, tail = data[:cut], data[cut:]
+        if lines:
+            yield now, lines
 
 
 class NodeProcess:

@@ -48,7 +48,7 @@ from typing import Any
 
 from common import BENCH, child, log, med, med_range, part_main, pyplot, ratios, save_plot, section, table, verdict
 from inprocess import hit_vs_floor
-from node import ECHO, NODE, PIPE_SIZE, NodeProcess, gets, stats_of, through
+from node import ECHO, NODE, NodeProcess, gets, stats_of, through, whole_lines
 
 GOALS = {"fill_ratio": 1.5, "pause_s": 0.1, "memory_ratio": 1.5, "stats_s": 1.0, "eviction_ratio": 1.2,
          "false_timeouts": 0.01, "echo_ratio": 3.0, "hit_ratio": 2.0}
@@ -239,18 +239,8 @@ def linkv_once(misses: int = 20_000) -> dict:
             node.write(data)
 
     def serve_and_count() -> None:
-        """Whole chunks at a time (regex and count in C): the driver must not be
-        the one that falls behind, on a machine the node shares with it."""
-        pending = b""
         answered = 0
-        while answered < misses:
-            data = node.stdout.read1(PIPE_SIZE)
-            if not data:
-                raise RuntimeError("the node closed its output")
-            cut = data.rfind(b"\n") + 1
-            whole, pending = pending + data[:cut], data[cut:] if cut else pending + data
-            if not cut:
-                continue
+        for _, whole in whole_lines(node.stdout):
             out = [b'{"src":"lin-kv","dest":"n1","body":{"type":"read_ok","in_reply_to":%s,'
                    b'"msg_id":1,"value":"v-%s"}}\n' % (m.group(1), m.group(2)) for m in RPC_READ.finditer(whole)]
             if out:
@@ -262,6 +252,9 @@ def linkv_once(misses: int = 20_000) -> dict:
             counts["timeout"] += timeouts
             counts["other"] += lines - ok - timeouts
             answered += lines
+            if answered >= misses:
+                return
+        raise RuntimeError("the node closed its output")
 
     service = threading.Thread(target=serve_and_count, daemon=True)
     writer = threading.Thread(target=write, daemon=True)
