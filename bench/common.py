@@ -67,12 +67,6 @@ def ratios(mine: Sequence[float], base: Sequence[float]) -> list[float]:
     return [m / b for m, b in zip(mine, base, strict=True)]
 
 
-def spread(meds: Sequence[float], runs: Sequence[Sequence[float]]) -> list[list[float]]:
-    """Error bars from each median down to the least of its runs and up to the most."""
-    pairs = list(zip(meds, runs, strict=True))
-    return [[m - min(r) for m, r in pairs], [max(r) - m for m, r in pairs]]
-
-
 def fmt(value: float, digits: int = 0) -> str:
     return "-" if math.isnan(value) else f"{value:,.{digits}f}"
 

@@ -21,38 +21,14 @@ import gc
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from common import (
-    fmt,
-    goals_table,
-    log,
-    med,
-    med_range,
-    method,
-    part_main,
-    pyplot,
-    ratios,
-    save_plot,
-    section,
-    spread,
-    table,
-)
-from contestants import (
-    COLLAPSED,
-    CONTESTANTS,
-    FLOOR,
-    GRACE,
-    NAIVE,
-    Origin,
-    available,
-    make_collapsed,
-    make_floor,
-)
+from common import fmt, goals_table, log, med, med_range, method, part_main, pyplot, ratios, save_plot, section, table
+from contestants import COLLAPSED, CONTESTANTS, FLOOR, GRACE, NAIVE, Origin, available, make_collapsed, make_floor
 
 HIT_GOAL = 2.0
 HARNESS = "harness floor: no cache, no origin"
@@ -300,6 +276,12 @@ def wall_note(h: dict[str, Any]) -> str:
             f" This project's waiters, like cachetools' and singleflight's, block on one Event (or Condition) "
             f"per fetch: once it is set, each woken thread re-takes its lock in turn, so they finish last; "
             f"dogpile.cache and cachebox pass a per-key lock from thread to thread.")
+
+
+def spread(meds: Sequence[float], runs: Sequence[Sequence[float]]) -> list[list[float]]:
+    """Error bars from each median down to the least of its runs and up to the most."""
+    pairs = list(zip(meds, runs, strict=True))
+    return [[m - min(r) for m, r in pairs], [max(r) - m for m, r in pairs]]
 
 
 def plot_herds(plt: Any, h: dict[str, Any], field: str, scale: float, ylabel: str, path: Path, title: str,
