@@ -157,13 +157,10 @@ def herds(sizes: tuple[int, ...] = (10, 100, 1000), reps: int = 5, latency: floa
     contestant and repetition, whose keys (one per herd size) were all filled
     before the cold herds ran and had expired by the time their herd came."""
     contestants = available()
-    cold_names = [n for n in contestants if n != GRACE]
-    expired_names = list(contestants)
+    names = {"cold": [n for n in contestants if n != GRACE] + [HARNESS], "expired": [*contestants, HARNESS]}
     out: dict[str, Any] = {"sizes": list(sizes), "reps": reps, "latency": latency, "expired_ttl": expired_ttl}
-    for kind, names in (("cold", cold_names), ("expired", expired_names)):
-        out[kind] = {name: {str(n): {"calls": [], "wall": []} for n in sizes}
-                     for name in names + [HARNESS]}
-
+    for kind in names:
+        out[kind] = {name: {str(n): {"calls": [], "wall": []} for n in sizes} for name in names[kind]}
     crews = {n: Crew(n) for n in sizes}
 
     def record(kind: str, name: str, n: int, origin: Origin | None, get: Callable[[str], Any], key: str) -> None:
@@ -177,29 +174,22 @@ def herds(sizes: tuple[int, ...] = (10, 100, 1000), reps: int = 5, latency: floa
         return "value-" + key
 
     for rep in range(reps):
-        made = {}
-        for name in expired_names:
+        expiring: dict[str, tuple[Origin | None, Callable[[str], Any]]] = {HARNESS: (None, no_cache)}
+        for name in contestants:
             origin = Origin(latency)
             get = contestants[name][0](origin, expired_ttl)
             for n in sizes:
                 get(f"expired-{n}")
-            made[name] = (origin, get)
+            expiring[name] = (origin, get)
         expired_at = time.perf_counter() + expired_ttl * 1.1 + 0.02
         for n in sizes:
-            for name in _rotated(cold_names + [HARNESS], rep):
-                if name == HARNESS:
-                    record("cold", name, n, None, no_cache, "cold")
-                    continue
-                origin = Origin(latency)
-                record("cold", name, n, origin, contestants[name][0](origin, 60), "cold")
+            for name in _rotated(names["cold"], rep):
+                origin = None if name == HARNESS else Origin(latency)
+                record("cold", name, n, origin, contestants[name][0](origin, 60) if origin else no_cache, "cold")
         time.sleep(max(0.0, expired_at - time.perf_counter()))
         for n in sizes:
-            for name in _rotated(expired_names + [HARNESS], rep):
-                if name == HARNESS:
-                    record("expired", name, n, None, no_cache, f"expired-{n}")
-                    continue
-                origin, get = made[name]
-                record("expired", name, n, origin, get, f"expired-{n}")
+            for name in _rotated(names["expired"], rep):
+                record("expired", name, n, *expiring[name], f"expired-{n}")
         log(f"  herds: repetition {rep + 1}/{reps} done")
     for crew in crews.values():
         crew.close()
