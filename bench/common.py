@@ -56,8 +56,6 @@ def child(script: str, *args: object) -> str:
                           capture_output=True, text=True, check=True, cwd=ROOT).stdout
 
 
-# -- several runs ------------------------------------------------------------------
-
 def med(values: Sequence[float]) -> float:
     return statistics.median(values)
 
@@ -102,8 +100,6 @@ def verdict(values: Sequence[float], goal: float, below: bool = False) -> str:
         return "**no**"
     return "yes" if all(ok(v) for v in values) else "on the median"
 
-
-# -- the run -------------------------------------------------------------------------
 
 def machine() -> dict[str, Any]:
     cpu = "unknown"
@@ -191,8 +187,6 @@ def part_main(part: str, doc: str | None, argv: list[str] | None,
     log(f"wrote the {part} section of {write_section(out, part, section)}")
     return 0
 
-
-# -- plots -----------------------------------------------------------------------------
 
 def pyplot() -> Any:
     """matplotlib's pyplot, headless; None (and said so) if it is not installed."""

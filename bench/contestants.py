@@ -60,8 +60,6 @@ class Origin:
         return "value-" + key
 
 
-# -- the floor and the naive contestant --------------------------------------
-
 def make_floor(origin: Origin, ttl: float) -> Get:
     """Not a cache: a plain dict lookup plus one monotonic-clock comparison, in
     a function. Only for the hit cost; the key must have been put first."""
@@ -91,8 +89,6 @@ def make_naive(origin: Origin, ttl: float) -> Get:
     return get
 
 
-# -- the project ---------------------------------------------------------------
-
 def make_collapsed(origin: Origin, ttl: float) -> Get:
     return CollapsedForwardingProxy(origin, ttl, timeout=30).get
 
@@ -100,8 +96,6 @@ def make_collapsed(origin: Origin, ttl: float) -> Get:
 def make_collapsed_grace(origin: Origin, ttl: float) -> Get:
     return CollapsedForwardingProxy(origin, ttl, timeout=30, grace=60).get
 
-
-# -- the peers ---------------------------------------------------------------
 
 def make_dogpile(origin: Origin, ttl: float) -> Get:
     from dogpile.cache import make_region

@@ -42,8 +42,6 @@ def _rotated(names: list[str], rep: int) -> list[str]:
     return names[k:] + names[:k]
 
 
-# -- hit cost ----------------------------------------------------------------
-
 def loop_ns(get: Callable[[str], Any], key: str, n: int) -> float:
     """ns per call of get(key), the bare loop's own cost subtracted."""
     gc_was = gc.isenabled()
@@ -98,8 +96,6 @@ def hit_vs_floor(reps: int, n: int = 200_000) -> dict:
     log(f"  hit vs floor: {reps} runs of {n:,} gets")
     return {**out, "ratios": ratios(out["collapsed"], out["floor"])}
 
-
-# -- herds -------------------------------------------------------------------
 
 class Crew:
     """n threads, started once and parked on a barrier, that run one herd after
@@ -195,8 +191,6 @@ def herds(sizes: tuple[int, ...] = (10, 100, 1000), reps: int = 5, latency: floa
         crew.close()
     return out
 
-
-# -- the part -------------------------------------------------------------------------
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick

@@ -154,8 +154,6 @@ def stats_of(replies: bytes) -> dict[str, Any]:
     return next(json.loads(line)["body"] for line in replies.splitlines() if b'"stats_ok"' in line)  # type: ignore[no-any-return]
 
 
-# -- the node against the echo loop ----------------------------------------------------
-
 def through(cmd: list[str], batch: bytes, expect: bytes, flags: Sequence[str] = (), warm: bytes = b"") -> float:
     """Seconds from the first write of `batch` to its last reply, in a fresh process (`warm` answered
     first); each reply must hold `expect`."""
@@ -187,8 +185,6 @@ def throughput(runs: int, messages: int, keys: int = 4) -> dict[str, Any]:
             "ratio": med(node) / med(echo), "paired_ratios": ratios(node, echo)}
 
 
-# -- release of 10,000 waiters ----------------------------------------------------------
-
 def release_once(waiters: int = 10_000, latency: float = 1.0) -> float:
     """Seconds from the origin's answer (at the latest) to the last waiter's reply read."""
     arrivals: list[float] = []
@@ -202,8 +198,6 @@ def release_once(waiters: int = 10_000, latency: float = 1.0) -> float:
         raise RuntimeError(f"expected 1 miss and {waiters - 1} collapsed, got {misses} and {collapsed}")
     return arrivals[-1] - (t0 + latency)
 
-
-# -- the part -------------------------------------------------------------------------
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     runs = 2 if args.quick else 5
