@@ -269,7 +269,7 @@ def spread(meds: Sequence[float], runs: Sequence[Sequence[float]]) -> list[list[
 
 
 def plot_herds(plt: Any, h: dict[str, Any], field: str, scale: float, ylabel: str, path: Path, title: str,
-               note: str, harness: bool) -> Path:
+               note: str, harness: bool) -> None:
     sizes = h["sizes"]
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), sharey=True)
     for ax, kind in zip(axes, ("cold", "expired"), strict=True):
@@ -286,10 +286,10 @@ def plot_herds(plt: Any, h: dict[str, Any], field: str, scale: float, ylabel: st
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel(ylabel)
     axes[1].legend(fontsize=8, loc="upper left")
-    return save_plot(fig, path, title, note)
+    save_plot(fig, path, title, note)
 
 
-def plot_hits(plt: Any, ns: dict[str, list[float]], path: Path) -> Path:
+def plot_hits(plt: Any, ns: dict[str, list[float]], path: Path) -> None:
     names = sorted(ns, key=lambda n: med(ns[n]))
     meds = [med(ns[n]) for n in names]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 2))
@@ -302,7 +302,7 @@ def plot_hits(plt: Any, ns: dict[str, list[float]], path: Path) -> Path:
     ax.set_xlim(right=max(max(v) for v in ns.values()) * 2.5)
     ax.invert_yaxis()
     ax.legend(fontsize=8, loc="lower right")
-    return save_plot(fig, path, "The cost of a hit, one thread",
+    save_plot(fig, path, "The cost of a hit, one thread",
                      "ns per get of a present key: lower is better; the floor is a dict lookup and a clock read")
 
 
