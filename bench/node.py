@@ -150,10 +150,6 @@ class NodeProcess:
         self.close()
 
 
-def stats_of(replies: bytes) -> dict[str, Any]:
-    return next(json.loads(line)["body"] for line in replies.splitlines() if b'"stats_ok"' in line)  # type: ignore[no-any-return]
-
-
 def through(cmd: list[str], batch: bytes, expect: bytes, flags: Sequence[str] = (), warm: bytes = b"") -> float:
     """Seconds from the first write of `batch` to its last reply, in a fresh process (`warm` answered
     first); each reply must hold `expect`."""

@@ -48,7 +48,7 @@ from typing import Any
 
 from common import BENCH, child, log, med, med_range, part_main, pyplot, ratios, save_plot, section, table, verdict
 from inprocess import hit_vs_floor
-from node import ECHO, NODE, NodeProcess, gets, stats_of, through, whole_lines
+from node import ECHO, NODE, NodeProcess, gets, through, whole_lines
 
 GOALS = {"fill_ratio": 1.5, "pause_s": 0.1, "memory_ratio": 1.5, "stats_s": 1.0, "eviction_ratio": 1.2,
          "false_timeouts": 0.01, "echo_ratio": 3.0, "hit_ratio": 2.0}
@@ -143,6 +143,7 @@ def node_sweep_once(sizes: Sequence[int], burst: int, stream: int) -> dict:
     return {"points": points, "entries_at_end": stats["entries"], "keys_asked": filled + 1}
 
 
+# RSS growth of a plain dict of the same keys and values, with an expiry float
 DICT_FLOOR = r"""
 import time
 n, before, d, now = int(sys.argv[2]), rss(), {}, time.monotonic()
@@ -151,11 +152,6 @@ for i in range(n):
     d[key] = ("value-" + key, now + 60.0)
 print(rss() - before)
 """
-
-
-def dict_floor_kb(entries: int) -> int:
-    """RSS growth of a plain dict of the same keys and values, with an expiry float."""
-    return int(child(DICT_FLOOR, entries))
 
 
 def memory_once(entries: int, paced: int = 1000, timeout: float = 1.0) -> dict[str, Any]:
@@ -187,7 +183,8 @@ def eviction_once(max_entries: int | None, misses: int = 8_000, latency: float =
         # replies to early gets may come before stats_ok when admission is slow
         data = node.read_lines(misses + 1, seen_at=lambda now, chunk: marks.append(now) if b'"stats_ok"' in chunk
                                else None)
-    answered, stats = marks[0], stats_of(data)
+    answered = marks[0]
+    stats = next(json.loads(line)["body"] for line in data.splitlines() if b'"stats_ok"' in line)
     if stats.get("type") != "stats_ok" or data.count(b'"get_ok"') != misses:
         raise RuntimeError(f"eviction run: stats {stats}, {data.count(b'get_ok')} of {misses} get_ok")
     return {"max_entries": max_entries, "misses": misses, "stats_after_written_s": answered - written,
@@ -276,11 +273,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     log("node sweep:")
     r["node_sweep"] = node_sweep(sizes, args.node_runs or (1 if quick else 3), burst=5_000 if quick else 20_000,
                                  stream=5_000 if quick else 50_000)
-    r["dict_floor_kb"] = {str(n): dict_floor_kb(n) for n in sizes}
+    r["dict_floor_kb"] = {str(n): int(child(DICT_FLOOR, n)) for n in sizes}
     log("memory at 100,000 entries:")
     entries, runs = (20_000, 2) if quick else (100_000, 3)
     r["memory"] = {"entries": entries, "node": [memory_once(entries) for _ in range(runs)],
-                   "dict_floor_kb": [dict_floor_kb(entries) for _ in range(runs)]}
+                   "dict_floor_kb": [int(child(DICT_FLOOR, entries)) for _ in range(runs)]}
     log("eviction with fetches in flight:")
     r["eviction"] = {"evicting": [], "default": []}
     for _ in range(2 if quick else 3):
