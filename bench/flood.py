@@ -23,8 +23,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, fmt, method, part_main, section, table
-from node import INIT, get_line, status, whole_lines
+from common import fmt, method, part_main, section, table
+from node import INIT, NODE, get_line, status, whole_lines
 
 ORIGINS = {"sim, 50 ms": [], "slow, 5 s": ["--sim-latency", "5"]}
 ERROR = re.compile(rb'"type":"error","in_reply_to":(\d+),"msg_id":\d+,"code":(\d+)')
@@ -38,7 +38,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def flood(gets: int, origin_timeout: float, flags: list[str]) -> dict[str, Any]:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--origin-timeout", str(origin_timeout), *flags],
+    proc = subprocess.Popen([*NODE, "--origin-timeout", str(origin_timeout), *flags],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdin is not None and proc.stdout is not None
     stdin = proc.stdin

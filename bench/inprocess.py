@@ -149,9 +149,8 @@ class Crew:
 
 def herds(sizes: tuple[int, ...] = (10, 100, 1000), reps: int = 5, latency: float = 0.05,
           expired_ttl: float = 1.0) -> dict:
-    """Cold herds on a fresh instance each; expired herds on one instance per
-    contestant and repetition, whose keys (one per herd size) were all filled
-    before the cold herds ran and had expired by the time their herd came."""
+    """Cold herds on a fresh instance each; expired herds on one instance per contestant and repetition, whose keys
+    (one per herd size) were all filled before the cold herds ran and had expired by the time their herd came."""
     contestants = available()
     names = {"cold": [n for n in contestants if n != GRACE] + [HARNESS], "expired": [*contestants, HARNESS]}
     out: dict[str, Any] = {"sizes": list(sizes), "reps": reps, "latency": latency, "expired_ttl": expired_ttl}

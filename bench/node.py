@@ -172,11 +172,8 @@ def cached_gets(cmd: list[str], messages: int, keys: int) -> float:
 
 
 def throughput(runs: int, messages: int, keys: int = 4) -> dict[str, Any]:
-    node: list[float] = []
-    echo: list[float] = []
-    for _ in range(runs):
-        node.append(cached_gets(NODE, messages, keys))
-        echo.append(cached_gets(ECHO, messages, keys))
+    pairs = [(cached_gets(NODE, messages, keys), cached_gets(ECHO, messages, keys)) for _ in range(runs)]
+    node, echo = [n for n, _ in pairs], [e for _, e in pairs]
     return {"messages": messages, "runs": runs, "keys": keys, "node_s": node, "echo_s": echo,
             "ratio": med(node) / med(echo), "paired_ratios": ratios(node, echo)}
 

@@ -195,9 +195,8 @@ RPC_READ = re.compile(rb'"dest":"lin-kv","body":\{"type":"read","msg_id":(\d+),"
 
 
 def linkv_once(misses: int = 20_000) -> dict:
-    """The node's stdin is fed from one first-in-first-out queue, as
-    Maelstrom's network delivers: the burst of gets goes in at once, and each
-    reply of the service goes in behind whatever was queued before it."""
+    """The node's stdin is fed from one first-in-first-out queue, as Maelstrom's network delivers: the burst of gets
+    goes in at once, and each reply of the service goes in behind whatever was queued before it."""
     fifo: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
     counts = {"ok": 0, "timeout": 0, "other": 0, "rpcs": 0}
 
@@ -242,10 +241,9 @@ def linkv_once(misses: int = 20_000) -> dict:
 
 
 def versus_echo(runs: int, count: int) -> dict:
-    node_s, echo_s = [], []
-    for _ in range(runs):
-        node_s.append(through(NODE, gets(0, count), b'"cache":"miss"', [*NODE_FLAGS, "--max-entries", str(2 * count)]))
-        echo_s.append(through(ECHO, gets(0, count), b'"get_ok"'))
+    pairs = [(through(NODE, gets(0, count), b'"cache":"miss"', [*NODE_FLAGS, "--max-entries", str(2 * count)]),
+              through(ECHO, gets(0, count), b'"get_ok"')) for _ in range(runs)]
+    node_s, echo_s = [n for n, _ in pairs], [e for _, e in pairs]
     log(f"  distinct misses vs echo: {runs} pairs of {count:,} lines")
     return {"lines": count, "node_s": node_s, "echo_s": echo_s, "ratios": ratios(node_s, echo_s)}
 
@@ -279,10 +277,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     r["memory"] = {"entries": entries, "node": [memory_once(entries) for _ in range(runs)],
                    "dict_floor_kb": [int(child(DICT_FLOOR, entries)) for _ in range(runs)]}
     log("eviction with fetches in flight:")
-    r["eviction"] = {"evicting": [], "default": []}
-    for _ in range(2 if quick else 3):
-        r["eviction"]["evicting"].append(eviction_once(1000))
-        r["eviction"]["default"].append(eviction_once(None))
+    pairs = [(eviction_once(1000), eviction_once(None)) for _ in range(2 if quick else 3)]
+    r["eviction"] = {"evicting": [e for e, _ in pairs], "default": [d for _, d in pairs]}
     log("lin-kv flood:")
     r["linkv"] = [linkv_once(20_000) for _ in range(2 if quick else 3)]
     log("distinct misses against the echo loop:")
