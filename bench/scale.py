@@ -48,7 +48,7 @@ from typing import Any
 
 from common import BENCH, child, log, med, med_range, part_main, pyplot, ratios, save_plot, section, table, verdict
 from inprocess import hit_vs_floor
-from node import ECHO, NODE, NodeProcess, gets, through, whole_lines
+from node import ECHO, NODE, NodeProcess, get_line, gets, through, whole_lines
 
 GOALS = {"fill_ratio": 1.5, "pause_s": 0.1, "memory_ratio": 1.5, "stats_s": 1.0, "eviction_ratio": 1.2,
          "false_timeouts": 0.01, "echo_ratio": 3.0, "hit_ratio": 2.0}
@@ -86,7 +86,6 @@ def hit_stream(node: NodeProcess, start: int, misses: int, rate: float = 5_000.0
     per_tick = -(-misses // ticks)
     written = [0.0] * ticks
     arrivals: list[tuple[int, float]] = []
-    hot = b'{"src":"c0","dest":"n1","body":{"type":"get","msg_id":%d,"key":"hot"}}\n'
 
     def seen_at(now: float, chunk: bytes) -> None:
         arrivals.extend((int(m.group(1)) - HIT_BASE, now) for m in HIT_REPLY.finditer(chunk))
@@ -101,7 +100,7 @@ def hit_stream(node: NodeProcess, start: int, misses: int, rate: float = 5_000.0
             time.sleep(pause)
         stop = min(at + per_tick, start + misses)
         written[i] = time.perf_counter()
-        node.write(hot % (HIT_BASE + i) + gets(at, stop))
+        node.write(get_line(HIT_BASE + i, "hot") + gets(at, stop))
         at = stop
     reader.join(timeout=120)
     if reader.is_alive() or len(arrivals) != ticks:
