@@ -38,6 +38,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def flood(gets: int, origin_timeout: float, flags: list[str]) -> dict[str, Any]:
+    # not node.NodeProcess: its 1 MiB pipes and its init before the clock would change what the method measures
     proc = subprocess.Popen([*NODE, "--origin-timeout", str(origin_timeout), *flags],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdin is not None and proc.stdout is not None

@@ -9,7 +9,7 @@
   (t0): the time from t0 + L to the last reply read is an upper bound of the time from the
   origin's answer to the last waiter's reply. Goal: under 100 ms.
 
-`NodeProcess` is the one driver of a node process in bench/ (scale.py and costs.py use it too).
+`NodeProcess` drives the node (or echo loop) processes of this part, scale.py and costs.py.
 """
 
 from __future__ import annotations
