@@ -1,12 +1,7 @@
 """What the bench parts share: the repository on sys.path (bench's one edit of it), summaries of
-several runs, Markdown tables, the machine a run was made on, each part's raw figures
-(results/PART.json), plots with a title that says what is good, and `write_section`, the one
-function that writes RESULTS.md.
-
-A part is a module of bench/ with `main(argv: list[str] | None = None) -> int`, run by
-`python3 bench/run.py PART`. `part_main` gives it the usual flags: --quick (a smoke run, written
-under bench/out/), --report (no measuring: redo the section and plots from results/PART.json),
---out DIR.
+several runs, Markdown tables, the machine a run was made on, `part_main` (a part's command line:
+measure or --report, save results/PART.json, write the section), plots with a title that says what
+is good, and `write_section`, the one function that writes RESULTS.md.
 """
 
 from __future__ import annotations
@@ -56,21 +51,12 @@ def child(script: str, *args: object) -> str:
                           capture_output=True, text=True, check=True, cwd=ROOT).stdout
 
 
-# -- several runs ------------------------------------------------------------------
-
-def med(values: Sequence[float]) -> float:
-    return statistics.median(values)
+med = statistics.median
 
 
 def ratios(mine: Sequence[float], base: Sequence[float]) -> list[float]:
     """Run by run: each run of this project against the baseline's run of the same pair."""
     return [m / b for m, b in zip(mine, base, strict=True)]
-
-
-def spread(meds: Sequence[float], runs: Sequence[Sequence[float]]) -> list[list[float]]:
-    """Error bars from each median down to the least of its runs and up to the most."""
-    pairs = list(zip(meds, runs, strict=True))
-    return [[m - min(r) for m, r in pairs], [max(r) - m for m, r in pairs]]
 
 
 def fmt(value: float, digits: int = 0) -> str:
@@ -109,8 +95,6 @@ def verdict(values: Sequence[float], goal: float, below: bool = False) -> str:
     return "yes" if all(ok(v) for v in values) else "on the median"
 
 
-# -- the run -------------------------------------------------------------------------
-
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     try:
@@ -129,24 +113,14 @@ def machine() -> dict[str, Any]:
             "commit": (commit or "unknown") + (f" with uncommitted changes to {', '.join(dirty)}" if dirty else "")}
 
 
-def made_by(r: dict[str, Any]) -> str:
-    """The sentence that opens a section: the command, the machine, the commit, how long."""
+def section(title: str, r: dict[str, Any], intro: str, *blocks: str) -> str:
+    """A part's section: its title, a sentence on the run (the command, the machine, the commit, how long)
+    and `intro`, then the blocks (method, tables...)."""
     m = r["machine"]
     load = f" (load average before it {m['load_before'][0]:.2f})" if m.get("load_before") else ""
-    return (f"Made by `{r['command']}` on {m['nproc']} cores ({m.get('cpu', 'unknown')}), CPython {m['python']}; "
-            f"project commit {m['commit']}, {m['date']}; the run took {r['seconds']:.0f} s{load}.")
-
-
-def section(title: str, r: dict[str, Any], intro: str, *blocks: str) -> str:
-    """A part's section: its title, the sentence on the run (made_by) and `intro`, the blocks (method, tables...)."""
-    return "\n\n".join([f"## {title}", f"{made_by(r)} {intro}".rstrip(), *blocks]) + "\n"
-
-
-def save(out: Path, part: str, data: dict[str, Any]) -> Path:
-    path = out / "results" / f"{part}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n")
-    return path
+    made_by = (f"Made by `{r['command']}` on {m['nproc']} cores ({m.get('cpu', 'unknown')}), CPython {m['python']}; "
+               f"project commit {m['commit']}, {m['date']}; the run took {r['seconds']:.0f} s{load}.")
+    return "\n\n".join([f"## {title}", f"{made_by} {intro}".rstrip(), *blocks]) + "\n"
 
 
 def load(out: Path, part: str) -> dict[str, Any]:
@@ -190,15 +164,16 @@ def part_main(part: str, doc: str | None, argv: list[str] | None,
         given = sys.argv[1:] if argv is None else argv
         r.update(machine=info, quick=args.quick, command=" ".join(["python3 bench/run.py", part, *given]),
                  seconds=time.perf_counter() - started)
-        log(f"raw figures: {save(out, part, r)}")
+        saved = out / "results" / f"{part}.json"
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(r, indent=1) + "\n")
+        log(f"raw figures: {saved}")
     section = render(r, out / "plots")
     if r.get("quick"):
         section += "\n\n**A quick smoke run (`--quick`): too few and too short runs to quote.**"
     log(f"wrote the {part} section of {write_section(out, part, section)}")
     return 0
 
-
-# -- plots -----------------------------------------------------------------------------
 
 def pyplot() -> Any:
     """matplotlib's pyplot, headless; None (and said so) if it is not installed."""
@@ -213,14 +188,11 @@ def pyplot() -> Any:
     return plt
 
 
-def save_plot(fig: Any, path: Path, title: str, subtitle: str) -> Path:
+def save_plot(fig: Any, path: Path, title: str, subtitle: str) -> None:
     """A plot says at a glance what it shows (title) and what is good or why (subtitle, in grey)."""
     fig.suptitle(title, fontsize=12, y=0.99)
     fig.text(0.5, 0.925, subtitle, ha="center", va="top", fontsize=8.5, color="#555555", wrap=True)
     fig.tight_layout(rect=(0, 0, 1, 0.86))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
+    pyplot().close(fig)

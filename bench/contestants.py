@@ -1,29 +1,17 @@
-"""The in-process contestants: the same origin, the same keys, each library's
-documented way of protecting against stampedes (read from its own source).
+"""The in-process contestants: the same origin, the same keys, each library's documented way of
+protecting against stampedes (read from its own source). `make(origin, ttl)` returns `get(key) -> value`.
 
-Every contestant is made by `make(origin, ttl)` and returns `get(key) -> value`.
-
-* collapsed-forwarding: `CollapsedForwardingProxy(origin, ttl).get`; a blocking
-  origin is called once per key by the request that misses first, in its own
-  thread; the others wait on that flight.
-* collapsed-forwarding (grace): the same with `grace=60`: an expired entry is
-  served stale while one background fetch refreshes it (dogpile's behaviour).
-* naive TTL dict: a dict of (value, expiry) with no collapsing, so concurrent
-  misses each call the origin: the herd, seen by every reader.
-* dogpile.cache: `make_region().configure("dogpile.cache.memory")` and
-  `region.get_or_create`; its per-key dogpile lock lets one thread create the
-  value; the others wait when there is no value, or get the expired value
-  while it is recreated.
-* cachetools: `@cached(TTLCache(...), condition=threading.Condition())`; since
-  cachetools 5.4 (6+ documents it) the condition marks a key pending while
-  one thread computes it, and the others wait on the condition
-  (cachetools/_decorator.py, _ConditionMixin).
-* cachebox: `@cachebox.cached(cachebox.TTLCache(...))`, whose default
-  `lock=True` is its "cache stampede prevention": a per-key lock, the others
-  re-check the cache one after another once they get it (cachebox/_wrappers.py).
-* singleflight (PyPI singleflight 0.1.3, a port of Go's groupcache
-  singleflight): it has no cache, so it guards the fill of the same TTL dict as
-  the naive contestant: `SingleFlight().call(load, key, key)` on a miss.
+* collapsed-forwarding (grace): with `grace=60` an expired entry is served stale while one
+  background fetch refreshes it (dogpile's behaviour).
+* naive TTL dict: no collapsing, so concurrent misses each call the origin: the herd.
+* dogpile.cache: `region.get_or_create`; its per-key dogpile lock lets one thread create the value;
+  the others wait when there is no value, or get the expired value while it is recreated.
+* cachetools: since 5.4 (6+ documents it) `condition=` marks a key pending while one thread computes
+  it, and the others wait on the condition (cachetools/_decorator.py, _ConditionMixin).
+* cachebox: `cached`'s default `lock=True` is its "cache stampede prevention": a per-key lock, the
+  others re-check the cache one after another once they get it (cachebox/_wrappers.py).
+* singleflight (0.1.3, a port of Go's groupcache singleflight) has no cache: it guards the fill of
+  the naive contestant's TTL dict.
 """
 
 from __future__ import annotations
@@ -60,8 +48,6 @@ class Origin:
         return "value-" + key
 
 
-# -- the floor and the naive contestant --------------------------------------
-
 def make_floor(origin: Origin, ttl: float) -> Get:
     """Not a cache: a plain dict lookup plus one monotonic-clock comparison, in
     a function. Only for the hit cost; the key must have been put first."""
@@ -77,21 +63,23 @@ def make_floor(origin: Origin, ttl: float) -> Get:
     return get
 
 
-def make_naive(origin: Origin, ttl: float) -> Get:
+def make_naive(origin: Origin, ttl: float, guard: Callable[..., Any] | None = None) -> Get:
+    """A dict of (value, expiry); a miss calls the origin itself, or through `guard(load, key, key)`."""
     entries: dict[str, tuple[Any, float]] = {}
+
+    def load(key: str) -> Any:
+        value = origin(key)
+        entries[key] = (value, monotonic() + ttl)
+        return value
 
     def get(key: str) -> Any:
         entry = entries.get(key)
         if entry is not None and monotonic() < entry[1]:
             return entry[0]
-        value = origin(key)
-        entries[key] = (value, monotonic() + ttl)
-        return value
+        return guard(load, key, key) if guard else load(key)
 
     return get
 
-
-# -- the project ---------------------------------------------------------------
 
 def make_collapsed(origin: Origin, ttl: float) -> Get:
     return CollapsedForwardingProxy(origin, ttl, timeout=30).get
@@ -100,8 +88,6 @@ def make_collapsed(origin: Origin, ttl: float) -> Get:
 def make_collapsed_grace(origin: Origin, ttl: float) -> Get:
     return CollapsedForwardingProxy(origin, ttl, timeout=30, grace=60).get
 
-
-# -- the peers ---------------------------------------------------------------
 
 def make_dogpile(origin: Origin, ttl: float) -> Get:
     from dogpile.cache import make_region
@@ -130,21 +116,7 @@ def make_cachebox(origin: Origin, ttl: float) -> Get:
 def make_singleflight(origin: Origin, ttl: float) -> Get:
     from singleflight.basic import SingleFlight
 
-    flights = SingleFlight()
-    entries: dict[str, tuple[Any, float]] = {}
-
-    def load(key: str) -> Any:
-        value = origin(key)
-        entries[key] = (value, monotonic() + ttl)
-        return value
-
-    def get(key: str) -> Any:
-        entry = entries.get(key)
-        if entry is not None and monotonic() < entry[1]:
-            return entry[0]
-        return flights.call(load, key, key)
-
-    return get
+    return make_naive(origin, ttl, guard=SingleFlight().call)
 
 
 COLLAPSED = "collapsed-forwarding"

@@ -30,6 +30,8 @@ from common import child, log, med, med_range, method, part_main, ratios, sectio
 from inprocess import hit_vs_floor
 from node import ECHO, NODE, cached_gets
 
+from proxy import CollapsedForwardingProxy
+
 # measure -> (what it is, its goal, the unit and scale of its raw figures)
 MEASURES: dict[str, tuple[str, float, str, float]] = {
     "miss": ("a miss, 1 thread: library / the design card", 1.5, "µs", 1e6),
@@ -82,12 +84,6 @@ def backend(key: str) -> str:
     return "value-" + key
 
 
-def library(max_entries: int) -> Callable[[str], Any]:
-    from proxy import CollapsedForwardingProxy
-
-    return CollapsedForwardingProxy(backend, 3600, max_entries=max_entries).get
-
-
 def misses(get: Callable[[str], Any], keys: Sequence[str], threads: int) -> float:
     """Seconds per miss: `keys` (all new) got once each, split over `threads` threads."""
     if threads == 1:
@@ -117,12 +113,14 @@ def miss_pair(n: int, threads: int, run: int) -> tuple[float, float]:
     keys = [f"key-{run}-{i:07d}" for i in range(n)]
     out = {}
     for name in ("library", "card") if run % 2 == 0 else ("card", "library"):
-        get = library(2 * n) if name == "library" else Card(backend, 3600).get
+        get = (CollapsedForwardingProxy(backend, 3600, max_entries=2 * n).get if name == "library"
+               else Card(backend, 3600).get)
         gc.collect()
         out[name] = misses(get, keys, threads)
     return out["library"], out["card"]
 
 
+# seconds for one full collection in a fresh process holding n entries of the library or of a dict
 GC_CHILD = r"""
 import gc, statistics, time
 n, kind = int(sys.argv[2]), sys.argv[3]
@@ -144,11 +142,6 @@ print(statistics.median(times))
 """
 
 
-def gc_once(n: int, kind: str) -> float:
-    """Seconds for one full collection in a fresh process holding n entries of `kind`."""
-    return float(child(GC_CHILD, n, kind))
-
-
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick
     runs = args.runs or (2 if quick else 5)
@@ -162,7 +155,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for run in range(runs):
         add("miss", *miss_pair(n, 1, run))
         add("miss_8_threads", *miss_pair(n, 8, run))
-        add("gc_1m", gc_once(gc_entries, "library"), gc_once(gc_entries, "dict"))
+        add("gc_1m", float(child(GC_CHILD, gc_entries, "library")), float(child(GC_CHILD, gc_entries, "dict")))
         add("node_hits", cached_gets(NODE, messages, 4), cached_gets(ECHO, messages, 4))
         log(f"  costs: run {run + 1}/{runs} done")
     hit = hit_vs_floor(runs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 
 import common  # noqa: F401  (puts the repository on sys.path)
 
@@ -25,28 +26,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=300)
     parser.add_argument("--odd-rate", type=float, default=0.3, help="fraction of service replies made odd")
     args = parser.parse_args(argv)
-    started = time.monotonic()
-    runs = lines_in = lines_out = expected = hostile = failed = 0
-    seed = args.seed
+    started, seed, total = time.monotonic(), args.seed, Counter[str]()
     while time.monotonic() - started < args.seconds:
         run = run_once(seed, args.batches, args.batch_size, args.odd_rate)
-        runs += 1
-        lines_in += run.lines_in
-        lines_out += run.lines_out
-        expected += run.expected
-        hostile += run.hostile
+        total.update(runs=1, lines_in=run.lines_in, lines_out=run.lines_out, expected=run.expected,
+                     hostile=run.hostile, failed=bool(run.failures))
         if run.failures:
-            failed += 1
             print(f"seed {seed}: {len(run.failures)} failures", flush=True)
             for failure in run.failures[:10]:
                 print("   ", failure, flush=True)
         seed += 1
     elapsed = time.monotonic() - started
-    print(f"{runs} runs (seeds {args.seed}..{seed - 1}) in {elapsed:.0f}s: {lines_in} lines sent to the node "
-          f"({lines_in / elapsed:.0f}/s), {lines_out} lines read back, {expected} requests that had to be "
-          f"answered, {hostile} hostile-sender messages; {failed} runs failed")
-    return 1 if failed else 0
-
+    print(f"{total['runs']} runs (seeds {args.seed}..{seed - 1}) in {elapsed:.0f}s: {total['lines_in']} lines sent "
+          f"to the node ({total['lines_in'] / elapsed:.0f}/s), {total['lines_out']} lines read back, "
+          f"{total['expected']} requests that had to be answered, {total['hostile']} hostile-sender messages; "
+          f"{total['failed']} runs failed")
+    return 1 if total["failed"] else 0
 
 if __name__ == "__main__":
     sys.exit(main())

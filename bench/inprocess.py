@@ -21,38 +21,14 @@ import gc
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from common import (
-    fmt,
-    goals_table,
-    log,
-    med,
-    med_range,
-    method,
-    part_main,
-    pyplot,
-    ratios,
-    save_plot,
-    section,
-    spread,
-    table,
-)
-from contestants import (
-    COLLAPSED,
-    CONTESTANTS,
-    FLOOR,
-    GRACE,
-    NAIVE,
-    Origin,
-    available,
-    make_collapsed,
-    make_floor,
-)
+from common import fmt, goals_table, log, med, med_range, method, part_main, pyplot, ratios, save_plot, section, table
+from contestants import COLLAPSED, CONTESTANTS, FLOOR, GRACE, NAIVE, Origin, available, make_collapsed, make_floor
 
 HIT_GOAL = 2.0
 HARNESS = "harness floor: no cache, no origin"
@@ -65,8 +41,6 @@ def _rotated(names: list[str], rep: int) -> list[str]:
     k = rep % len(names)
     return names[k:] + names[:k]
 
-
-# -- hit cost ----------------------------------------------------------------
 
 def loop_ns(get: Callable[[str], Any], key: str, n: int) -> float:
     """ns per call of get(key), the bare loop's own cost subtracted."""
@@ -123,8 +97,6 @@ def hit_vs_floor(reps: int, n: int = 200_000) -> dict:
     return {**out, "ratios": ratios(out["collapsed"], out["floor"])}
 
 
-# -- herds -------------------------------------------------------------------
-
 class Crew:
     """n threads, started once and parked on a barrier, that run one herd after
     another: each herd releases them together, and each gets the key once."""
@@ -177,17 +149,13 @@ class Crew:
 
 def herds(sizes: tuple[int, ...] = (10, 100, 1000), reps: int = 5, latency: float = 0.05,
           expired_ttl: float = 1.0) -> dict:
-    """Cold herds on a fresh instance each; expired herds on one instance per
-    contestant and repetition, whose keys (one per herd size) were all filled
-    before the cold herds ran and had expired by the time their herd came."""
+    """Cold herds on a fresh instance each; expired herds on one instance per contestant and repetition, whose keys
+    (one per herd size) were all filled before the cold herds ran and had expired by the time their herd came."""
     contestants = available()
-    cold_names = [n for n in contestants if n != GRACE]
-    expired_names = list(contestants)
+    names = {"cold": [n for n in contestants if n != GRACE] + [HARNESS], "expired": [*contestants, HARNESS]}
     out: dict[str, Any] = {"sizes": list(sizes), "reps": reps, "latency": latency, "expired_ttl": expired_ttl}
-    for kind, names in (("cold", cold_names), ("expired", expired_names)):
-        out[kind] = {name: {str(n): {"calls": [], "wall": []} for n in sizes}
-                     for name in names + [HARNESS]}
-
+    for kind in names:
+        out[kind] = {name: {str(n): {"calls": [], "wall": []} for n in sizes} for name in names[kind]}
     crews = {n: Crew(n) for n in sizes}
 
     def record(kind: str, name: str, n: int, origin: Origin | None, get: Callable[[str], Any], key: str) -> None:
@@ -201,36 +169,27 @@ def herds(sizes: tuple[int, ...] = (10, 100, 1000), reps: int = 5, latency: floa
         return "value-" + key
 
     for rep in range(reps):
-        made = {}
-        for name in expired_names:
+        expiring: dict[str, tuple[Origin | None, Callable[[str], Any]]] = {HARNESS: (None, no_cache)}
+        for name in contestants:
             origin = Origin(latency)
             get = contestants[name][0](origin, expired_ttl)
             for n in sizes:
                 get(f"expired-{n}")
-            made[name] = (origin, get)
+            expiring[name] = (origin, get)
         expired_at = time.perf_counter() + expired_ttl * 1.1 + 0.02
         for n in sizes:
-            for name in _rotated(cold_names + [HARNESS], rep):
-                if name == HARNESS:
-                    record("cold", name, n, None, no_cache, "cold")
-                    continue
-                origin = Origin(latency)
-                record("cold", name, n, origin, contestants[name][0](origin, 60), "cold")
+            for name in _rotated(names["cold"], rep):
+                origin = None if name == HARNESS else Origin(latency)
+                record("cold", name, n, origin, contestants[name][0](origin, 60) if origin else no_cache, "cold")
         time.sleep(max(0.0, expired_at - time.perf_counter()))
         for n in sizes:
-            for name in _rotated(expired_names + [HARNESS], rep):
-                if name == HARNESS:
-                    record("expired", name, n, None, no_cache, f"expired-{n}")
-                    continue
-                origin, get = made[name]
-                record("expired", name, n, origin, get, f"expired-{n}")
+            for name in _rotated(names["expired"], rep):
+                record("expired", name, n, *expiring[name], f"expired-{n}")
         log(f"  herds: repetition {rep + 1}/{reps} done")
     for crew in crews.values():
         crew.close()
     return out
 
-
-# -- the part -------------------------------------------------------------------------
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick
@@ -302,8 +261,14 @@ def wall_note(h: dict[str, Any]) -> str:
             f"dogpile.cache and cachebox pass a per-key lock from thread to thread.")
 
 
+def spread(meds: Sequence[float], runs: Sequence[Sequence[float]]) -> list[list[float]]:
+    """Error bars from each median down to the least of its runs and up to the most."""
+    pairs = list(zip(meds, runs, strict=True))
+    return [[m - min(r) for m, r in pairs], [max(r) - m for m, r in pairs]]
+
+
 def plot_herds(plt: Any, h: dict[str, Any], field: str, scale: float, ylabel: str, path: Path, title: str,
-               note: str, harness: bool) -> Path:
+               note: str, harness: bool) -> None:
     sizes = h["sizes"]
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), sharey=True)
     for ax, kind in zip(axes, ("cold", "expired"), strict=True):
@@ -320,10 +285,10 @@ def plot_herds(plt: Any, h: dict[str, Any], field: str, scale: float, ylabel: st
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel(ylabel)
     axes[1].legend(fontsize=8, loc="upper left")
-    return save_plot(fig, path, title, note)
+    save_plot(fig, path, title, note)
 
 
-def plot_hits(plt: Any, ns: dict[str, list[float]], path: Path) -> Path:
+def plot_hits(plt: Any, ns: dict[str, list[float]], path: Path) -> None:
     names = sorted(ns, key=lambda n: med(ns[n]))
     meds = [med(ns[n]) for n in names]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 2))
@@ -336,7 +301,7 @@ def plot_hits(plt: Any, ns: dict[str, list[float]], path: Path) -> Path:
     ax.set_xlim(right=max(max(v) for v in ns.values()) * 2.5)
     ax.invert_yaxis()
     ax.legend(fontsize=8, loc="lower right")
-    return save_plot(fig, path, "The cost of a hit, one thread",
+    save_plot(fig, path, "The cost of a hit, one thread",
                      "ns per get of a present key: lower is better; the floor is a dict lookup and a clock read")
 
 

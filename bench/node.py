@@ -9,7 +9,7 @@
   (t0): the time from t0 + L to the last reply read is an upper bound of the time from the
   origin's answer to the last waiter's reply. Goal: under 100 ms.
 
-`NodeProcess` is the one driver of a node process in bench/ (scale.py and costs.py use it too).
+`NodeProcess` drives the node (or echo loop) processes of this part, scale.py and costs.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,18 @@ def status(pid: int, field: str) -> int:
     """A field of /proc/PID/status, in its unit (kB for memory)."""
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def whole_lines(stream: Any) -> Iterator[tuple[float, bytes]]:
+    """The whole lines read from `stream` until it ends, a chunk at a time, each with the time it was read.
+    Chunks, counted and matched in C: a reader that parsed each line would fall behind the node."""
+    tail = b""
+    for chunk in iter(partial(stream.read1, PIPE_SIZE), b""):
+        now, data = time.perf_counter(), tail + chunk
+        cut = data.rfind(b"\n") + 1
+        lines, tail = data[:cut], data[cut:]
+        if lines:
+            yield now, lines
 
 
 class NodeProcess:
@@ -137,12 +150,6 @@ class NodeProcess:
         self.close()
 
 
-def stats_of(replies: bytes) -> dict[str, Any]:
-    return next(json.loads(line)["body"] for line in replies.splitlines() if b'"stats_ok"' in line)  # type: ignore[no-any-return]
-
-
-# -- the node against the echo loop ----------------------------------------------------
-
 def through(cmd: list[str], batch: bytes, expect: bytes, flags: Sequence[str] = (), warm: bytes = b"") -> float:
     """Seconds from the first write of `batch` to its last reply, in a fresh process (`warm` answered
     first); each reply must hold `expect`."""
@@ -165,16 +172,11 @@ def cached_gets(cmd: list[str], messages: int, keys: int) -> float:
 
 
 def throughput(runs: int, messages: int, keys: int = 4) -> dict[str, Any]:
-    node: list[float] = []
-    echo: list[float] = []
-    for _ in range(runs):
-        node.append(cached_gets(NODE, messages, keys))
-        echo.append(cached_gets(ECHO, messages, keys))
+    pairs = [(cached_gets(NODE, messages, keys), cached_gets(ECHO, messages, keys)) for _ in range(runs)]
+    node, echo = [n for n, _ in pairs], [e for _, e in pairs]
     return {"messages": messages, "runs": runs, "keys": keys, "node_s": node, "echo_s": echo,
             "ratio": med(node) / med(echo), "paired_ratios": ratios(node, echo)}
 
-
-# -- release of 10,000 waiters ----------------------------------------------------------
 
 def release_once(waiters: int = 10_000, latency: float = 1.0) -> float:
     """Seconds from the origin's answer (at the latest) to the last waiter's reply read."""
@@ -189,8 +191,6 @@ def release_once(waiters: int = 10_000, latency: float = 1.0) -> float:
         raise RuntimeError(f"expected 1 miss and {waiters - 1} collapsed, got {misses} and {collapsed}")
     return arrivals[-1] - (t0 + latency)
 
-
-# -- the part -------------------------------------------------------------------------
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     runs = 2 if args.quick else 5

@@ -48,7 +48,7 @@ from typing import Any
 
 from common import BENCH, child, log, med, med_range, part_main, pyplot, ratios, save_plot, section, table, verdict
 from inprocess import hit_vs_floor
-from node import ECHO, NODE, PIPE_SIZE, NodeProcess, gets, stats_of, through
+from node import ECHO, NODE, NodeProcess, get_line, gets, through, whole_lines
 
 GOALS = {"fill_ratio": 1.5, "pause_s": 0.1, "memory_ratio": 1.5, "stats_s": 1.0, "eviction_ratio": 1.2,
          "false_timeouts": 0.01, "echo_ratio": 3.0, "hit_ratio": 2.0}
@@ -58,8 +58,6 @@ NODE_FLAGS = ("--sim-latency", "0", "--ttl", "3600", *BOUNDS_OFF)
 # the earlier runs the goals table shows beside this one: before this work (9131206), after the package move
 BASELINES = [str(BENCH / "results" / "scale_9131206.json"), str(BENCH / "results" / "scale_cf63f3d.json")]
 
-
-# -- node: fill, miss bursts, hit streams ----------------------------------------
 
 def fill(node: NodeProcess, start: int, stop: int, step: int, msg_base: int = 1_000_000) -> int:
     """Distinct misses start..stop, `step` written at a time, each batch answered before the next;
@@ -88,7 +86,6 @@ def hit_stream(node: NodeProcess, start: int, misses: int, rate: float = 5_000.0
     per_tick = -(-misses // ticks)
     written = [0.0] * ticks
     arrivals: list[tuple[int, float]] = []
-    hot = b'{"src":"c0","dest":"n1","body":{"type":"get","msg_id":%d,"key":"hot"}}\n'
 
     def seen_at(now: float, chunk: bytes) -> None:
         arrivals.extend((int(m.group(1)) - HIT_BASE, now) for m in HIT_REPLY.finditer(chunk))
@@ -103,7 +100,7 @@ def hit_stream(node: NodeProcess, start: int, misses: int, rate: float = 5_000.0
             time.sleep(pause)
         stop = min(at + per_tick, start + misses)
         written[i] = time.perf_counter()
-        node.write(hot % (HIT_BASE + i) + gets(at, stop))
+        node.write(get_line(HIT_BASE + i, "hot") + gets(at, stop))
         at = stop
     reader.join(timeout=120)
     if reader.is_alive() or len(arrivals) != ticks:
@@ -114,25 +111,11 @@ def hit_stream(node: NodeProcess, start: int, misses: int, rate: float = 5_000.0
             "misses": misses, "seconds": times[-1] - began, "hits": ticks}
 
 
-def burst_at(size: int, most: int) -> int:
-    """Misses in the timed burst at `size` entries: a fifth of the size, 1,000 to `most`."""
-    return min(most, max(1_000, size // 5))
-
-
-def stream_at(size: int, most: int) -> int:
-    """Misses during the hit stream: 30% of the size, up to `most`. Python's full
-    collection runs once the objects that survived grow by 25%, so a window that
-    adds 30% sees the one that a fill of this size brings (with the old entries)."""
-    return min(most, max(1_000, size * 3 // 10))
-
-
 def node_sweep_once(sizes: Sequence[int], burst: int, stream: int) -> dict:
     """One node filled to each size in turn; `filled` is the next fresh key (the
     measures themselves add entries, so a size is where each measure starts)."""
-    top = max(sizes)
-    node = NodeProcess(*NODE_FLAGS, "--max-entries", str(3 * top))
     points = []
-    try:
+    with NodeProcess(*NODE_FLAGS, "--max-entries", str(3 * max(sizes))) as node:
         node.ask({"type": "get", "msg_id": 2, "key": "hot"})
         rss0 = node.status("VmRSS")
         filled, bad = 0, 0
@@ -142,10 +125,12 @@ def node_sweep_once(sizes: Sequence[int], burst: int, stream: int) -> dict:
             filled = max(size, filled)
             fill_s = time.perf_counter() - t0
             rss = node.status("VmRSS")
-            n_burst = burst_at(filled, burst)
+            n_burst = min(burst, max(1_000, filled // 5))
             burst_s, burst_errors = miss_burst(node, filled, n_burst)
             filled += n_burst
-            n_stream = stream_at(size, stream)
+            # Python's full collection runs once the objects that survived grow by 25%, so a stream
+            # that adds 30% of the size sees the one that a fill of this size brings
+            n_stream = min(stream, max(1_000, size * 3 // 10))
             pause = hit_stream(node, filled, n_stream)
             filled += n_stream
             points.append({"entries": size, "fill_s": fill_s, "rss_kb": rss - rss0, "burst": n_burst,
@@ -154,13 +139,10 @@ def node_sweep_once(sizes: Sequence[int], burst: int, stream: int) -> dict:
             log(f"    node at {size:,} entries: {burst_s / n_burst * 1e6:.1f} µs per miss, "
                 f"longest gap {pause['max_gap_s'] * 1e3:.0f} ms, latency {pause['max_latency_s'] * 1e3:.0f} ms")
         stats = node.ask({"type": "stats", "msg_id": 3})
-    finally:
-        node.close()
     return {"points": points, "entries_at_end": stats["entries"], "keys_asked": filled + 1}
 
 
-# -- memory -----------------------------------------------------------------------------
-
+# RSS growth of a plain dict of the same keys and values, with an expiry float
 DICT_FLOOR = r"""
 import time
 n, before, d, now = int(sys.argv[2]), rss(), {}, time.monotonic()
@@ -171,15 +153,9 @@ print(rss() - before)
 """
 
 
-def dict_floor_kb(entries: int) -> int:
-    """RSS growth of a plain dict of the same keys and values, with an expiry float."""
-    return int(child(DICT_FLOOR, entries))
-
-
 def memory_once(entries: int, paced: int = 1000, timeout: float = 1.0) -> dict[str, Any]:
     """RSS growth for `entries` distinct keys, `paced` at a time, each batch answered before the next."""
-    node = NodeProcess("--sim-latency", "0", "--origin-timeout", str(timeout), "--max-entries", str(entries * 2))
-    try:
+    with NodeProcess("--sim-latency", "0", "--origin-timeout", str(timeout), "--max-entries", str(entries * 2)) as node:
         node.ask({"type": "get", "msg_id": 2, "key": "warm"})
         time.sleep(timeout + 0.5)  # the warm-up's deadline timer leaves the heap
         before = node.status("VmRSS")
@@ -187,23 +163,18 @@ def memory_once(entries: int, paced: int = 1000, timeout: float = 1.0) -> dict[s
         time.sleep(timeout + 0.5)  # the fetches' cancelled deadline timers leave the heap
         after = node.status("VmRSS")
         stats = node.ask({"type": "stats", "msg_id": 3})
-    finally:
-        node.close()
     if stats["entries"] + errors != entries + 1:
         raise RuntimeError(f"expected {entries + 1 - errors} entries, the node has {stats['entries']}")
     return {"delta_kb": after - before, "errors": errors}
 
 
-# -- eviction with fetches in flight ---------------------------------------------------
-
 def eviction_once(max_entries: int | None, misses: int = 8_000, latency: float = 2.0) -> dict:
     flags = ["--sim-latency", str(latency), "--origin-timeout", str(latency + 10), "--ttl", "3600", *BOUNDS_OFF]
     if max_entries is not None:
         flags += ["--max-entries", str(max_entries)]
-    node = NodeProcess(*flags)
     stats_line = b'{"src":"c0","dest":"n1","body":{"type":"stats","msg_id":7}}\n'
     marks: list[float] = []
-    try:
+    with NodeProcess(*flags) as node:
         batch = gets(0, misses)
         began = time.perf_counter()
         node.write(batch + stats_line)
@@ -211,27 +182,21 @@ def eviction_once(max_entries: int | None, misses: int = 8_000, latency: float =
         # replies to early gets may come before stats_ok when admission is slow
         data = node.read_lines(misses + 1, seen_at=lambda now, chunk: marks.append(now) if b'"stats_ok"' in chunk
                                else None)
-        answered, stats = marks[0], stats_of(data)
-    finally:
-        node.close()
+    answered = marks[0]
+    stats = next(json.loads(line)["body"] for line in data.splitlines() if b'"stats_ok"' in line)
     if stats.get("type") != "stats_ok" or data.count(b'"get_ok"') != misses:
         raise RuntimeError(f"eviction run: stats {stats}, {data.count(b'get_ok')} of {misses} get_ok")
     return {"max_entries": max_entries, "misses": misses, "stats_after_written_s": answered - written,
             "admitted_s": answered - began, "in_flight": stats["in_flight"], "entries_after": stats["entries"]}
 
 
-# -- lin-kv flood: the bench is the service -------------------------------------------
-
 RPC_READ = re.compile(rb'"dest":"lin-kv","body":\{"type":"read","msg_id":(\d+),"key":"([^"]*)"')
 
 
 def linkv_once(misses: int = 20_000) -> dict:
-    """The node's stdin is fed from one first-in-first-out queue, as
-    Maelstrom's network delivers: the burst of gets goes in at once, and each
-    reply of the service goes in behind whatever was queued before it."""
-    node = NodeProcess("--origin", "lin-kv", "--ttl", "3600", *BOUNDS_OFF)
+    """The node's stdin is fed from one first-in-first-out queue, as Maelstrom's network delivers: the burst of gets
+    goes in at once, and each reply of the service goes in behind whatever was queued before it."""
     fifo: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-    fifo.put(gets(0, misses))  # the whole burst first: every reply of the service queues behind it
     counts = {"ok": 0, "timeout": 0, "other": 0, "rpcs": 0}
 
     def write() -> None:
@@ -239,18 +204,8 @@ def linkv_once(misses: int = 20_000) -> dict:
             node.write(data)
 
     def serve_and_count() -> None:
-        """Whole chunks at a time (regex and count in C): the driver must not be
-        the one that falls behind, on a machine the node shares with it."""
-        pending = b""
         answered = 0
-        while answered < misses:
-            data = node.stdout.read1(PIPE_SIZE)
-            if not data:
-                raise RuntimeError("the node closed its output")
-            cut = data.rfind(b"\n") + 1
-            whole, pending = pending + data[:cut], data[cut:] if cut else pending + data
-            if not cut:
-                continue
+        for _, whole in whole_lines(node.stdout):
             out = [b'{"src":"lin-kv","dest":"n1","body":{"type":"read_ok","in_reply_to":%s,'
                    b'"msg_id":1,"value":"v-%s"}}\n' % (m.group(1), m.group(2)) for m in RPC_READ.finditer(whole)]
             if out:
@@ -262,37 +217,35 @@ def linkv_once(misses: int = 20_000) -> dict:
             counts["timeout"] += timeouts
             counts["other"] += lines - ok - timeouts
             answered += lines
+            if answered >= misses:
+                return
+        raise RuntimeError("the node closed its output")
 
     service = threading.Thread(target=serve_and_count, daemon=True)
     writer = threading.Thread(target=write, daemon=True)
-    began = time.perf_counter()
-    service.start()
-    writer.start()
-    try:
-        service.join(timeout=120)
-        elapsed = time.perf_counter() - began
-    finally:
-        fifo.put(None)
-        writer.join(timeout=5)
-        node.close()
+    with NodeProcess("--origin", "lin-kv", "--ttl", "3600", *BOUNDS_OFF) as node:
+        fifo.put(gets(0, misses))  # the whole burst first: every reply of the service queues behind it
+        began = time.perf_counter()
+        service.start()
+        writer.start()
+        try:
+            service.join(timeout=120)
+            elapsed = time.perf_counter() - began
+        finally:
+            fifo.put(None)
+            writer.join(timeout=5)
     if service.is_alive():
         raise RuntimeError("not every get was answered")
     return {"misses": misses, "seconds": elapsed, **counts, "false_timeout_rate": counts["timeout"] / misses}
 
 
-# -- distinct misses against the echo loop ---------------------------------------------
-
 def versus_echo(runs: int, count: int) -> dict:
-    node_s, echo_s = [], []
-    for _ in range(runs):
-        node_s.append(through(NODE, gets(0, count), b'"cache":"miss"', [*NODE_FLAGS, "--max-entries", str(2 * count)]))
-        echo_s.append(through(ECHO, gets(0, count), b'"get_ok"'))
+    pairs = [(through(NODE, gets(0, count), b'"cache":"miss"', [*NODE_FLAGS, "--max-entries", str(2 * count)]),
+              through(ECHO, gets(0, count), b'"get_ok"')) for _ in range(runs)]
+    node_s, echo_s = [n for n, _ in pairs], [e for _, e in pairs]
     log(f"  distinct misses vs echo: {runs} pairs of {count:,} lines")
-    return {"lines": count, "node_s": node_s, "echo_s": echo_s,
-            "ratios": ratios(node_s, echo_s)}
+    return {"lines": count, "node_s": node_s, "echo_s": echo_s, "ratios": ratios(node_s, echo_s)}
 
-
-# -- the whole run ------------------------------------------------------------------------
 
 def node_sweep(sizes: list[int], runs: int, burst: int, stream: int) -> dict[str, Any]:
     """`runs` sweeps, each beside a burst on an empty node (the goal's empty point)."""
@@ -317,16 +270,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     log("node sweep:")
     r["node_sweep"] = node_sweep(sizes, args.node_runs or (1 if quick else 3), burst=5_000 if quick else 20_000,
                                  stream=5_000 if quick else 50_000)
-    r["dict_floor_kb"] = {str(n): dict_floor_kb(n) for n in sizes}
+    r["dict_floor_kb"] = {str(n): int(child(DICT_FLOOR, n)) for n in sizes}
     log("memory at 100,000 entries:")
     entries, runs = (20_000, 2) if quick else (100_000, 3)
     r["memory"] = {"entries": entries, "node": [memory_once(entries) for _ in range(runs)],
-                   "dict_floor_kb": [dict_floor_kb(entries) for _ in range(runs)]}
+                   "dict_floor_kb": [int(child(DICT_FLOOR, entries)) for _ in range(runs)]}
     log("eviction with fetches in flight:")
-    r["eviction"] = {"evicting": [], "default": []}
-    for _ in range(2 if quick else 3):
-        r["eviction"]["evicting"].append(eviction_once(1000))
-        r["eviction"]["default"].append(eviction_once(None))
+    pairs = [(eviction_once(1000), eviction_once(None)) for _ in range(2 if quick else 3)]
+    r["eviction"] = {"evicting": [e for e, _ in pairs], "default": [d for _, d in pairs]}
     log("lin-kv flood:")
     r["linkv"] = [linkv_once(20_000) for _ in range(2 if quick else 3)]
     log("distinct misses against the echo loop:")
@@ -335,46 +286,34 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return r
 
 
-# -- figures ----------------------------------------------------------------------------
-
 def node_point(r: dict, size: int) -> list[dict]:
     return [p for run in r["node_sweep"]["runs"] for p in run["points"] if p["entries"] == size]
 
 
 def goals(r: dict) -> list[tuple[str, list[float], str, float, str]]:
     """(measure, values run by run, how to print, goal, direction) for each goal."""
-    sweep = r["node_sweep"]
-    burst = sweep["burst"]
-    sizes = sweep["sizes"]
-    mid = 200_000 if 200_000 in sizes else sorted(sizes)[-1]
-    top = max(sizes)
-    empties = [run["empty_burst_s"] for run in sweep["runs"]]
-    at_mid = [p["burst_s"] for p in node_point(r, mid)]
-    fill_ratio = ratios(at_mid, empties)
-    gaps = [p["stream_max_gap_s"] for p in node_point(r, top)]
-    mem = r["memory"]
+    sweep, mem, ev = r["node_sweep"], r["memory"], r["eviction"]
+    mid = 200_000 if 200_000 in sweep["sizes"] else sorted(sweep["sizes"])[-1]
+    top = max(sweep["sizes"])
+    fill_ratio = ratios([p["burst_s"] for p in node_point(r, mid)], [run["empty_burst_s"] for run in sweep["runs"]])
     mem_ratio = ratios([n["delta_kb"] for n in mem["node"]], mem["dict_floor_kb"])
-    ev = r["eviction"]
-    stats_s = [x["stats_after_written_s"] for x in ev["evicting"]]
     ev_ratio = ratios([a["admitted_s"] for a in ev["evicting"]], [b["admitted_s"] for b in ev["default"]])
-    false_t = [x["false_timeout_rate"] for x in r["linkv"]]
-    echo = r["echo"]["ratios"]
-    hit = r["hit"]["ratios"]
     return [
-        (f"time per miss, node with {mid:,} entries / empty ({burst:,}-miss bursts)", fill_ratio, "x",
+        (f"time per miss, node with {mid:,} entries / empty ({sweep['burst']:,}-miss bursts)", fill_ratio, "x",
          GOALS["fill_ratio"], "<="),
         (f"longest gap between hits (one per 5 ms), node at {top:,} entries taking "
-         f"{node_point(r, top)[0]['stream_misses']:,} misses, ms", [g * 1e3 for g in gaps], "ms",
-         GOALS["pause_s"] * 1e3, "<"),
+         f"{node_point(r, top)[0]['stream_misses']:,} misses, ms",
+         [p["stream_max_gap_s"] * 1e3 for p in node_point(r, top)], "ms", GOALS["pause_s"] * 1e3, "<"),
         (f"RSS per entry, node at {mem['entries']:,} entries / dict", mem_ratio, "x", GOALS["memory_ratio"], "<="),
         ("`--max-entries 1000`, 8,000 misses in flight: `stats` answered after written, ms",
-         [s * 1e3 for s in stats_s], "ms", GOALS["stats_s"] * 1e3, "<="),
+         [x["stats_after_written_s"] * 1e3 for x in ev["evicting"]], "ms", GOALS["stats_s"] * 1e3, "<="),
         ("the same: admitting 8,000 misses / the same with no eviction", ev_ratio, "x", GOALS["eviction_ratio"],
          "<="),
-        ("lin-kv burst of 20,000 distinct misses: false timeouts, %", [f * 100 for f in false_t], "%",
-         GOALS["false_timeouts"] * 100, "<="),
-        (f"{r['echo']['lines']:,} distinct misses, node / echo loop (time)", echo, "x", GOALS["echo_ratio"], "<="),
-        ("a hit in the library / the floor", hit, "x", GOALS["hit_ratio"], "<="),
+        ("lin-kv burst of 20,000 distinct misses: false timeouts, %",
+         [x["false_timeout_rate"] * 100 for x in r["linkv"]], "%", GOALS["false_timeouts"] * 100, "<="),
+        (f"{r['echo']['lines']:,} distinct misses, node / echo loop (time)", r["echo"]["ratios"], "x",
+         GOALS["echo_ratio"], "<="),
+        ("a hit in the library / the floor", r["hit"]["ratios"], "x", GOALS["hit_ratio"], "<="),
     ]
 
 
