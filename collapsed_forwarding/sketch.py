@@ -74,4 +74,5 @@ class FrequencySketch:
 
     def frequency(self, key: Hashable) -> int:
         table = self._table
-        return min(table[slot] for slot in self._slots(key))
+        first, second, third, fourth = self._slots(key)
+        return min(table[first], table[second], table[third], table[fourth])  # (a generator: twice the time)

@@ -78,13 +78,15 @@ class Store:
             return self.tell_policy() + self._evicted(self.policy.resize(key, weight))
         entries[key] = entry
         new_keys = self._new_keys
+        if len(entries) > self.max_entries \
+                or self.max_bytes is not None and self.policy.weight() + self._new_weight + weight > self.max_bytes:
+            # over a bound (a full cache: every miss): the policy decides now, once told of the keys before it
+            victims = self.tell_policy() if new_keys else []
+            return victims + self._evicted(self.policy.admit(key, weight))
         new_keys.append(key)
         self._new_weights.append(weight)
         self._new_weight += weight
-        if len(new_keys) < TELL_EVERY and len(entries) <= self.max_entries \
-                and (self.max_bytes is None or self.policy.weight() + self._new_weight <= self.max_bytes):
-            return []
-        return self.tell_policy()
+        return self.tell_policy() if len(new_keys) >= TELL_EVERY else []
 
     def tell_policy(self) -> list[Hashable]:
         """Tell the policy of the keys stored since it was last told; the keys it evicts.
