@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Hashable
-from functools import partial
 from typing import Any
 
 from .answer import Answer, checked_ttl
 from .awaitables import is_async_callable
 from .cache import CollapsedForwardingProxy, gave_up
 from .coroutine_origin import CoroutineOrigin
+from .flight import Flight
 from .hits import make_aget
 
 Key = Hashable
@@ -96,11 +96,11 @@ class AsyncCollapsedForwardingProxy(CollapsedForwardingProxy):
              force: bool) -> Answer | asyncio.Future[Answer]:
         """The Answer now, or the Future this task awaits it on."""
         patience = None if timeout is None else checked_ttl(timeout, "timeout")
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Answer] = _Future(loop=loop)
-        answer = self.request(key, partial(_resolve, loop, waiter), ttl, force=force)
+        waiter: asyncio.Future[Answer] = _Future(loop=asyncio.get_running_loop())
+        answer = self._request(key, ttl, force, True, 0.0, _wait_in_herd, waiter)
         if answer is not None:
             return answer
+        loop = waiter.get_loop()
         if patience is not None and patience < self.timeout:  # (else the flight's deadline comes first anyway)
             expiry = loop.call_later(patience, _give_up, waiter, patience)
             waiter.add_done_callback(lambda _: expiry.cancel())  # however it ends, cancelled included
@@ -114,21 +114,43 @@ class AsyncCollapsedForwardingProxy(CollapsedForwardingProxy):
         return self._wait(key, ttl, False, timeout).result()
 
 
-def _resolve(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[Answer], answer: Answer) -> None:
-    """The flight's callback for one waiting task, from whichever thread settles it."""
-    if _get_running_loop() is loop:  # settled on the task's own loop (an async def origin): no wake-up needed
+class _Herd:
+    """The tasks of one event loop that wait on one flight as followers: one
+    callback on the flight for all of them, not one each (a herd of 10,000
+    tasks costs 10,000 futures, but not 10,000 callbacks and their calls)."""
+
+    __slots__ = ("loop", "waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiters: list[asyncio.Future[Answer]] = []  # appended to under the proxy's lock, until it settles
+
+    def __call__(self, answer: Answer) -> None:
+        """The flight's answer, from whichever thread settles it."""
+        if _get_running_loop() is self.loop:  # settled on the tasks' own loop (an async def origin)
+            _set_results(self.waiters, answer)
+            return
+        try:
+            self.loop.call_soon_threadsafe(_set_results, self.waiters, answer)
+        except RuntimeError:  # the loop is closed: no task waits on it any more
+            pass
+
+
+def _wait_in_herd(flight: Flight, waiter: asyncio.Future[Answer], leader: bool, serve_stale: bool) -> None:
+    """Under the proxy's lock: `waiter` gets the flight's answer. Followers on one loop share a
+    _Herd: the flight's last callback, if a follower's, since a herd's requests come one after another."""
+    loop, callbacks = waiter.get_loop(), flight.callbacks
+    herd = callbacks[-1][0] if callbacks and not callbacks[-1][1] else None
+    if leader or type(herd) is not _Herd or herd.loop is not loop:
+        herd = _Herd(loop)
+        flight.answer_later(herd, leader)
+    herd.waiters.append(waiter)
+
+
+def _set_results(waiters: list[asyncio.Future[Answer]], answer: Answer) -> None:
+    for waiter in waiters:
         if not waiter.done():  # (a cancelled or timed-out waiter is done)
             waiter.set_result(answer)
-        return
-    try:
-        loop.call_soon_threadsafe(_set_result, waiter, answer)
-    except RuntimeError:  # the loop is closed: no task waits on it any more
-        pass
-
-
-def _set_result(waiter: asyncio.Future[Answer], answer: Answer) -> None:
-    if not waiter.done():
-        waiter.set_result(answer)
 
 
 def _give_up(waiter: asyncio.Future[Answer], timeout: float) -> None:

@@ -207,6 +207,12 @@ class CollapsedForwardingProxy:
         that waited the whole timeout starts no fetch (nor refresh): it is
         served from the cache or joins the fetch in the air, else gets
         Overloaded now."""
+        return self._request(key, ttl, force, serve_stale, age, self._answer_later, on_answer)
+
+    def _request(self, key: Key, ttl: float | None, force: bool, serve_stale: bool, age: float,
+                 wait: Callable[[Flight, Any, bool, bool], None], waiter: Any) -> Answer | None:
+        """`request`, with `wait(flight, waiter, leader, serve_stale)` called under the
+        lock to register a waiter on the flight it must wait on."""
         if ttl is not None:
             ttl = checked_ttl(ttl)
         with self.lock:
@@ -214,14 +220,17 @@ class CollapsedForwardingProxy:
                 self._fold_hits()
             answer, flight, launch = self.state.admit(key, ttl, force, serve_stale, age)
             if flight is not None:
-                if not serve_stale:
-                    on_answer = partial(self._unstale, flight, on_answer)
-                flight.answer_later(on_answer, flight is launch and flight.led)
+                wait(flight, waiter, flight is launch and flight.led, serve_stale)
                 if flight.calling and flight.timer is None:  # a blocking leader's flight: it needs its timer now
                     self.flights.arm(flight)
         if launch is not None:
             self._launch(launch)
         return answer
+
+    def _answer_later(self, flight: Flight, on_answer: OnAnswer, leader: bool, serve_stale: bool) -> None:
+        if not serve_stale:
+            on_answer = partial(self._unstale, flight, on_answer)
+        flight.answer_later(on_answer, leader)
 
     def is_cached(self, key: Key) -> bool:
         """True while a fresh entry (a value or a key-does-not-exist) is cached."""

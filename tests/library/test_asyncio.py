@@ -97,6 +97,39 @@ def test_a_herd_of_tasks_makes_one_fetch_and_holds_no_thread() -> None:
     asyncio.run(main())
 
 
+def test_a_herd_over_two_loops_is_answered_on_each_the_leader_as_the_miss_the_rest_as_collapsed() -> None:
+    """Followers on one loop share one callback on the flight (the last one, if it is theirs):
+    tasks of a second loop, joining in between, get their own, and their answers on their own loop."""
+    origin = HeldOrigin()
+
+    async def other_loop(joined: threading.Event) -> list[str]:
+        tasks = [asyncio.create_task(proxy.alookup("k")) for _ in range(100)]
+        await asyncio.sleep(0)  # every task makes its request
+        joined.set()
+        answers = await asyncio.gather(*tasks)
+        assert {answer.value for answer in answers} == {"value-k"}
+        return [answer.cache for answer in answers]
+
+    async def main() -> None:
+        first = [asyncio.create_task(proxy.alookup("k")) for _ in range(100)]
+        await until(lambda: waiting(proxy, "k") == 100, "the first hundred waiting")
+        joined = threading.Event()
+        elsewhere = in_thread(asyncio.run, other_loop(joined))
+        await until(joined.is_set, "the other loop's tasks waiting")
+        assert waiting(proxy, "k") == 200
+        second = [asyncio.create_task(proxy.alookup("k")) for _ in range(100)]
+        await until(lambda: waiting(proxy, "k") == 300, "a second hundred waiting")
+        origin.release()
+        answers = await asyncio.gather(*first, *second)
+        assert {answer.value for answer in answers} == {"value-k"}
+        assert Counter(answer.cache for answer in answers) == Counter({"miss": 1, "collapsed": 199})
+        assert Counter(await asyncio.wrap_future(elsewhere)) == Counter({"collapsed": 100})
+        assert origin.calls["k"] == 1
+
+    proxy = AsyncCollapsedForwardingProxy(origin)
+    asyncio.run(main())
+
+
 def test_negative_caching_errors_and_freshness_as_for_get() -> None:
     clock, origin = FakeClock(), HeldOrigin(held=False)
     origin.missing.add("gone")
