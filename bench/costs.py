@@ -5,7 +5,7 @@
   calling the backend inline). Goal: at most 1.5x.
 * miss, 8 threads: the same N keys split over 8 threads released together. Goal: at most 1.5x.
 * hit: one present key, `get` in a loop, against a dict and a clock read in a plain function
-  (contestants.make_floor): inprocess.hit_vs_floor. Goal: at most 1.5x.
+  (inprocess.make_floor, timed by inprocess.hit_vs_floor). Goal: at most 1.5x.
 * gc: a full gc.collect() in a process holding 1,000,000 entries filled through the library,
   against one holding a plain dict of the same tuples (the median of 5 collections each). Goal: at most 3x.
 * node: cached gets through `python3 main.py` against bench/echo_node.py (node.cached_gets, the
