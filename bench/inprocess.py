@@ -42,7 +42,21 @@ from pathlib import Path
 from time import monotonic
 from typing import Any
 
-from common import fmt, goals_table, log, med, med_range, method, part_main, pyplot, ratios, save_plot, section, table
+from common import (
+    fmt,
+    goals_table,
+    log,
+    med,
+    med_range,
+    method,
+    part_main,
+    pyplot,
+    ratios,
+    save_plot,
+    section,
+    table,
+    verdict,
+)
 
 from proxy import CollapsedForwardingProxy
 
@@ -160,10 +174,9 @@ def available() -> dict[str, tuple[Callable[[Origin, float], Get], str | None, b
     for name, entry in CONTESTANTS.items():
         try:
             entry[0](Origin(0), 1.0)
+            out[name] = entry
         except ImportError as exc:
             log(f"skipping {name}: {exc}")
-            continue
-        out[name] = entry
     return out
 
 
@@ -334,45 +347,30 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "herds": herds(reps=2 if quick else 5)}
 
 
-def collapses(name: str) -> str:
-    return "–" if name in (FLOOR, HARNESS) else "yes" if CONTESTANTS[name][2] else "**no**"
-
-
-def label(name: str) -> str:
-    return f"**{name}**" if name == COLLAPSED else name
-
-
-def peers_around(ns: dict[str, list[float]]) -> tuple[list[str], list[str]]:
-    """The peers that collapse misses whose hit costs at most ours, and those whose hit costs more."""
-    ours = med(ns[COLLAPSED])
-    peers = [n for n in ns if n in CONTESTANTS and CONTESTANTS[n][2] and n not in (COLLAPSED, GRACE)]
-    return [n for n in peers if med(ns[n]) <= ours], [n for n in peers if med(ns[n]) > ours]
-
-
 def goals(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     h, ns = r["herds"], r["hit"]["ns"]
     calls = [c for kind in ("cold", "expired") for name in (COLLAPSED, GRACE) if name in h[kind]
              for cell in h[kind][name].values() for c in cell["calls"]]
     paired = ratios(ns[COLLAPSED], ns[FLOOR])
     ours = med(ns[COLLAPSED])
-    faster, slower = peers_around(ns)
+    peers = [n for n in ns if n in CONTESTANTS and CONTESTANTS[n][2] and n not in (COLLAPSED, GRACE)]
+    why = {"singleflight": " (a bare dict check: singleflight only guards the fill)"}
 
-    def listed(names: list[str]) -> str:
-        return ", ".join(f"{n} {fmt(med(ns[n]))} ns" + (" (a bare dict check: singleflight only guards the fill)"
-                                                         if n == "singleflight" else "") for n in names)
+    def listed(dearer: bool) -> str:
+        """The peers that collapse misses whose hit costs more than ours (or, not `dearer`, at most ours)."""
+        return ", ".join(f"{n} {fmt(med(ns[n]))} ns{why.get(n, '')}" for n in peers if (med(ns[n]) > ours) == dearer)
 
-    against = "; ".join(p for p in (f"faster than {listed(slower)}" if slower else "",
-                                     f"slower than {listed(faster)}" if faster else "") if p) or "no peer installed"
+    against = "; ".join(f"{side} than {listed(dearer)}" for side, dearer in (("faster", True), ("slower", False))
+                        if listed(dearer)) or "no peer installed"
     return [("one origin call per herd, whatever its size",
              f"{max(calls)} call at most, in each of the {len(calls)} herds "
              f"({', '.join(fmt(n) for n in h['sizes'])} threads; cold and expired)",
              "yes" if max(calls) == 1 else "**no**"),
             (f"a hit within {HIT_GOAL:g}x the floor",
              f"{fmt(ours)} ns against {fmt(med(ns[FLOOR]))} ns: {med(paired):.2f}x "
-             f"(run by run {min(paired):.2f}–{max(paired):.2f}x)",
-             "**no**" if med(paired) > HIT_GOAL else "yes" if max(paired) <= HIT_GOAL else "on the median"),
+             f"(run by run {min(paired):.2f}–{max(paired):.2f}x)", verdict(paired, HIT_GOAL)),
             ("a hit faster than every peer that collapses", f"{fmt(ours)} ns: {against}",
-             "**no**" if faster else "yes")]
+             "**no**" if listed(False) else "yes")]
 
 
 def herd_table(h: dict[str, Any], field: str, scale: float = 1.0, harness: bool = False) -> str:
@@ -381,7 +379,8 @@ def herd_table(h: dict[str, Any], field: str, scale: float = 1.0, harness: bool 
     for name in [n for n in h["expired"] if n != HARNESS] + ([HARNESS] if harness else []):
         cells = [med_range(h[kind][name][n][field], 0, scale) if name in h[kind] else "="
                  for kind in ("cold", "expired") for n in sizes]
-        rows.append([label(name), collapses(name), *cells])
+        collapses = "–" if name == HARNESS else "yes" if CONTESTANTS[name][2] else "**no**"
+        rows.append([f"**{name}**" if name == COLLAPSED else name, collapses, *cells])
     header = ["contestant", "collapses"] + [f"{kind}, {int(n):,}" for kind in ("cold", "expired") for n in sizes]
     return table(header, rows, ["l", "c"] + ["r"] * (2 * len(sizes)))
 
@@ -440,25 +439,15 @@ def plot_hits(plt: Any, ns: dict[str, list[float]], path: Path) -> None:
                      "ns per get of a present key: lower is better; the floor is a dict lookup and a clock read")
 
 
-def reading(r: dict[str, Any]) -> str:
-    ns, h = r["hit"]["ns"], r["herds"]
-    big = str(max(h["sizes"]))
-    naive = h["cold"][NAIVE][big]["calls"] + h["expired"][NAIVE][big]["calls"]
-    ours = med(ns[COLLAPSED])
-    cheaper, dearer = (sorted(names, key=lambda n: med(ns[n])) for names in peers_around(ns))
-    return "\n".join([
-        f"- **Herds.** Every collapsing contestant made one origin call per herd, cold or expired, from 10 to "
-        f"{int(big):,} threads; the naive TTL dict made about one per thread that missed before the first fill "
-        f"landed ({min(naive):,} to {max(naive):,} in its {int(big):,}-thread herds). {wall_note(h)} On an expired "
-        f"key dogpile.cache and the `grace` variant answer at once with the old value while one thread refreshes it.",
-        f"- **Hits.** A hit costs {ours:,.0f} ns against a {med(ns[FLOOR]):,.0f} ns floor "
-        f"({med(ratios(ns[COLLAPSED], ns[FLOOR])):.2f}x, run by run)"
-        + (f"; cheaper than {', '.join(dearer)}" if dearer else "")
-        + (f"; dearer than {', '.join(cheaper)}" if cheaper else "")
-        + ". The floor, the naive dict and singleflight's hit are a bare dict check (singleflight has no cache: it "
-        "only guards the fill); cachebox's is a lookup in its Rust cache behind a Python wrapper; cachetools' takes "
-        "its condition's lock and builds a key tuple; dogpile.cache's goes through its region, its lock and a "
-        "creation-time check."])
+def reading(h: dict[str, Any]) -> str:
+    """Why the herds and the hits cost what they do."""
+    return (f"- **Herds.** The naive TTL dict calls the origin once for every thread that misses before the first "
+            f"fill lands. {wall_note(h)} On an expired key dogpile.cache and the `grace` variant answer at once with "
+            f"the old value while one thread refreshes it.\n"
+            "- **Hits.** The floor, the naive dict and singleflight's hit are a bare dict check (singleflight has no "
+            "cache: it only guards the fill); cachebox's is a lookup in its Rust cache behind a Python wrapper; "
+            "cachetools' takes its condition's lock and builds a key tuple; dogpile.cache's goes through its region, "
+            "its lock and a creation-time check.")
 
 
 def render(r: dict[str, Any], plots: Path) -> str:
@@ -481,7 +470,7 @@ def render(r: dict[str, Any], plots: Path) -> str:
                    "only\nchanges an expired key):", herd_table(h, "calls"),
                    "Wall time, ms (barrier release → last answer):", herd_table(h, "wall", 1e3, harness=True),
                    "![origin calls against herd size](plots/herd_origin_calls.png)",
-                   "![herd wall time](plots/herd_wall_time.png)", "### Reading", reading(r))
+                   "![herd wall time](plots/herd_wall_time.png)", "### Reading", reading(h))
 
 
 def main(argv: list[str] | None = None) -> int:
