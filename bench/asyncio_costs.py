@@ -1,13 +1,11 @@
 """The asyncio part (issue 18): the costs of `AsyncCollapsedForwardingProxy`, each a ratio measured in one process.
 
-* hit: an `aget` hit against a bare `async def get(k): return d[k]`, both awaited in a loop of
-  one task. Goal: at most 2x. A third contestant, a bare TTL dict (`d[k]` plus the one clock
-  read any TTL check needs), shows how much of the difference is that clock read: on a loaded
-  virtual machine it may cost as much as the whole bare get.
-* herd: 10,000 tasks awaiting one key on a cold cache, against a bare asyncio singleflight (a
-  dict of Futures, one per key in the air): both make one origin fetch (an `async def` that
-  yields to the loop once), timed from the first task made to the last one released. Goal: at
-  most 1.5x.
+* hit: an `aget` hit against a bare `async def get(k): return d[k]`, both awaited in a loop of one task.
+  Goal: at most 2x. A bare TTL dict (`d[k]` and the one clock read any TTL check needs) shows how much of
+  the difference is that clock read.
+* herd: 10,000 tasks awaiting one key on a cold cache, against a bare asyncio singleflight (a dict of
+  Futures): both make one origin fetch (an `async def` that yields once), timed from the first task made to
+  the last one released. Goal: at most 1.5x.
 
 The contestants alternate over the runs; each ratio is run by run, the median with its min–max.
 """
@@ -24,7 +22,7 @@ from collections.abc import Callable, Coroutine, Hashable
 from pathlib import Path
 from typing import Any
 
-from common import med_range, method, part_main, ratios, section, table, verdict
+from common import med_range, part_main, ratios, section, table, verdict
 
 from collapsed_forwarding import AsyncCollapsedForwardingProxy
 
@@ -148,7 +146,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
 
 def render(r: dict[str, Any], plots: Path) -> str:
     return section("asyncio: the costs of `aget`", r, f"Median (min–max) of {r['runs']} runs, {r['awaits']:,} "
-                   "awaits a hit run; one origin fetch per\nherd for both.", method(__doc__),
+                   "awaits a hit run; one origin fetch per\nherd for both.", __doc__,
                    table(["measure", "bare", "aget", "ratio, run by run", "goal", "met?"], rows(r),
                          ["l", "r", "r", "r", "r", "c"]))
 

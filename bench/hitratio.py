@@ -1,12 +1,11 @@
 """The hitratio part (issue 15): the hit ratio of the store's default policy against libCacheSim's.
 
-On the cache2k traces in bench/traces/ (CC BY 4.0, headissue GmbH, Jens Wilke; the orm traces cut
-to their first 1,000,000 requests) and on synthetic ones made from a fixed seed (Zipf 0.7 and 1.0, a
-loop larger than every cache, Zipf cut by scans), against libCacheSim 0.3.5's LRU, ARC, LIRS,
-W-TinyLFU, S3-FIFO and Belady (the optimum) on the same keys, every request counted, first ones
-included, as libCacheSim counts them. The policy is replayed directly (a hit is a `touch_many`, a
-miss an `admit`). libCacheSim's figures are kept in results/hitratio.json beside ours and reused,
-so a run without libcachesim installed still makes the whole table; --reference recomputes them.
+On the cache2k traces in bench/traces/ (CC BY 4.0, headissue GmbH, Jens Wilke; the orm traces cut to their
+first 1,000,000 requests) and synthetic ones made from a fixed seed (Zipf 0.7 and 1.0, a loop larger than every
+cache, Zipf cut by scans), against libCacheSim 0.3.5's LRU, ARC, LIRS, W-TinyLFU, S3-FIFO and Belady (the
+optimum) on the same keys, every request counted as libCacheSim counts them. The policy is replayed directly
+(a hit is a `touch_many`, a miss an `admit`). libCacheSim's figures are kept in results/hitratio.json and
+reused, so a run without libcachesim still makes the whole table; --reference recomputes them.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, load, log, method, part_main, pyplot, save_plot, section, table
+from common import BENCH, load, log, part_main, pyplot, save_plot, section, table
 
 from collapsed_forwarding.policy import DEFAULT_POLICY, POLICIES
 
@@ -167,7 +166,7 @@ def plot(r: dict[str, Any], path: Path) -> None:
 
 def render(r: dict[str, Any], plots: Path) -> str:
     plot(r, plots / "hit_ratio.png")
-    return section("Hit ratio of the eviction policies", r, "", method(__doc__).strip(), "Hit ratio, % of requests:",
+    return section("Hit ratio of the eviction policies", r, "", __doc__, "Hit ratio, % of requests:",
                    ratio_table(r), "![Hit ratio against cache size, per trace](plots/hit_ratio.png)")
 
 

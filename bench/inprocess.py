@@ -1,14 +1,12 @@
 """The in-process part: the library against its peers, on the same origin and keys.
 
-* hit: ns per `get` of a present key, one thread, against the floor (a dict lookup plus one
-  monotonic-clock comparison, in a function), the bare loop's cost subtracted, the garbage
-  collector off while timing (as timeit does). Goals: within 2x the floor; faster than every
-  peer that collapses misses.
-* herds: N threads (10, 100, 1,000), started beforehand and parked on a barrier, are released
-  together and all get one key, cold (never fetched, on a fresh instance) or expired (fetched
-  with a 1 s TTL that has run out); the origin call sleeps 50 ms. Origin calls, and the wall time
-  from the barrier's release to the last answer; the harness floor is the same herd with no
-  cache and no origin. Goal: one origin call per herd.
+* hit: ns per `get` of a present key, one thread, against the floor (a dict lookup and a monotonic-clock
+  comparison, in a function), the bare loop's cost subtracted, the collector off while timing (as timeit does).
+  Goals: within 2x the floor; faster than every peer that collapses misses.
+* herds: N threads (10, 100, 1,000), parked on a barrier, are released together to get one key, cold (never
+  fetched, on a fresh instance) or expired (fetched with a 1 s TTL that has run out); the origin call sleeps
+  50 ms. Origin calls, and the time from the release to the last answer, against the same herd with no cache
+  and no origin (the harness floor). Goal: one origin call per herd.
 
 The contestants run in turn within each repetition, their order rotated, so the machine's noise falls on all of
 them alike. Each is `make(origin, ttl)`, returning `get(key) -> value`; each peer protects against stampedes in
@@ -42,21 +40,7 @@ from pathlib import Path
 from time import monotonic
 from typing import Any
 
-from common import (
-    fmt,
-    goals_table,
-    log,
-    med,
-    med_range,
-    method,
-    part_main,
-    pyplot,
-    ratios,
-    save_plot,
-    section,
-    table,
-    verdict,
-)
+from common import fmt, goals_table, log, med, med_range, part_main, pyplot, ratios, save_plot, section, table, verdict
 
 from proxy import CollapsedForwardingProxy
 
@@ -462,7 +446,7 @@ def render(r: dict[str, Any], plots: Path) -> str:
                    f"Time for a herd to get its answer (origin latency {latency:g} ms)",
                    "ms from the barrier's release to the last answer: lower is better. " + wall_note(h), harness=True)
     peers = ", ".join(f"{k} {v}" for k, v in r.get("versions", {}).items())
-    return section("In-process: the library against its peers", r, f"Peers: {peers}.", method(__doc__),
+    return section("In-process: the library against its peers", r, f"Peers: {peers}.", __doc__,
                    goals_table(goals(r)),
                    "### The cost of a hit",
                    "![ns per hit against the floor and the peers](plots/hit_cost.png)", "### Herds",

@@ -1,32 +1,22 @@
 #!/usr/bin/env python3
 """The scale part: costs against the size of the cache, each goal a ratio measured in one run.
 
-The node is driven as `python3 main.py` through its pipes (node.NodeProcess). Every node runs
-`--sim-latency 0 --ttl 3600` unless said, and `--max-fetches 0 --shed-after 0`: these measure
-costs, not the overload bounds.
-
-* sweep: one process is filled with distinct keys (5,000 gets written, their replies read, then
-  the next 5,000) up to each size in turn. At each size: (1) a burst of distinct misses is
-  written at once and timed from the write to the last reply (µs per miss); (2) a stream of hits
-  on one key, one every 5 ms, runs while distinct misses are written alongside at 5,000/s: the
-  longest gap between two hit replies, and the longest hit latency (reply read − request
-  written), show the pauses; (3) VmRSS per entry, against a dict of the same keys and values
-  (with an expiry float, in a process of its own).
-* memory at 100,000 entries: VmRSS growth once 100,000 distinct gets (filled 1,000 at a time,
-  with the default bounds) have been answered and their deadline timers have run out, against
-  the same dict.
-* eviction: `--max-entries 1000 --sim-latency 2`, 8,000 distinct gets and then one `stats`
-  written at once: the time from writing `stats` to its reply (which comes once the node has
-  admitted every get, so it is also the admission time of the 8,000 gets), against the same on
-  a node with the default `--max-entries`.
-* lin-kv flood: `--origin lin-kv`; the bench plays the lin-kv service and answers each `read` as
-  soon as it reads it, on the node's stdin, alongside a burst of 20,000 distinct `get`s written
-  at once: the fraction of gets answered with error 0 (timeout) although the service answered
-  at once.
-* distinct misses against the echo loop: N distinct-key gets through a fresh node (it ends
-  holding N entries) and the same N lines through bench/echo_node.py: the ratio of the wall
-  times, pairs in turn.
-* hit in the library against the floor: inprocess.hit_vs_floor.
+The node runs as `python3 main.py`, driven through its pipes, with `--sim-latency 0 --ttl 3600` unless said and
+`--max-fetches 0 --shed-after 0` (these measure costs, not the overload bounds). Goals in the table below.
+* sweep: one node is filled with distinct keys, 5,000 gets at a time, to each size in turn. At each size: (1)
+  a burst of distinct misses written at once, timed to the last reply, against the same burst on an empty
+  node; (2) a hit on one key every 5 ms while distinct misses are written alongside at 5,000/s: the longest
+  gap between two hit replies; (3) VmRSS per entry, against a dict of the same keys and values (with an
+  expiry float) in a process of its own.
+* memory: VmRSS growth once 100,000 distinct gets (1,000 at a time, the default bounds) have been answered
+  and their deadline timers have run out, against the same dict.
+* eviction: `--max-entries 1000 --sim-latency 2`, 8,000 distinct gets and one `stats` written at once: the
+  time from writing `stats` to its reply, which comes once every get is admitted; against the same with the
+  default `--max-entries`.
+* lin-kv flood: `--origin lin-kv`, the bench playing the service and answering each `read` as soon as it
+  reads it, alongside a burst of 20,000 distinct gets: the fraction answered with error 0 (timeout).
+* echo: N distinct gets through a fresh node and the same N lines through bench/echo_node.py, pairs in turn.
+* hit: the library against the floor (inprocess.hit_vs_floor).
 """
 
 from __future__ import annotations
@@ -355,8 +345,7 @@ def plots(r: dict, plot_dir: Path) -> None:
 
 def render(r: dict, plot_dir: Path) -> str:
     plots(r, plot_dir)
-    return section("Scale: costs against the size of the cache", r, "Figures are medians with (min–max) of the "
-                   "runs; ratios are run by run. How each is\nmeasured is in the docstring of `bench/scale.py`.",
+    return section("Scale: costs against the size of the cache", r, "Ratios are run by run.", __doc__,
                    goals_table(goals(r)),
                    "![µs per miss against entries](plots/scale_miss_cost.png)\n"
                    "![longest pause against entries](plots/scale_pause.png)\n"
