@@ -32,12 +32,6 @@ REFERENCES = ("LRU", "ARC", "LIRS", "WTinyLFU", "S3FIFO", "Belady")
 FIVE = REFERENCES[:5]  # the real policies: Belady needs to know the future
 
 
-def real_trace(name: str) -> Sequence[int]:
-    with lzma.open(BENCH / "traces" / f"{name}.trace.xz") as f:
-        data = f.read(4 * ORM_LIMIT if name.startswith("orm") else -1)
-    return struct.unpack(f">{len(data) // 4}i", data)
-
-
 def zipf(rng: random.Random, alpha: float, keys: int, requests: int) -> list[int]:
     weights = [1.0 / (rank ** alpha) for rank in range(1, keys + 1)]
     ids = list(range(keys))
@@ -62,7 +56,11 @@ def synthetic_trace(name: str, seed: int = 15) -> list[int]:
 
 
 def trace(name: str) -> Sequence[int]:
-    return real_trace(name) if name in REAL else synthetic_trace(name)
+    if name not in REAL:
+        return synthetic_trace(name)
+    with lzma.open(BENCH / "traces" / f"{name}.trace.xz") as f:
+        data = f.read(4 * ORM_LIMIT if name.startswith("orm") else -1)
+    return struct.unpack(f">{len(data) // 4}i", data)
 
 
 def replay_policy(keys: Sequence[int], size: int) -> float:

@@ -123,9 +123,6 @@ class NodeProcess:
         self.write(json.dumps({"src": "c0", "dest": "n1", "body": body}, separators=(",", ":")).encode() + b"\n")
         return json.loads(self.read_lines(1))["body"]  # type: ignore[no-any-return]
 
-    def status(self, field: str) -> int:
-        return status(self.proc.pid, field)
-
     def close(self) -> None:
         """End of input, then the exit; an unclean exit shows the end of the process's stderr."""
         try:

@@ -35,7 +35,7 @@ from typing import Any
 
 from common import child, goals_table, log, med, med_range, part_main, pyplot, ratios, save_plot, section, verdict
 from inprocess import hit_vs_floor
-from node import ECHO, NODE, NodeProcess, get_line, gets, through, whole_lines
+from node import ECHO, NODE, NodeProcess, get_line, gets, status, through, whole_lines
 
 GOALS = {"fill_ratio": 1.5, "pause_s": 0.1, "memory_ratio": 1.5, "stats_s": 1.0, "eviction_ratio": 1.2,
          "false_timeouts": 0.01, "echo_ratio": 3.0, "hit_ratio": 2.0}
@@ -102,14 +102,14 @@ def node_sweep_once(sizes: Sequence[int], burst: int, stream: int) -> dict:
     points = []
     with NodeProcess(*NODE_FLAGS, "--max-entries", str(3 * max(sizes))) as node:
         node.ask({"type": "get", "msg_id": 2, "key": "hot"})
-        rss0 = node.status("VmRSS")
+        rss0 = status(node.proc.pid, "VmRSS")
         filled, bad = 0, 0
         for size in sorted(sizes):
             t0 = time.perf_counter()
             bad += fill(node, filled, max(size, filled), 5_000)
             filled = max(size, filled)
             fill_s = time.perf_counter() - t0
-            rss = node.status("VmRSS")
+            rss = status(node.proc.pid, "VmRSS")
             n_burst = min(burst, max(1_000, filled // 5))
             burst_s, burst_errors = miss_burst(node, filled, n_burst)
             filled += n_burst
@@ -143,10 +143,10 @@ def memory_once(entries: int, paced: int = 1000, timeout: float = 1.0) -> dict[s
     with NodeProcess("--sim-latency", "0", "--origin-timeout", str(timeout), "--max-entries", str(entries * 2)) as node:
         node.ask({"type": "get", "msg_id": 2, "key": "warm"})
         time.sleep(timeout + 0.5)  # the warm-up's deadline timer leaves the heap
-        before = node.status("VmRSS")
+        before = status(node.proc.pid, "VmRSS")
         errors = fill(node, 0, entries, paced, msg_base=10)
         time.sleep(timeout + 0.5)  # the fetches' cancelled deadline timers leave the heap
-        after = node.status("VmRSS")
+        after = status(node.proc.pid, "VmRSS")
         stats = node.ask({"type": "stats", "msg_id": 3})
     if stats["entries"] + errors != entries + 1:
         raise RuntimeError(f"expected {entries + 1 - errors} entries, the node has {stats['entries']}")
