@@ -83,11 +83,10 @@ def goals_table(rows: Iterable[Sequence[str]]) -> str:
 
 def verdict(values: Sequence[float], goal: float, below: bool = False) -> str:
     """Is the goal (at most `goal`, or under it) met on the median, and in every run?"""
-    def ok(v: float) -> bool:
-        return v < goal if below else v <= goal
-    if not ok(med(values)):
-        return "**no**"
-    return "yes" if all(ok(v) for v in values) else "on the median"
+    def met(value: float) -> bool:
+        return value < goal if below else value <= goal
+
+    return "**no**" if not met(med(values)) else "yes" if all(map(met, values)) else "on the median"
 
 
 def machine() -> dict[str, Any]:

@@ -141,20 +141,17 @@ print(statistics.median(times))
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    quick = args.quick
-    runs = args.runs or (2 if quick else 5)
-    n, gc_entries, messages = (20_000, 200_000, 20_000) if quick else (100_000, 1_000_000, 50_000)
+    runs = args.runs or (2 if args.quick else 5)
+    n, gc_entries, messages = (20_000, 200_000, 20_000) if args.quick else (100_000, 1_000_000, 50_000)
     pairs: dict[str, dict[str, list[float]]] = {name: {"mine": [], "base": []} for name in MEASURES}
-
-    def add(name: str, mine: float, base: float) -> None:
-        pairs[name]["mine"].append(mine)
-        pairs[name]["base"].append(base)
-
     for run in range(runs):
-        add("miss", *miss_pair(n, 1, run))
-        add("miss_8_threads", *miss_pair(n, 8, run))
-        add("gc_1m", float(child(GC_CHILD, gc_entries, "library")), float(child(GC_CHILD, gc_entries, "dict")))
-        add("node_hits", cached_gets(NODE, messages, 4), cached_gets(ECHO, messages, 4))
+        measured = {"miss": miss_pair(n, 1, run), "miss_8_threads": miss_pair(n, 8, run),
+                    "gc_1m": (float(child(GC_CHILD, gc_entries, "library")),
+                              float(child(GC_CHILD, gc_entries, "dict"))),
+                    "node_hits": (cached_gets(NODE, messages, 4), cached_gets(ECHO, messages, 4))}
+        for name, (mine, base) in measured.items():  # measured in this order: the dict keeps it
+            pairs[name]["mine"].append(mine)
+            pairs[name]["base"].append(base)
         log(f"  costs: run {run + 1}/{runs} done")
     hit = hit_vs_floor(runs)
     pairs["hit"] = {"mine": hit["collapsed"], "base": hit["floor"]}

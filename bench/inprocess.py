@@ -12,17 +12,17 @@ The contestants run in turn within each repetition, their order rotated, so the 
 them alike. Each is `make(origin, ttl)`, returning `get(key) -> value`; each peer protects against stampedes in
 its own documented way (read from its own source):
 
-* collapsed-forwarding (grace): with `grace=60` an expired entry is served stale while one
-  background fetch refreshes it (dogpile's behaviour).
+* collapsed-forwarding (grace): with `grace=60` an expired entry is served stale while one background fetch
+  refreshes it (dogpile's behaviour).
 * naive TTL dict: no collapsing, so concurrent misses each call the origin: the herd.
-* dogpile.cache: `region.get_or_create`; its per-key dogpile lock lets one thread create the value;
-  the others wait when there is no value, or get the expired value while it is recreated.
-* cachetools: since 5.4 (6+ documents it) `condition=` marks a key pending while one thread computes
-  it, and the others wait on the condition (cachetools/_decorator.py, _ConditionMixin).
-* cachebox: `cached`'s default `lock=True` is its "cache stampede prevention": a per-key lock, the
-  others re-check the cache one after another once they get it (cachebox/_wrappers.py).
-* singleflight (0.1.3, a port of Go's groupcache singleflight) has no cache: it guards the fill of
-  the naive contestant's TTL dict.
+* dogpile.cache: `region.get_or_create`; its per-key dogpile lock lets one thread create the value; the others
+  wait when there is no value, or get the expired value while it is recreated.
+* cachetools: since 5.4 (6+ documents it) `condition=` marks a key pending while one thread computes it, and the
+  others wait on the condition (cachetools/_decorator.py, _ConditionMixin).
+* cachebox: `cached`'s default `lock=True` is its "cache stampede prevention": a per-key lock, the others
+  re-check the cache one after another once they get it (cachebox/_wrappers.py).
+* singleflight (0.1.3, a port of Go's groupcache singleflight) has no cache: it guards the fill of the naive
+  contestant's TTL dict.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def _rotated(names: list[str], rep: int) -> list[str]:
     return names[k:] + names[:k]
 
 
-def loop_ns(get: Callable[[str], Any], key: str, n: int) -> float:
+def loop_ns(get: Get, key: str, n: int) -> float:
     """ns per call of get(key), the bare loop's own cost subtracted."""
     gc_was = gc.isenabled()
     gc.disable()
@@ -194,7 +194,7 @@ def loop_ns(get: Callable[[str], Any], key: str, n: int) -> float:
     return ((t1 - t0) - (t2 - t1)) / n
 
 
-def hot(make: Callable[[Origin, float], Callable[[str], Any]]) -> Callable[[str], Any]:
+def hot(make: Callable[[Origin, float], Get]) -> Get:
     """A contestant (or the floor) holding "hot", its hit checked."""
     get = make(Origin(0), 3600)
     if get("hot") != "value-hot":
@@ -202,7 +202,7 @@ def hot(make: Callable[[Origin, float], Callable[[str], Any]]) -> Callable[[str]
     return get
 
 
-def hit_runs(getters: dict[str, Callable[[str], Any]], sizes: dict[str, int], reps: int) -> dict[str, list[float]]:
+def hit_runs(getters: dict[str, Get], sizes: dict[str, int], reps: int) -> dict[str, list[float]]:
     """ns per hit of each getter, `sizes[name]` gets a run, the getters in turn, their order rotated each run."""
     results: dict[str, list[float]] = {name: [] for name in getters}
     for rep in range(reps):
@@ -235,7 +235,7 @@ class Crew:
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self._job: tuple[Callable[[str], Any], str] | None = None
+        self._job: tuple[Get, str] | None = None
         self._started = 0.0
         self._finished = [0.0] * n
         self._wrong: list[int] = []
@@ -263,7 +263,7 @@ class Crew:
                 self._wrong.append(i)
             self._done.wait()
 
-    def herd(self, get: Callable[[str], Any], key: str) -> float:
+    def herd(self, get: Get, key: str) -> float:
         """Seconds from the release to the last answer; a wrong answer or an error fails the run."""
         self._job, self._wrong = (get, key), []
         self._go.wait()  # the workers are parked here already: this releases them
@@ -290,7 +290,7 @@ def herds(sizes: tuple[int, ...] = (10, 100, 1000), reps: int = 5, latency: floa
         out[kind] = {name: {str(n): {"calls": [], "wall": []} for n in sizes} for name in names[kind]}
     crews = {n: Crew(n) for n in sizes}
 
-    def record(kind: str, name: str, n: int, origin: Origin | None, get: Callable[[str], Any], key: str) -> None:
+    def record(kind: str, name: str, n: int, origin: Origin | None, get: Get, key: str) -> None:
         calls = origin.calls if origin else 0
         wall = crews[n].herd(get, key)
         cell = out[kind][name][str(n)]
@@ -301,7 +301,7 @@ def herds(sizes: tuple[int, ...] = (10, 100, 1000), reps: int = 5, latency: floa
         return "value-" + key
 
     for rep in range(reps):
-        expiring: dict[str, tuple[Origin | None, Callable[[str], Any]]] = {HARNESS: (None, no_cache)}
+        expiring: dict[str, tuple[Origin | None, Get]] = {HARNESS: (None, no_cache)}
         for name in contestants:
             origin = Origin(latency)
             get = contestants[name][0](origin, expired_ttl)
@@ -424,7 +424,6 @@ def plot_hits(plt: Any, ns: dict[str, list[float]], path: Path) -> None:
 
 
 def reading(h: dict[str, Any]) -> str:
-    """Why the herds and the hits cost what they do."""
     return (f"- **Herds.** The naive TTL dict calls the origin once for every thread that misses before the first "
             f"fill lands. {wall_note(h)} On an expired key dogpile.cache and the `grace` variant answer at once with "
             f"the old value while one thread refreshes it.\n"

@@ -224,14 +224,6 @@ def linkv_once(misses: int = 20_000) -> dict:
     return {"misses": misses, "seconds": elapsed, **counts, "false_timeout_rate": counts["timeout"] / misses}
 
 
-def versus_echo(runs: int, count: int) -> dict:
-    pairs = [(through(NODE, gets(0, count), b'"cache":"miss"', [*NODE_FLAGS, "--max-entries", str(2 * count)]),
-              through(ECHO, gets(0, count), b'"get_ok"')) for _ in range(runs)]
-    node_s, echo_s = [n for n, _ in pairs], [e for _, e in pairs]
-    log(f"  distinct misses vs echo: {runs} pairs of {count:,} lines")
-    return {"lines": count, "node_s": node_s, "echo_s": echo_s, "ratios": ratios(node_s, echo_s)}
-
-
 def node_sweep(sizes: list[int], runs: int, burst: int, stream: int) -> dict[str, Any]:
     """`runs` sweeps, each beside a burst on an empty node (the goal's empty point)."""
     out: dict[str, Any] = {"sizes": sizes, "runs": [], "burst": burst}
@@ -264,8 +256,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     r["eviction"] = {"evicting": [e for e, _ in pairs], "default": [d for _, d in pairs]}
     log("lin-kv flood:")
     r["linkv"] = [linkv_once(20_000) for _ in range(2 if quick else 3)]
-    log("distinct misses against the echo loop:")
-    r["echo"] = versus_echo(2 if quick else 3, 20_000 if quick else 100_000)
+    runs, count = (2, 20_000) if quick else (3, 100_000)
+    log(f"distinct misses against the echo loop: {runs} pairs of {count:,} lines")
+    echo_pairs = [(through(NODE, gets(0, count), b'"cache":"miss"', [*NODE_FLAGS, "--max-entries", str(2 * count)]),
+                   through(ECHO, gets(0, count), b'"get_ok"')) for _ in range(runs)]
+    node_s, echo_s = [n for n, _ in echo_pairs], [e for _, e in echo_pairs]
+    r["echo"] = {"lines": count, "node_s": node_s, "echo_s": echo_s, "ratios": ratios(node_s, echo_s)}
     r["hit"] = hit_vs_floor(3 if quick else 7)
     return r
 
