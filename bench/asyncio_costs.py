@@ -103,14 +103,6 @@ def bare_singleflight(origin: CountingOrigin) -> Get:
     return get
 
 
-async def herd_seconds(get: Get, tasks: int) -> float:
-    start = time.perf_counter()
-    values: list[Any] = await asyncio.gather(*(asyncio.create_task(get("popular")) for _ in range(tasks)))
-    elapsed = time.perf_counter() - start
-    assert values == ["value-popular"] * tasks
-    return elapsed
-
-
 async def herd_runs(tasks: int, runs: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {"bare": [], "aget": []}
     for _ in range(runs):
@@ -118,7 +110,10 @@ async def herd_runs(tasks: int, runs: int) -> dict[str, list[float]]:
             origin = CountingOrigin()
             get = bare_singleflight(origin) if name == "bare" else AsyncCollapsedForwardingProxy(origin).aget
             gc.collect()
-            times[name].append(await herd_seconds(get, tasks))
+            start = time.perf_counter()
+            values: list[Any] = await asyncio.gather(*(asyncio.create_task(get("popular")) for _ in range(tasks)))
+            times[name].append(time.perf_counter() - start)
+            assert values == ["value-popular"] * tasks
             assert origin.calls == 1, f"{name}: {origin.calls} origin fetches"
     return times
 

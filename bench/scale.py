@@ -224,28 +224,23 @@ def linkv_once(misses: int = 20_000) -> dict:
     return {"misses": misses, "seconds": elapsed, **counts, "false_timeout_rate": counts["timeout"] / misses}
 
 
-def node_sweep(sizes: list[int], runs: int, burst: int, stream: int) -> dict[str, Any]:
-    """`runs` sweeps, each beside a burst on an empty node (the goal's empty point)."""
-    out: dict[str, Any] = {"sizes": sizes, "runs": [], "burst": burst}
-    for i in range(runs):
-        with NodeProcess(*NODE_FLAGS, "--max-entries", str(4 * burst)) as empty:
-            empty.ask({"type": "get", "msg_id": 2, "key": "hot"})
-            empty_s, empty_errors = miss_burst(empty, 0, burst)
-        sweep = node_sweep_once(sizes, burst, stream)
-        sweep["empty_burst_s"], sweep["empty_burst_errors"] = empty_s, empty_errors
-        out["runs"].append(sweep)
-        log(f"  node sweep run {i + 1}/{runs}: empty {empty_s / burst * 1e6:.1f} µs per miss")
-    return out
-
-
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick
     gc.collect()
     r: dict[str, Any] = {}
     sizes = [1_000, 10_000, 50_000] if quick else [1_000, 10_000, 100_000, 200_000, 1_000_000]
+    burst, stream = (5_000, 5_000) if quick else (20_000, 50_000)
+    sweeps = args.node_runs or (1 if quick else 3)
     log("node sweep:")
-    r["node_sweep"] = node_sweep(sizes, args.node_runs or (1 if quick else 3), burst=5_000 if quick else 20_000,
-                                 stream=5_000 if quick else 50_000)
+    r["node_sweep"] = {"sizes": sizes, "runs": [], "burst": burst}
+    for i in range(sweeps):  # each sweep beside a burst on an empty node (the goal's empty point)
+        with NodeProcess(*NODE_FLAGS, "--max-entries", str(4 * burst)) as empty:
+            empty.ask({"type": "get", "msg_id": 2, "key": "hot"})
+            empty_s, empty_errors = miss_burst(empty, 0, burst)
+        sweep = node_sweep_once(sizes, burst, stream)
+        sweep["empty_burst_s"], sweep["empty_burst_errors"] = empty_s, empty_errors
+        r["node_sweep"]["runs"].append(sweep)
+        log(f"  node sweep run {i + 1}/{sweeps}: empty {empty_s / burst * 1e6:.1f} µs per miss")
     r["dict_floor_kb"] = {str(n): int(child(DICT_FLOOR, n)) for n in sizes}
     log("memory at 100,000 entries:")
     entries, runs = (20_000, 2) if quick else (100_000, 3)
