@@ -31,11 +31,6 @@ def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def method(doc: str | None) -> str:
-    """A part's method text, RESULTS.md's paragraph on how it measures: its docstring's second paragraph."""
-    return (doc or "").split("\n\n")[1]
-
-
 # what every child() script starts with: the repository on its sys.path, and its own RSS
 CHILD_PRELUDE = """import sys
 sys.path.insert(0, sys.argv[1])
@@ -88,11 +83,10 @@ def goals_table(rows: Iterable[Sequence[str]]) -> str:
 
 def verdict(values: Sequence[float], goal: float, below: bool = False) -> str:
     """Is the goal (at most `goal`, or under it) met on the median, and in every run?"""
-    def ok(v: float) -> bool:
-        return v < goal if below else v <= goal
-    if not ok(med(values)):
-        return "**no**"
-    return "yes" if all(ok(v) for v in values) else "on the median"
+    def met(value: float) -> bool:
+        return value < goal if below else value <= goal
+
+    return "**no**" if not met(med(values)) else "yes" if all(map(met, values)) else "on the median"
 
 
 def machine() -> dict[str, Any]:
@@ -113,14 +107,15 @@ def machine() -> dict[str, Any]:
             "commit": (commit or "unknown") + (f" with uncommitted changes to {', '.join(dirty)}" if dirty else "")}
 
 
-def section(title: str, r: dict[str, Any], intro: str, *blocks: str) -> str:
+def section(title: str, r: dict[str, Any], intro: str, doc: str | None, *blocks: str) -> str:
     """A part's section: its title, a sentence on the run (the command, the machine, the commit, how long)
-    and `intro`, then the blocks (method, tables...)."""
+    and `intro`, the part's method (the second paragraph of its docstring, `doc`), then the blocks (tables...)."""
     m = r["machine"]
     load = f" (load average before it {m['load_before'][0]:.2f})" if m.get("load_before") else ""
     made_by = (f"Made by `{r['command']}` on {m['nproc']} cores ({m.get('cpu', 'unknown')}), CPython {m['python']}; "
                f"project commit {m['commit']}, {m['date']}; the run took {r['seconds']:.0f} s{load}.")
-    return "\n\n".join([f"## {title}", f"{made_by} {intro}".rstrip(), *blocks]) + "\n"
+    method = (doc or "").split("\n\n")[1].strip()
+    return "\n\n".join([f"## {title}", f"{made_by} {intro}".rstrip(), method, *blocks]) + "\n"
 
 
 def load(out: Path, part: str) -> dict[str, Any]:

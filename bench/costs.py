@@ -1,15 +1,13 @@
 """The costs part: issue 15's cost goals, each a ratio of this project against its baseline, pairs in turn.
 
-* miss: N new keys, an instant blocking backend, one thread: the library's `get` against the
-  design card's shape (`Card` below: a dict, a lock and a per-key threading.Event, the first miss
-  calling the backend inline). Goal: at most 1.5x.
-* miss, 8 threads: the same N keys split over 8 threads released together. Goal: at most 1.5x.
-* hit: one present key, `get` in a loop, against a dict and a clock read in a plain function
-  (contestants.make_floor): inprocess.hit_vs_floor. Goal: at most 1.5x.
-* gc: a full gc.collect() in a process holding 1,000,000 entries filled through the library,
-  against one holding a plain dict of the same tuples (the median of 5 collections each). Goal: at most 3x.
-* node: cached gets through `python3 main.py` against bench/echo_node.py (node.cached_gets, the
-  node part's run). Goal: at most 1.1x.
+* miss: N new keys, an instant blocking backend, one thread: the library's `get` against the design card's
+  shape (`Card` below: a dict, a lock and a per-key threading.Event, the first miss calling the backend
+  inline). Goal: at most 1.5x. The same N keys over 8 threads released together: at most 1.5x too.
+* hit: `get` of one present key in a loop, against a dict and a clock read in a plain function
+  (inprocess.make_floor, timed by inprocess.hit_vs_floor). Goal: at most 1.5x.
+* gc: a full gc.collect() in a process holding 1,000,000 entries filled through the library, against one
+  holding a dict of the same tuples (the median of 5 collections each). Goal: at most 3x.
+* node: cached gets through `python3 main.py` against bench/echo_node.py (node.cached_gets). Goal: at most 1.1x.
 
 Each ratio is run by run: the median with its min–max over the runs.
 """
@@ -26,7 +24,7 @@ from pathlib import Path
 from time import monotonic
 from typing import Any
 
-from common import child, log, med, med_range, method, part_main, ratios, section, table, verdict
+from common import child, log, med, med_range, part_main, ratios, section, table, verdict
 from inprocess import hit_vs_floor
 from node import ECHO, NODE, cached_gets
 
@@ -143,20 +141,17 @@ print(statistics.median(times))
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    quick = args.quick
-    runs = args.runs or (2 if quick else 5)
-    n, gc_entries, messages = (20_000, 200_000, 20_000) if quick else (100_000, 1_000_000, 50_000)
+    runs = args.runs or (2 if args.quick else 5)
+    n, gc_entries, messages = (20_000, 200_000, 20_000) if args.quick else (100_000, 1_000_000, 50_000)
     pairs: dict[str, dict[str, list[float]]] = {name: {"mine": [], "base": []} for name in MEASURES}
-
-    def add(name: str, mine: float, base: float) -> None:
-        pairs[name]["mine"].append(mine)
-        pairs[name]["base"].append(base)
-
     for run in range(runs):
-        add("miss", *miss_pair(n, 1, run))
-        add("miss_8_threads", *miss_pair(n, 8, run))
-        add("gc_1m", float(child(GC_CHILD, gc_entries, "library")), float(child(GC_CHILD, gc_entries, "dict")))
-        add("node_hits", cached_gets(NODE, messages, 4), cached_gets(ECHO, messages, 4))
+        measured = {"miss": miss_pair(n, 1, run), "miss_8_threads": miss_pair(n, 8, run),
+                    "gc_1m": (float(child(GC_CHILD, gc_entries, "library")),
+                              float(child(GC_CHILD, gc_entries, "dict"))),
+                    "node_hits": (cached_gets(NODE, messages, 4), cached_gets(ECHO, messages, 4))}
+        for name, (mine, base) in measured.items():  # measured in this order: the dict keeps it
+            pairs[name]["mine"].append(mine)
+            pairs[name]["base"].append(base)
         log(f"  costs: run {run + 1}/{runs} done")
     hit = hit_vs_floor(runs)
     pairs["hit"] = {"mine": hit["collapsed"], "base": hit["floor"]}
@@ -173,7 +168,7 @@ def render(r: dict[str, Any], plots: Path) -> str:
                      f"{med(mine) * scale:,.3g} / {med(base) * scale:,.3g} {unit}", verdict(paired, goal)))
     return section("Costs: issue 15's goals against their baselines", r,
                    f"{r['misses']:,} misses a run; the collector's measure at {r['gc_entries']:,} entries;\n"
-                   f"{r['node_messages']:,} cached gets through the node.", method(__doc__),
+                   f"{r['node_messages']:,} cached gets through the node.", __doc__,
                    table(["measure", "goal", "ratio (x): median (min–max), runs", "this project / baseline (medians)",
                           "met?"], rows, ["l", "r", "r", "r", "c"]))
 

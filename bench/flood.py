@@ -1,13 +1,12 @@
 """The flood part: a flood of misses over distinct keys, against the node's bounds.
 
-Init and then 1,000,000 gets of distinct keys are written to one node (`main.py
---origin-timeout 1`, the sim origin) as fast as it reads them, 1,000 a write, and every reply
-is read: once with the sim's own latency (50 ms), once with a slow origin (`--sim-latency 5`),
-whose every fetch times out. The node's peak RSS (VmHWM), how many replies were values, error
-11 (refused at once: --max-pending, --max-fetches, or overload) and error 0 (the origin timed
-out), and for error 0 how late it came: the time from the get's write to its reply, less the
---origin-timeout (a get is read as soon as it is written, bar the pipe's 64 KiB). Goal: every
-error 0 within --origin-timeout + 0.2 s.
+Init and then 1,000,000 gets of distinct keys are written to one node (`main.py --origin-timeout 1`, the
+sim origin) as fast as it reads them, 1,000 a write, and every reply is read: once with the sim's latency
+(50 ms), once with a slow origin (`--sim-latency 5`) whose every fetch times out. Measured: the peak RSS
+(VmHWM), the replies that were values, error 11 (refused at once: --max-pending, --max-fetches, overload) and
+error 0 (the origin timed out), and how much later than --origin-timeout each error 0 came after its get was
+written (a get is read as soon as written, bar the pipe's 64 KiB). Goal: every error 0 within
+--origin-timeout + 0.2 s.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from common import fmt, method, part_main, section, table
+from common import fmt, part_main, section, table
 from node import INIT, NODE, get_line, status, whole_lines
 
 ORIGINS = {"sim, 50 ms": [], "slow, 5 s": ["--sim-latency", "5"]}
@@ -102,7 +101,7 @@ def render(r: dict[str, Any], plots: Path) -> str:
             *(row(f"{k} (other)", lambda run, k=k: f"{run['counts'].get(k, 0):,}") for k in others),
             row("error 0: later than --origin-timeout by, s: at most / median",
                 lambda run: f"{fmt(run['late_max_s'], 3)} / {fmt(run['late_median_s'], 3)}")]
-    return section("A flood of misses over distinct keys", r, f"Node flags: `{node}`.", method(__doc__),
+    return section("A flood of misses over distinct keys", r, f"Node flags: `{node}`.", __doc__,
                    table(["measure", *(f"origin: {name}" for name in runs)], rows))
 
 

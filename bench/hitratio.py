@@ -1,12 +1,11 @@
 """The hitratio part (issue 15): the hit ratio of the store's default policy against libCacheSim's.
 
-On the cache2k traces in bench/traces/ (CC BY 4.0, headissue GmbH, Jens Wilke; the orm traces cut
-to their first 1,000,000 requests) and on synthetic ones made from a fixed seed (Zipf 0.7 and 1.0, a
-loop larger than every cache, Zipf cut by scans), against libCacheSim 0.3.5's LRU, ARC, LIRS,
-W-TinyLFU, S3-FIFO and Belady (the optimum) on the same keys, every request counted, first ones
-included, as libCacheSim counts them. The policy is replayed directly (a hit is a `touch_many`, a
-miss an `admit`). libCacheSim's figures are kept in results/hitratio.json beside ours and reused,
-so a run without libcachesim installed still makes the whole table; --reference recomputes them.
+On the cache2k traces in bench/traces/ (CC BY 4.0, headissue GmbH, Jens Wilke; the orm traces cut to their
+first 1,000,000 requests) and synthetic ones made from a fixed seed (Zipf 0.7 and 1.0, a loop larger than every
+cache, Zipf cut by scans), against libCacheSim 0.3.5's LRU, ARC, LIRS, W-TinyLFU, S3-FIFO and Belady (the
+optimum) on the same keys, every request counted as libCacheSim counts them. The policy is replayed directly
+(a hit is a `touch_many`, a miss an `admit`). libCacheSim's figures are kept in results/hitratio.json and
+reused, so a run without libcachesim still makes the whole table; --reference recomputes them.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, load, log, method, part_main, pyplot, save_plot, section, table
+from common import BENCH, load, log, part_main, pyplot, save_plot, section, table
 
 from collapsed_forwarding.policy import DEFAULT_POLICY, POLICIES
 
@@ -31,12 +30,6 @@ ORM_LIMIT = 1_000_000  # the orm traces are cut to their first million requests,
 SIZES = (500, 1000, 5000, 20000)
 REFERENCES = ("LRU", "ARC", "LIRS", "WTinyLFU", "S3FIFO", "Belady")
 FIVE = REFERENCES[:5]  # the real policies: Belady needs to know the future
-
-
-def real_trace(name: str) -> Sequence[int]:
-    with lzma.open(BENCH / "traces" / f"{name}.trace.xz") as f:
-        data = f.read(4 * ORM_LIMIT if name.startswith("orm") else -1)
-    return struct.unpack(f">{len(data) // 4}i", data)
 
 
 def zipf(rng: random.Random, alpha: float, keys: int, requests: int) -> list[int]:
@@ -63,7 +56,11 @@ def synthetic_trace(name: str, seed: int = 15) -> list[int]:
 
 
 def trace(name: str) -> Sequence[int]:
-    return real_trace(name) if name in REAL else synthetic_trace(name)
+    if name not in REAL:
+        return synthetic_trace(name)
+    with lzma.open(BENCH / "traces" / f"{name}.trace.xz") as f:
+        data = f.read(4 * ORM_LIMIT if name.startswith("orm") else -1)
+    return struct.unpack(f">{len(data) // 4}i", data)
 
 
 def replay_policy(keys: Sequence[int], size: int) -> float:
@@ -167,7 +164,7 @@ def plot(r: dict[str, Any], path: Path) -> None:
 
 def render(r: dict[str, Any], plots: Path) -> str:
     plot(r, plots / "hit_ratio.png")
-    return section("Hit ratio of the eviction policies", r, "", method(__doc__).strip(), "Hit ratio, % of requests:",
+    return section("Hit ratio of the eviction policies", r, "", __doc__, "Hit ratio, % of requests:",
                    ratio_table(r), "![Hit ratio against cache size, per trace](plots/hit_ratio.png)")
 
 

@@ -1,22 +1,34 @@
 """The in-process part: the library against its peers, on the same origin and keys.
 
-* hit: ns per `get` of a present key, one thread, against the floor (a dict lookup plus one
-  monotonic-clock comparison, in a function), the bare loop's cost subtracted, the garbage
-  collector off while timing (as timeit does). Goals: within 2x the floor; faster than every
-  peer that collapses misses.
-* herds: N threads (10, 100, 1,000), started beforehand and parked on a barrier, are released
-  together and all get one key, cold (never fetched, on a fresh instance) or expired (fetched
-  with a 1 s TTL that has run out); the origin call sleeps 50 ms. Origin calls, and the wall time
-  from the barrier's release to the last answer; the harness floor is the same herd with no
-  cache and no origin. Goal: one origin call per herd.
+* hit: ns per `get` of a present key, one thread, against the floor (a dict lookup and a monotonic-clock
+  comparison, in a function), the bare loop's cost subtracted, the collector off while timing (as timeit does).
+  Goals: within 2x the floor; faster than every peer that collapses misses.
+* herds: N threads (10, 100, 1,000), parked on a barrier, are released together to get one key, cold (never
+  fetched, on a fresh instance) or expired (fetched with a 1 s TTL that has run out); the origin call sleeps
+  50 ms. Origin calls, and the time from the release to the last answer, against the same herd with no cache
+  and no origin (the harness floor). Goal: one origin call per herd.
 
-The contestants (contestants.py) run in turn within each repetition, their order rotated, so the
-machine's noise falls on all of them alike.
+The contestants run in turn within each repetition, their order rotated, so the machine's noise falls on all of
+them alike. Each is `make(origin, ttl)`, returning `get(key) -> value`; each peer protects against stampedes in
+its own documented way (read from its own source):
+
+* collapsed-forwarding (grace): with `grace=60` an expired entry is served stale while one background fetch
+  refreshes it (dogpile's behaviour).
+* naive TTL dict: no collapsing, so concurrent misses each call the origin: the herd.
+* dogpile.cache: `region.get_or_create`; its per-key dogpile lock lets one thread create the value; the others
+  wait when there is no value, or get the expired value while it is recreated.
+* cachetools: since 5.4 (6+ documents it) `condition=` marks a key pending while one thread computes it, and the
+  others wait on the condition (cachetools/_decorator.py, _ConditionMixin).
+* cachebox: `cached`'s default `lock=True` is its "cache stampede prevention": a per-key lock, the others
+  re-check the cache one after another once they get it (cachebox/_wrappers.py).
+* singleflight (0.1.3, a port of Go's groupcache singleflight) has no cache: it guards the fill of the naive
+  contestant's TTL dict.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import sys
 import threading
@@ -25,10 +37,132 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from itertools import repeat
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
-from common import fmt, goals_table, log, med, med_range, method, part_main, pyplot, ratios, save_plot, section, table
-from contestants import COLLAPSED, CONTESTANTS, FLOOR, GRACE, NAIVE, Origin, available, make_collapsed, make_floor
+from common import fmt, goals_table, log, med, med_range, part_main, pyplot, ratios, save_plot, section, table, verdict
+
+from proxy import CollapsedForwardingProxy
+
+Get = Callable[[str], Any]
+
+
+class Origin:
+    """The one backend every contestant uses: sleeps `latency` seconds (as a
+    database or HTTP call would, releasing the GIL) and counts its calls."""
+
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str) -> str:
+        with self._lock:
+            self.calls += 1
+        if self.latency:
+            time.sleep(self.latency)
+        return "value-" + key
+
+
+def make_floor(origin: Origin, ttl: float) -> Get:
+    """Not a cache: a plain dict lookup plus one monotonic-clock comparison, in
+    a function. Only for the hit cost: it holds "hot" from the start, and nothing else."""
+    entries = {"hot": (origin("hot"), monotonic() + ttl)}
+
+    def get(key: str) -> Any:
+        value, expires = entries[key]
+        if monotonic() < expires:
+            return value
+        raise KeyError(key)
+
+    return get
+
+
+def make_naive(origin: Origin, ttl: float, guard: Callable[..., Any] | None = None) -> Get:
+    """A dict of (value, expiry); a miss calls the origin itself, or through `guard(load, key, key)`."""
+    entries: dict[str, tuple[Any, float]] = {}
+
+    def load(key: str) -> Any:
+        value = origin(key)
+        entries[key] = (value, monotonic() + ttl)
+        return value
+
+    def get(key: str) -> Any:
+        entry = entries.get(key)
+        if entry is not None and monotonic() < entry[1]:
+            return entry[0]
+        return guard(load, key, key) if guard else load(key)
+
+    return get
+
+
+def make_collapsed(origin: Origin, ttl: float) -> Get:
+    return CollapsedForwardingProxy(origin, ttl, timeout=30).get
+
+
+def make_collapsed_grace(origin: Origin, ttl: float) -> Get:
+    return CollapsedForwardingProxy(origin, ttl, timeout=30, grace=60).get
+
+
+def make_dogpile(origin: Origin, ttl: float) -> Get:
+    from dogpile.cache import make_region
+
+    region = make_region().configure("dogpile.cache.memory", expiration_time=ttl)
+    get_or_create = region.get_or_create
+
+    def get(key: str) -> Any:
+        return get_or_create(key, origin, creator_args=((key,), {}))
+
+    return get
+
+
+def make_cachetools(origin: Origin, ttl: float) -> Get:
+    from cachetools import TTLCache, cached
+
+    return cached(TTLCache(maxsize=1_000_000, ttl=ttl), condition=threading.Condition())(origin)
+
+
+def make_cachebox(origin: Origin, ttl: float) -> Get:
+    import cachebox
+
+    return cachebox.cached(cachebox.TTLCache(maxsize=1_000_000, global_ttl=ttl))(origin)
+
+
+def make_singleflight(origin: Origin, ttl: float) -> Get:
+    from singleflight.basic import SingleFlight
+
+    return make_naive(origin, ttl, guard=SingleFlight().call)
+
+
+COLLAPSED = "collapsed-forwarding"
+GRACE = "collapsed-forwarding (grace)"
+NAIVE = "naive TTL dict"
+FLOOR = "floor: dict + clock"
+
+# name -> (factory, PyPI distribution or None, collapses concurrent misses?)
+CONTESTANTS: dict[str, tuple[Callable[[Origin, float], Get], str | None, bool]] = {
+    COLLAPSED: (make_collapsed, None, True),
+    GRACE: (make_collapsed_grace, None, True),
+    NAIVE: (make_naive, None, False),
+    "dogpile.cache": (make_dogpile, "dogpile.cache", True),
+    "cachetools": (make_cachetools, "cachetools", True),
+    "cachebox": (make_cachebox, "cachebox", True),
+    "singleflight": (make_singleflight, "singleflight", True),
+}
+
+
+@functools.cache
+def available() -> dict[str, tuple[Callable[[Origin, float], Get], str | None, bool]]:
+    """The contestants whose library is installed (a missing peer is skipped, and said so)."""
+    out = {}
+    for name, entry in CONTESTANTS.items():
+        try:
+            entry[0](Origin(0), 1.0)
+            out[name] = entry
+        except ImportError as exc:
+            log(f"skipping {name}: {exc}")
+    return out
+
 
 HIT_GOAL = 2.0
 HARNESS = "harness floor: no cache, no origin"
@@ -42,7 +176,7 @@ def _rotated(names: list[str], rep: int) -> list[str]:
     return names[k:] + names[:k]
 
 
-def loop_ns(get: Callable[[str], Any], key: str, n: int) -> float:
+def loop_ns(get: Get, key: str, n: int) -> float:
     """ns per call of get(key), the bare loop's own cost subtracted."""
     gc_was = gc.isenabled()
     gc.disable()
@@ -60,17 +194,15 @@ def loop_ns(get: Callable[[str], Any], key: str, n: int) -> float:
     return ((t1 - t0) - (t2 - t1)) / n
 
 
-def hot(make: Callable[[Origin, float], Callable[[str], Any]]) -> Callable[[str], Any]:
+def hot(make: Callable[[Origin, float], Get]) -> Get:
     """A contestant (or the floor) holding "hot", its hit checked."""
     get = make(Origin(0), 3600)
-    if make is make_floor:
-        get.put("hot")  # type: ignore[attr-defined]
     if get("hot") != "value-hot":
         raise AssertionError(f"{make.__name__} returned {get('hot')!r}")
     return get
 
 
-def hit_runs(getters: dict[str, Callable[[str], Any]], sizes: dict[str, int], reps: int) -> dict[str, list[float]]:
+def hit_runs(getters: dict[str, Get], sizes: dict[str, int], reps: int) -> dict[str, list[float]]:
     """ns per hit of each getter, `sizes[name]` gets a run, the getters in turn, their order rotated each run."""
     results: dict[str, list[float]] = {name: [] for name in getters}
     for rep in range(reps):
@@ -103,7 +235,7 @@ class Crew:
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self._job: tuple[Callable[[str], Any], str] | None = None
+        self._job: tuple[Get, str] | None = None
         self._started = 0.0
         self._finished = [0.0] * n
         self._wrong: list[int] = []
@@ -131,7 +263,7 @@ class Crew:
                 self._wrong.append(i)
             self._done.wait()
 
-    def herd(self, get: Callable[[str], Any], key: str) -> float:
+    def herd(self, get: Get, key: str) -> float:
         """Seconds from the release to the last answer; a wrong answer or an error fails the run."""
         self._job, self._wrong = (get, key), []
         self._go.wait()  # the workers are parked here already: this releases them
@@ -158,7 +290,7 @@ def herds(sizes: tuple[int, ...] = (10, 100, 1000), reps: int = 5, latency: floa
         out[kind] = {name: {str(n): {"calls": [], "wall": []} for n in sizes} for name in names[kind]}
     crews = {n: Crew(n) for n in sizes}
 
-    def record(kind: str, name: str, n: int, origin: Origin | None, get: Callable[[str], Any], key: str) -> None:
+    def record(kind: str, name: str, n: int, origin: Origin | None, get: Get, key: str) -> None:
         calls = origin.calls if origin else 0
         wall = crews[n].herd(get, key)
         cell = out[kind][name][str(n)]
@@ -169,7 +301,7 @@ def herds(sizes: tuple[int, ...] = (10, 100, 1000), reps: int = 5, latency: floa
         return "value-" + key
 
     for rep in range(reps):
-        expiring: dict[str, tuple[Origin | None, Callable[[str], Any]]] = {HARNESS: (None, no_cache)}
+        expiring: dict[str, tuple[Origin | None, Get]] = {HARNESS: (None, no_cache)}
         for name in contestants:
             origin = Origin(latency)
             get = contestants[name][0](origin, expired_ttl)
@@ -199,45 +331,30 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "herds": herds(reps=2 if quick else 5)}
 
 
-def collapses(name: str) -> str:
-    return "–" if name in (FLOOR, HARNESS) else "yes" if CONTESTANTS[name][2] else "**no**"
-
-
-def label(name: str) -> str:
-    return f"**{name}**" if name == COLLAPSED else name
-
-
-def peers_around(ns: dict[str, list[float]]) -> tuple[list[str], list[str]]:
-    """The peers that collapse misses whose hit costs at most ours, and those whose hit costs more."""
-    ours = med(ns[COLLAPSED])
-    peers = [n for n in ns if n in CONTESTANTS and CONTESTANTS[n][2] and n not in (COLLAPSED, GRACE)]
-    return [n for n in peers if med(ns[n]) <= ours], [n for n in peers if med(ns[n]) > ours]
-
-
 def goals(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     h, ns = r["herds"], r["hit"]["ns"]
     calls = [c for kind in ("cold", "expired") for name in (COLLAPSED, GRACE) if name in h[kind]
              for cell in h[kind][name].values() for c in cell["calls"]]
     paired = ratios(ns[COLLAPSED], ns[FLOOR])
     ours = med(ns[COLLAPSED])
-    faster, slower = peers_around(ns)
+    peers = [n for n in ns if n in CONTESTANTS and CONTESTANTS[n][2] and n not in (COLLAPSED, GRACE)]
+    why = {"singleflight": " (a bare dict check: singleflight only guards the fill)"}
 
-    def listed(names: list[str]) -> str:
-        return ", ".join(f"{n} {fmt(med(ns[n]))} ns" + (" (a bare dict check: singleflight only guards the fill)"
-                                                         if n == "singleflight" else "") for n in names)
+    def listed(dearer: bool) -> str:
+        """The peers that collapse misses whose hit costs more than ours (or, not `dearer`, at most ours)."""
+        return ", ".join(f"{n} {fmt(med(ns[n]))} ns{why.get(n, '')}" for n in peers if (med(ns[n]) > ours) == dearer)
 
-    against = "; ".join(p for p in (f"faster than {listed(slower)}" if slower else "",
-                                     f"slower than {listed(faster)}" if faster else "") if p) or "no peer installed"
+    against = "; ".join(f"{side} than {listed(dearer)}" for side, dearer in (("faster", True), ("slower", False))
+                        if listed(dearer)) or "no peer installed"
     return [("one origin call per herd, whatever its size",
              f"{max(calls)} call at most, in each of the {len(calls)} herds "
              f"({', '.join(fmt(n) for n in h['sizes'])} threads; cold and expired)",
              "yes" if max(calls) == 1 else "**no**"),
             (f"a hit within {HIT_GOAL:g}x the floor",
              f"{fmt(ours)} ns against {fmt(med(ns[FLOOR]))} ns: {med(paired):.2f}x "
-             f"(run by run {min(paired):.2f}–{max(paired):.2f}x)",
-             "**no**" if med(paired) > HIT_GOAL else "yes" if max(paired) <= HIT_GOAL else "on the median"),
+             f"(run by run {min(paired):.2f}–{max(paired):.2f}x)", verdict(paired, HIT_GOAL)),
             ("a hit faster than every peer that collapses", f"{fmt(ours)} ns: {against}",
-             "**no**" if faster else "yes")]
+             "**no**" if listed(False) else "yes")]
 
 
 def herd_table(h: dict[str, Any], field: str, scale: float = 1.0, harness: bool = False) -> str:
@@ -246,7 +363,8 @@ def herd_table(h: dict[str, Any], field: str, scale: float = 1.0, harness: bool 
     for name in [n for n in h["expired"] if n != HARNESS] + ([HARNESS] if harness else []):
         cells = [med_range(h[kind][name][n][field], 0, scale) if name in h[kind] else "="
                  for kind in ("cold", "expired") for n in sizes]
-        rows.append([label(name), collapses(name), *cells])
+        collapses = "–" if name == HARNESS else "yes" if CONTESTANTS[name][2] else "**no**"
+        rows.append([f"**{name}**" if name == COLLAPSED else name, collapses, *cells])
     header = ["contestant", "collapses"] + [f"{kind}, {int(n):,}" for kind in ("cold", "expired") for n in sizes]
     return table(header, rows, ["l", "c"] + ["r"] * (2 * len(sizes)))
 
@@ -305,25 +423,14 @@ def plot_hits(plt: Any, ns: dict[str, list[float]], path: Path) -> None:
                      "ns per get of a present key: lower is better; the floor is a dict lookup and a clock read")
 
 
-def reading(r: dict[str, Any]) -> str:
-    ns, h = r["hit"]["ns"], r["herds"]
-    big = str(max(h["sizes"]))
-    naive = h["cold"][NAIVE][big]["calls"] + h["expired"][NAIVE][big]["calls"]
-    ours = med(ns[COLLAPSED])
-    cheaper, dearer = (sorted(names, key=lambda n: med(ns[n])) for names in peers_around(ns))
-    return "\n".join([
-        f"- **Herds.** Every collapsing contestant made one origin call per herd, cold or expired, from 10 to "
-        f"{int(big):,} threads; the naive TTL dict made about one per thread that missed before the first fill "
-        f"landed ({min(naive):,} to {max(naive):,} in its {int(big):,}-thread herds). {wall_note(h)} On an expired "
-        f"key dogpile.cache and the `grace` variant answer at once with the old value while one thread refreshes it.",
-        f"- **Hits.** A hit costs {ours:,.0f} ns against a {med(ns[FLOOR]):,.0f} ns floor "
-        f"({med(ratios(ns[COLLAPSED], ns[FLOOR])):.2f}x, run by run)"
-        + (f"; cheaper than {', '.join(dearer)}" if dearer else "")
-        + (f"; dearer than {', '.join(cheaper)}" if cheaper else "")
-        + ". The floor, the naive dict and singleflight's hit are a bare dict check (singleflight has no cache: it "
-        "only guards the fill); cachebox's is a lookup in its Rust cache behind a Python wrapper; cachetools' takes "
-        "its condition's lock and builds a key tuple; dogpile.cache's goes through its region, its lock and a "
-        "creation-time check."])
+def reading(h: dict[str, Any]) -> str:
+    return (f"- **Herds.** The naive TTL dict calls the origin once for every thread that misses before the first "
+            f"fill lands. {wall_note(h)} On an expired key dogpile.cache and the `grace` variant answer at once with "
+            f"the old value while one thread refreshes it.\n"
+            "- **Hits.** The floor, the naive dict and singleflight's hit are a bare dict check (singleflight has no "
+            "cache: it only guards the fill); cachebox's is a lookup in its Rust cache behind a Python wrapper; "
+            "cachetools' takes its condition's lock and builds a key tuple; dogpile.cache's goes through its region, "
+            "its lock and a creation-time check.")
 
 
 def render(r: dict[str, Any], plots: Path) -> str:
@@ -338,7 +445,7 @@ def render(r: dict[str, Any], plots: Path) -> str:
                    f"Time for a herd to get its answer (origin latency {latency:g} ms)",
                    "ms from the barrier's release to the last answer: lower is better. " + wall_note(h), harness=True)
     peers = ", ".join(f"{k} {v}" for k, v in r.get("versions", {}).items())
-    return section("In-process: the library against its peers", r, f"Peers: {peers}.", method(__doc__),
+    return section("In-process: the library against its peers", r, f"Peers: {peers}.", __doc__,
                    goals_table(goals(r)),
                    "### The cost of a hit",
                    "![ns per hit against the floor and the peers](plots/hit_cost.png)", "### Herds",
@@ -346,7 +453,7 @@ def render(r: dict[str, Any], plots: Path) -> str:
                    "only\nchanges an expired key):", herd_table(h, "calls"),
                    "Wall time, ms (barrier release → last answer):", herd_table(h, "wall", 1e3, harness=True),
                    "![origin calls against herd size](plots/herd_origin_calls.png)",
-                   "![herd wall time](plots/herd_wall_time.png)", "### Reading", reading(r))
+                   "![herd wall time](plots/herd_wall_time.png)", "### Reading", reading(h))
 
 
 def main(argv: list[str] | None = None) -> int:

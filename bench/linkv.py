@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
 """The linkv part: Maelstrom's lin-kv workload against the node and against a pass-through node.
 
-Each row runs real node processes under `tests/support/workload.py`, an emulation of Maelstrom's
-lin-kv workload (latency drawn per message and delivered in deadline order, one-way partitions of node
-links only, jepsen's generator: concurrency 2n, thread t on node t mod n, values 0–4), then checks each
-history with `tests/support/linearizability.py`. `main` is this project's node (leases, `--lease 0.3`);
-`passthrough` is `tests/support/passthrough_node.py`, which forwards every operation to lin-kv. Messages per
-operation are counted as Maelstrom's net checker does: messages sent between non-clients (origin: to
-or from lin-kv; server: origin plus node to node) over the operations invoked. Latency: every completed
-operation, timeouts included (at the 1 s client timeout); write = write and cas. Partitions: the
-nemesis cuts and heals (one, minority-third, majority, majorities-ring) at random, on average every
-second. Goals: at most 0.6x the pass-through's origin messages on the read-heavy mix, at most
-1.2x its server messages on Maelstrom's mix, every history linearizable.
+Each row runs real node processes under `tests/support/workload.py`, an emulation of Maelstrom's lin-kv
+workload (latency drawn per message and delivered in deadline order, one-way partitions of node links only,
+jepsen's generator: concurrency 2n, thread t on node t mod n, values 0–4), and checks each history with
+`tests/support/linearizability.py`. `main` is this project's node (leases, `--lease 0.3`); `passthrough`
+(`tests/support/passthrough_node.py`) forwards every operation to lin-kv. Messages per operation as
+Maelstrom's net checker counts them: sent between non-clients (origin: to or from lin-kv; server: origin
+plus node to node), over the operations invoked. Latency: every completed operation, timeouts included (at
+the 1 s client timeout); write = write and cas. Partitions: the nemesis cuts and heals (one,
+minority-third, majority, majorities-ring) at random, every second on average. Goals: at most 0.6x the
+pass-through's origin messages on the read-heavy mix, at most 1.2x its server messages on Maelstrom's mix,
+every history linearizable.
 
     python3 bench/run.py linkv                           # the table in bench/RESULTS.md (about 2 minutes)
     python3 bench/run.py linkv --seconds 30 --seeds 3 --only main --out /tmp/soak   # a soak of the node alone
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, log, method, part_main, section, table
+from common import ROOT, log, part_main, section, table
 
 from tests.support.workload import SHAPES, Latency, Workload, run
 
@@ -118,7 +118,7 @@ def render(r: dict[str, Any], plots: Path) -> str:
             failures += [f"{name} / {node}: not linearizable\n```\n{x['explanation']}\n```" for x in runs
                          if x["explanation"]]
     return section(
-        "Maelstrom's lin-kv workload", r, "", method(__doc__),
+        "Maelstrom's lin-kv workload", r, "", __doc__,
         f"{r['seeds']} run(s) of {r['seconds_per_run']:g} s per row, 100 ops/s, concurrency 2n, 10 ms mean latency "
         f"(constant unless named); medians over the runs.",
         table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)), *failures)

@@ -1,35 +1,22 @@
 #!/usr/bin/env python3
 """The scale part: costs against the size of the cache, each goal a ratio measured in one run.
 
-    python3 bench/run.py scale                          # beside the runs before this work and after the move
-    python3 bench/run.py scale --baseline other.json    # beside another earlier run instead
-
-The node is driven as `python3 main.py` through its pipes (node.NodeProcess). Every node runs
-`--sim-latency 0 --ttl 3600` unless said, and `--max-fetches 0 --shed-after 0`: these measure
-costs, not the overload bounds.
-
-* sweep: one process is filled with distinct keys (5,000 gets written, their replies read, then
-  the next 5,000) up to each size in turn. At each size: (1) a burst of distinct misses is
-  written at once and timed from the write to the last reply (µs per miss); (2) a stream of hits
-  on one key, one every 5 ms, runs while distinct misses are written alongside at 5,000/s: the
-  longest gap between two hit replies, and the longest hit latency (reply read − request
-  written), show the pauses; (3) VmRSS per entry, against a dict of the same keys and values
-  (with an expiry float, in a process of its own).
-* memory at 100,000 entries: VmRSS growth once 100,000 distinct gets (filled 1,000 at a time,
-  with the default bounds) have been answered and their deadline timers have run out, against
-  the same dict.
-* eviction: `--max-entries 1000 --sim-latency 2`, 8,000 distinct gets and then one `stats`
-  written at once: the time from writing `stats` to its reply (which comes once the node has
-  admitted every get, so it is also the admission time of the 8,000 gets), against the same on
-  a node with the default `--max-entries`.
-* lin-kv flood: `--origin lin-kv`; the bench plays the lin-kv service and answers each `read` as
-  soon as it reads it, on the node's stdin, alongside a burst of 20,000 distinct `get`s written
-  at once: the fraction of gets answered with error 0 (timeout) although the service answered
-  at once.
-* distinct misses against the echo loop: N distinct-key gets through a fresh node (it ends
-  holding N entries) and the same N lines through bench/echo_node.py: the ratio of the wall
-  times, pairs in turn.
-* hit in the library against the floor: inprocess.hit_vs_floor.
+The node runs as `python3 main.py`, driven through its pipes, with `--sim-latency 0 --ttl 3600` unless said and
+`--max-fetches 0 --shed-after 0` (these measure costs, not the overload bounds). Goals in the table below.
+* sweep: one node is filled with distinct keys, 5,000 gets at a time, to each size in turn. At each size: (1)
+  a burst of distinct misses written at once, timed to the last reply, against the same burst on an empty
+  node; (2) a hit on one key every 5 ms while distinct misses are written alongside at 5,000/s: the longest
+  gap between two hit replies; (3) VmRSS per entry, against a dict of the same keys and values (with an
+  expiry float) in a process of its own.
+* memory: VmRSS growth once 100,000 distinct gets (1,000 at a time, the default bounds) have been answered
+  and their deadline timers have run out, against the same dict.
+* eviction: `--max-entries 1000 --sim-latency 2`, 8,000 distinct gets and one `stats` written at once: the
+  time from writing `stats` to its reply, which comes once every get is admitted; against the same with the
+  default `--max-entries`.
+* lin-kv flood: `--origin lin-kv`, the bench playing the service and answering each `read` as soon as it
+  reads it, alongside a burst of 20,000 distinct gets: the fraction answered with error 0 (timeout).
+* echo: N distinct gets through a fresh node and the same N lines through bench/echo_node.py, pairs in turn.
+* hit: the library against the floor (inprocess.hit_vs_floor).
 """
 
 from __future__ import annotations
@@ -46,17 +33,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, child, log, med, med_range, part_main, pyplot, ratios, save_plot, section, table, verdict
+from common import child, goals_table, log, med, med_range, part_main, pyplot, ratios, save_plot, section, verdict
 from inprocess import hit_vs_floor
-from node import ECHO, NODE, NodeProcess, get_line, gets, through, whole_lines
+from node import ECHO, NODE, NodeProcess, get_line, gets, status, through, whole_lines
 
 GOALS = {"fill_ratio": 1.5, "pause_s": 0.1, "memory_ratio": 1.5, "stats_s": 1.0, "eviction_ratio": 1.2,
          "false_timeouts": 0.01, "echo_ratio": 3.0, "hit_ratio": 2.0}
 HIT_BASE = 1 << 40  # msg_id of the hit stream's requests: HIT_BASE + i
 BOUNDS_OFF = ("--max-fetches", "0", "--shed-after", "0")
 NODE_FLAGS = ("--sim-latency", "0", "--ttl", "3600", *BOUNDS_OFF)
-# the earlier runs the goals table shows beside this one: before this work (9131206), after the package move
-BASELINES = [str(BENCH / "results" / "scale_9131206.json"), str(BENCH / "results" / "scale_cf63f3d.json")]
 
 
 def fill(node: NodeProcess, start: int, stop: int, step: int, msg_base: int = 1_000_000) -> int:
@@ -117,14 +102,14 @@ def node_sweep_once(sizes: Sequence[int], burst: int, stream: int) -> dict:
     points = []
     with NodeProcess(*NODE_FLAGS, "--max-entries", str(3 * max(sizes))) as node:
         node.ask({"type": "get", "msg_id": 2, "key": "hot"})
-        rss0 = node.status("VmRSS")
+        rss0 = status(node.proc.pid, "VmRSS")
         filled, bad = 0, 0
         for size in sorted(sizes):
             t0 = time.perf_counter()
             bad += fill(node, filled, max(size, filled), 5_000)
             filled = max(size, filled)
             fill_s = time.perf_counter() - t0
-            rss = node.status("VmRSS")
+            rss = status(node.proc.pid, "VmRSS")
             n_burst = min(burst, max(1_000, filled // 5))
             burst_s, burst_errors = miss_burst(node, filled, n_burst)
             filled += n_burst
@@ -158,10 +143,10 @@ def memory_once(entries: int, paced: int = 1000, timeout: float = 1.0) -> dict[s
     with NodeProcess("--sim-latency", "0", "--origin-timeout", str(timeout), "--max-entries", str(entries * 2)) as node:
         node.ask({"type": "get", "msg_id": 2, "key": "warm"})
         time.sleep(timeout + 0.5)  # the warm-up's deadline timer leaves the heap
-        before = node.status("VmRSS")
+        before = status(node.proc.pid, "VmRSS")
         errors = fill(node, 0, entries, paced, msg_base=10)
         time.sleep(timeout + 0.5)  # the fetches' cancelled deadline timers leave the heap
-        after = node.status("VmRSS")
+        after = status(node.proc.pid, "VmRSS")
         stats = node.ask({"type": "stats", "msg_id": 3})
     if stats["entries"] + errors != entries + 1:
         raise RuntimeError(f"expected {entries + 1 - errors} entries, the node has {stats['entries']}")
@@ -239,37 +224,23 @@ def linkv_once(misses: int = 20_000) -> dict:
     return {"misses": misses, "seconds": elapsed, **counts, "false_timeout_rate": counts["timeout"] / misses}
 
 
-def versus_echo(runs: int, count: int) -> dict:
-    pairs = [(through(NODE, gets(0, count), b'"cache":"miss"', [*NODE_FLAGS, "--max-entries", str(2 * count)]),
-              through(ECHO, gets(0, count), b'"get_ok"')) for _ in range(runs)]
-    node_s, echo_s = [n for n, _ in pairs], [e for _, e in pairs]
-    log(f"  distinct misses vs echo: {runs} pairs of {count:,} lines")
-    return {"lines": count, "node_s": node_s, "echo_s": echo_s, "ratios": ratios(node_s, echo_s)}
-
-
-def node_sweep(sizes: list[int], runs: int, burst: int, stream: int) -> dict[str, Any]:
-    """`runs` sweeps, each beside a burst on an empty node (the goal's empty point)."""
-    out: dict[str, Any] = {"sizes": sizes, "runs": [], "burst": burst}
-    for i in range(runs):
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    quick = args.quick
+    gc.collect()
+    r: dict[str, Any] = {}
+    sizes = [1_000, 10_000, 50_000] if quick else [1_000, 10_000, 100_000, 200_000, 1_000_000]
+    burst, stream = (5_000, 5_000) if quick else (20_000, 50_000)
+    sweeps = args.node_runs or (1 if quick else 3)
+    log("node sweep:")
+    r["node_sweep"] = {"sizes": sizes, "runs": [], "burst": burst}
+    for i in range(sweeps):  # each sweep beside a burst on an empty node (the goal's empty point)
         with NodeProcess(*NODE_FLAGS, "--max-entries", str(4 * burst)) as empty:
             empty.ask({"type": "get", "msg_id": 2, "key": "hot"})
             empty_s, empty_errors = miss_burst(empty, 0, burst)
         sweep = node_sweep_once(sizes, burst, stream)
         sweep["empty_burst_s"], sweep["empty_burst_errors"] = empty_s, empty_errors
-        out["runs"].append(sweep)
-        log(f"  node sweep run {i + 1}/{runs}: empty {empty_s / burst * 1e6:.1f} µs per miss")
-    return out
-
-
-def measure(args: argparse.Namespace) -> dict[str, Any]:
-    quick = args.quick
-    gc.collect()
-    paths = [Path(b).resolve() for b in args.baseline or BASELINES]  # kept relative to bench/ where they can be
-    r: dict[str, Any] = {"baselines": [str(p.relative_to(BENCH) if p.is_relative_to(BENCH) else p) for p in paths]}
-    sizes = [1_000, 10_000, 50_000] if quick else [1_000, 10_000, 100_000, 200_000, 1_000_000]
-    log("node sweep:")
-    r["node_sweep"] = node_sweep(sizes, args.node_runs or (1 if quick else 3), burst=5_000 if quick else 20_000,
-                                 stream=5_000 if quick else 50_000)
+        r["node_sweep"]["runs"].append(sweep)
+        log(f"  node sweep run {i + 1}/{sweeps}: empty {empty_s / burst * 1e6:.1f} µs per miss")
     r["dict_floor_kb"] = {str(n): int(child(DICT_FLOOR, n)) for n in sizes}
     log("memory at 100,000 entries:")
     entries, runs = (20_000, 2) if quick else (100_000, 3)
@@ -280,8 +251,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     r["eviction"] = {"evicting": [e for e, _ in pairs], "default": [d for _, d in pairs]}
     log("lin-kv flood:")
     r["linkv"] = [linkv_once(20_000) for _ in range(2 if quick else 3)]
-    log("distinct misses against the echo loop:")
-    r["echo"] = versus_echo(2 if quick else 3, 20_000 if quick else 100_000)
+    runs, count = (2, 20_000) if quick else (3, 100_000)
+    log(f"distinct misses against the echo loop: {runs} pairs of {count:,} lines")
+    echo_pairs = [(through(NODE, gets(0, count), b'"cache":"miss"', [*NODE_FLAGS, "--max-entries", str(2 * count)]),
+                   through(ECHO, gets(0, count), b'"get_ok"')) for _ in range(runs)]
+    node_s, echo_s = [n for n, _ in echo_pairs], [e for _, e in echo_pairs]
+    r["echo"] = {"lines": count, "node_s": node_s, "echo_s": echo_s, "ratios": ratios(node_s, echo_s)}
     r["hit"] = hit_vs_floor(3 if quick else 7)
     return r
 
@@ -290,63 +265,42 @@ def node_point(r: dict, size: int) -> list[dict]:
     return [p for run in r["node_sweep"]["runs"] for p in run["points"] if p["entries"] == size]
 
 
-def goals(r: dict) -> list[tuple[str, list[float], str, float, str]]:
-    """(measure, values run by run, how to print, goal, direction) for each goal."""
+def goals(r: dict) -> list[tuple[str, str, str]]:
+    """(goal, measured, met?) for each goal."""
     sweep, mem, ev = r["node_sweep"], r["memory"], r["eviction"]
     mid = 200_000 if 200_000 in sweep["sizes"] else sorted(sweep["sizes"])[-1]
     top = max(sweep["sizes"])
     fill_ratio = ratios([p["burst_s"] for p in node_point(r, mid)], [run["empty_burst_s"] for run in sweep["runs"]])
     mem_ratio = ratios([n["delta_kb"] for n in mem["node"]], mem["dict_floor_kb"])
     ev_ratio = ratios([a["admitted_s"] for a in ev["evicting"]], [b["admitted_s"] for b in ev["default"]])
-    return [
+    measures = [  # (measure, values run by run, unit, goal, whether the goal is strictly below)
         (f"time per miss, node with {mid:,} entries / empty ({sweep['burst']:,}-miss bursts)", fill_ratio, "x",
-         GOALS["fill_ratio"], "<="),
+         GOALS["fill_ratio"], False),
         (f"longest gap between hits (one per 5 ms), node at {top:,} entries taking "
-         f"{node_point(r, top)[0]['stream_misses']:,} misses, ms",
-         [p["stream_max_gap_s"] * 1e3 for p in node_point(r, top)], "ms", GOALS["pause_s"] * 1e3, "<"),
-        (f"RSS per entry, node at {mem['entries']:,} entries / dict", mem_ratio, "x", GOALS["memory_ratio"], "<="),
-        ("`--max-entries 1000`, 8,000 misses in flight: `stats` answered after written, ms",
-         [x["stats_after_written_s"] * 1e3 for x in ev["evicting"]], "ms", GOALS["stats_s"] * 1e3, "<="),
+         f"{node_point(r, top)[0]['stream_misses']:,} misses",
+         [p["stream_max_gap_s"] * 1e3 for p in node_point(r, top)], "ms", GOALS["pause_s"] * 1e3, True),
+        (f"RSS per entry, node at {mem['entries']:,} entries / dict", mem_ratio, "x", GOALS["memory_ratio"], False),
+        ("`--max-entries 1000`, 8,000 misses in flight: `stats` answered after written",
+         [x["stats_after_written_s"] * 1e3 for x in ev["evicting"]], "ms", GOALS["stats_s"] * 1e3, False),
         ("the same: admitting 8,000 misses / the same with no eviction", ev_ratio, "x", GOALS["eviction_ratio"],
-         "<="),
-        ("lin-kv burst of 20,000 distinct misses: false timeouts, %",
-         [x["false_timeout_rate"] * 100 for x in r["linkv"]], "%", GOALS["false_timeouts"] * 100, "<="),
+         False),
+        ("lin-kv burst of 20,000 distinct misses: false timeouts",
+         [x["false_timeout_rate"] * 100 for x in r["linkv"]], "%", GOALS["false_timeouts"] * 100, False),
         (f"{r['echo']['lines']:,} distinct misses, node / echo loop (time)", r["echo"]["ratios"], "x",
-         GOALS["echo_ratio"], "<="),
-        ("a hit in the library / the floor", r["hit"]["ratios"], "x", GOALS["hit_ratio"], "<="),
+         GOALS["echo_ratio"], False),
+        ("a hit in the library / the floor", r["hit"]["ratios"], "x", GOALS["hit_ratio"], False),
     ]
-
-
-def show(values: Sequence[float], unit: str) -> str:
-    digits = 0 if unit == "ms" else 2 if unit in ("x", "%") else 1
-    return med_range(values, digits) + (unit if unit == "x" else f" {unit}" if unit != "ms" else "")
-
-
-def runs(values: Sequence[float]) -> str:
-    return f"{len(values)} run{'s' if len(values) != 1 else ''}"
-
-
-def label(res: dict) -> str:
-    return str(res["machine"]["commit"]).split()[0]
-
-
-def goals_table(r: dict, befores: Sequence[dict] = ()) -> str:
-    """The goals, with a column for each earlier run (oldest first) and one for this run."""
     rows = []
-    olds = [{g[0]: g for g in goals(b)} for b in befores]
-    for name, values, unit, goal, direction in goals(r):
-        row = [name, f"{direction} {goal:g}{'x' if unit == 'x' else ' ' + unit}"]
-        for old in olds:
-            prev = old.get(name)
-            row.append(f"{show(prev[1], unit)} ({runs(prev[1])})" if prev else "-")
-        row += [f"{show(values, unit)} ({runs(values)})", verdict(values, goal, below=direction == "<")]
-        rows.append(row)
-    header = ["measure", "goal"] + [f"at {label(b)}" for b in befores] + [f"now ({label(r)})", "met now?"]
-    return table(header, rows, ["l", "r"] + ["r"] * len(befores) + ["r", "c"])
+    for name, values, unit, goal, below in measures:
+        spaced = unit if unit == "x" else f" {unit}"
+        measured = f"{med_range(values, 0 if unit == 'ms' else 2)}{spaced}"
+        rows.append((f"{name}: {'<' if below else '≤'} {goal:g}{spaced}",
+                     f"{measured}, {len(values)} run{'s' if len(values) > 1 else ''}", verdict(values, goal, below)))
+    return rows
 
 
-def plots(r: dict, plot_dir: Path, befores: Sequence[dict]) -> None:
-    """Each plot: this run (solid) and the baselines (dashed, dotted), against the number of entries."""
+def plots(r: dict, plot_dir: Path) -> None:
+    """Each plot: the node's median, against the number of entries."""
     plt = pyplot()
     if plt is None:
         return
@@ -354,10 +308,8 @@ def plots(r: dict, plot_dir: Path, befores: Sequence[dict]) -> None:
     def draw(filename: str, field: Callable[[dict], float], ylabel: str, title: str, subtitle: str,
              goal: float | None = None, floor: bool = False, log_y: bool = False) -> None:
         fig, ax = plt.subplots(figsize=(8, 5))
-        for res, style in [*((b, ":" if j else "--") for j, b in enumerate(befores)), (r, "-")]:
-            xs = sorted(res["node_sweep"]["sizes"])
-            ax.plot(xs, [med([field(p) for p in node_point(res, x)]) for x in xs], style, marker="o",
-                    label=f"node ({label(res)})")
+        xs = sorted(r["node_sweep"]["sizes"])
+        ax.plot(xs, [med([field(p) for p in node_point(r, x)]) for x in xs], marker="o", label="node")
         if floor:
             xs = sorted(int(n) for n in r["dict_floor_kb"])
             ax.plot(xs, [r["dict_floor_kb"][str(x)] * 1024 / x for x in xs], marker="o",
@@ -383,13 +335,9 @@ def plots(r: dict, plot_dir: Path, befores: Sequence[dict]) -> None:
 
 
 def render(r: dict, plot_dir: Path) -> str:
-    befores = [json.loads((BENCH / path).read_text()) for path in r.get("baselines", [])]
-    plots(r, plot_dir, befores)
-    base = "".join(f" The column at {label(b)} was measured {b['machine']['date']} by `{b.get('command', '-')}`."
-                   for b in befores)
-    return section("Scale: costs against the size of the cache", r, "Figures are medians with (min–max) of the "
-                   f"runs; ratios are run by run.{base} How each is\nmeasured is in the docstring of `bench/scale.py`.",
-                   goals_table(r, befores),
+    plots(r, plot_dir)
+    return section("Scale: costs against the size of the cache", r, "Ratios are run by run.", __doc__,
+                   goals_table(goals(r)),
                    "![µs per miss against entries](plots/scale_miss_cost.png)\n"
                    "![longest pause against entries](plots/scale_pause.png)\n"
                    "![memory per entry against entries](plots/scale_memory.png)")
@@ -397,9 +345,6 @@ def render(r: dict, plot_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     return part_main("scale", __doc__, argv, measure, render,
-                     ("--baseline", dict(action="append", default=[], metavar="JSON",
-                                         help="an earlier run's results, shown beside this one (repeat, oldest "
-                                              "first; default: the runs at 9131206 and cf63f3d)")),
                      ("--node-runs", dict(type=int, default=0, help="runs of the node sweep (default 3; 1 quick)")))
 
 
