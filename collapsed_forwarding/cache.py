@@ -34,10 +34,9 @@ from functools import partial
 from threading import get_ident
 from typing import Any
 
-from .answer import NEVER, Answer, checked_ttl, fresh_until
+from .answer import Answer, checked_ttl, fresh_until
 from .awaitables import refuse_async_backend
 from .blocking import BlockingCalls
-from .counters import COUNTER_OF
 from .errors import CacheError, OriginTimeout
 from .flight import Flight, Flights, OnAnswer
 from .hits import HitLog, make_get, make_hit
@@ -257,19 +256,10 @@ class CollapsedForwardingProxy:
             return {**self.state.counters.summary(len(self.store)), "bytes": self.store.bytes_held()}
 
     def key_stats(self, key: Key) -> dict[str, Any]:
+        """The key's counts since it was last evicted, and what is held for it now."""
         with self.lock:
             self._fold_hits()
-            entry = self._entries.get(key)
-            fields, fetch_s = self.state.counters.key_fields(key, entry)
-            flight = self.flights.in_air.get(key)
-            if flight is not None:  # a fetch's counts land when it settles; this one has been sent
-                fields["origin_fetches"] += 1
-            now = self.clock()
-            until = NEVER if entry is None else fresh_until(entry)
-            cached = now < until
-            return {**fields, "waiting": flight.waiters if flight else 0, "cached": cached,
-                    "ttl_left": round(until - now, 6) if cached else None,
-                    "last_fetch_s": None if fetch_s is None else round(fetch_s, 6)}
+            return self.state.key_stats(key)
 
     def settle(self, flight: Flight, result: Value | BaseException, ttl: float | None = None) -> None:
         """Finish `flight` with the origin's value or error, once; later calls
@@ -354,14 +344,8 @@ class CollapsedForwardingProxy:
         on_answer(answer)
 
     def _origin_error(self, flight: Flight, cache: str) -> Answer:
-        """The fetch's own error for a waiter that was given the stale entry, counted as `cache`."""
         with self.lock:
-            counters = self.state.counters
-            counts = counters.counts_of(flight.key)
-            counters.count(counts, "stale", -1)
-            counters.count(counts, COUNTER_OF[cache])
-            counters.count(counts, "errors")
-        return Answer(None, flight.error, cache)
+            return self.state.origin_error(flight, cache)
 
 
 def gave_up(timeout: float, led: bool) -> Answer:

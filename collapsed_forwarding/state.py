@@ -193,6 +193,28 @@ class CacheState:
         if follower.error is not None:
             count(counts, "errors", flight.waiters)
 
+    def key_stats(self, key: Key) -> dict[str, Any]:
+        entry = self.store.entries.get(key)
+        fields, fetch_s = self.counters.key_fields(key, entry)
+        flight = self.flights.in_air.get(key)
+        if flight is not None:  # a fetch's counts land when it settles; this one has been sent
+            fields["origin_fetches"] += 1
+        now = self.clock()
+        until = NEVER if entry is None else fresh_until(entry)
+        cached = now < until
+        return {**fields, "waiting": flight.waiters if flight else 0, "cached": cached,
+                "ttl_left": round(until - now, 6) if cached else None,
+                "last_fetch_s": None if fetch_s is None else round(fetch_s, 6)}
+
+    def origin_error(self, flight: Flight, cache: str) -> Answer:
+        """The fetch's own error for a waiter that was given the stale entry, counted as `cache`."""
+        counters = self.counters
+        counts = counters.counts_of(flight.key)
+        counters.count(counts, "stale", -1)
+        counters.count(counts, COUNTER_OF[cache])
+        counters.count(counts, "errors")
+        return Answer(None, flight.error, cache)
+
     def fill(self, key: Key, value: Any, error: CacheError | None, ttl: float, fetch_seconds: float,
              now: float, cache: str = "collapsed") -> Answer:
         """Cache the origin's answer; evict what the policy says. The answer (served as
