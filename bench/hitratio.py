@@ -4,8 +4,10 @@ On the cache2k traces in bench/traces/ (CC BY 4.0, headissue GmbH, Jens Wilke; t
 first 1,000,000 requests) and synthetic ones made from a fixed seed (Zipf 0.7 and 1.0, a loop larger than every
 cache, Zipf cut by scans), against libCacheSim 0.3.5's LRU, ARC, LIRS, W-TinyLFU, S3-FIFO and Belady (the
 optimum) on the same keys, every request counted as libCacheSim counts them. The policy is replayed directly
-(a hit is a `touch_many`, a miss an `admit`). libCacheSim's figures are kept in results/hitratio.json and
-reused, so a run without libcachesim still makes the whole table; --reference recomputes them.
+(a hit is a `touch_many`, a miss an `admit`); the store, which tells it of new keys in batches, makes the same
+decisions (tests/library/test_store.py). Goal: on every trace and size, within 1 point of the best of the five,
+and never more than 1 point below LRU. libCacheSim's figures are kept in results/hitratio.json and reused, so a
+run without libcachesim still makes the whole table; --reference recomputes them.
 """
 
 from __future__ import annotations
