@@ -227,6 +227,7 @@ class CollapsedForwardingProxy:
         return answer
 
     def _answer_later(self, flight: Flight, on_answer: OnAnswer, leader: bool, serve_stale: bool) -> None:
+        """request's registration: one callback on the flight per waiting request."""
         if not serve_stale:
             on_answer = partial(self._unstale, flight, on_answer)
         flight.answer_later(on_answer, leader)
