@@ -290,7 +290,7 @@ class CollapsedForwardingProxy:
                 if flight is launch and blocking is not None:
                     flight.calling = True  # (so a callback that joins arms the deadline: see request)
                 elif flight.caller == get_ident():  # inside the backend's call for it: it would wait on itself
-                    flight.waiters -= 1
+                    flight.leave()
                     raise RuntimeError(f"the backend asked this cache for {key!r}, the key it is fetching")
                 else:
                     flight.block()

@@ -63,6 +63,10 @@ class Flight:
         self.waiters += 1
         return True
 
+    def leave(self) -> None:
+        """A request that joined will not wait after all (it would wait on itself)."""
+        self.waiters -= 1
+
     def answer_later(self, on_answer: OnAnswer, leader: bool) -> None:
         """`on_answer(answer)` once it is settled."""
         self.callbacks.append((on_answer, leader))
