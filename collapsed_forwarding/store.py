@@ -75,20 +75,20 @@ class Store:
         entries = self.entries
         if key in entries:
             entries[key] = entry
-            return self.tell_policy() + self._evicted(self.policy.resize(key, weight))
+            return self._tell_policy() + self._evicted(self.policy.resize(key, weight))
         entries[key] = entry
         new_keys = self._new_keys
         if len(entries) > self.max_entries \
                 or self.max_bytes is not None and self.policy.weight() + self._new_weight + weight > self.max_bytes:
             # over a bound (a full cache: every miss): the policy decides now, once told of the keys before it
-            victims = self.tell_policy() if new_keys else []
+            victims = self._tell_policy() if new_keys else []
             return victims + self._evicted(self.policy.admit(key, weight))
         new_keys.append(key)
         self._new_weights.append(weight)
         self._new_weight += weight
-        return self.tell_policy() if len(new_keys) >= TELL_EVERY else []
+        return self._tell_policy() if len(new_keys) >= TELL_EVERY else []
 
-    def tell_policy(self) -> list[Hashable]:
+    def _tell_policy(self) -> list[Hashable]:
         """Tell the policy of the keys stored since it was last told; the keys it evicts.
         (Only a fill can break a bound, and it tells at once: told at any other
         time, the policy evicts nothing.)"""
@@ -114,13 +114,13 @@ class Store:
 
     def touch_many(self, keys: list[Hashable]) -> None:
         if keys:
-            self.tell_policy()
+            self._tell_policy()
             self.policy.touch_many(keys)
 
     def pop(self, key: Hashable) -> None:
         """Drop the key's entry, if any (an invalidate)."""
         if self.entries.pop(key, None) is not None:
-            self.tell_policy()
+            self._tell_policy()
             self.policy.discard(key)
 
     def bytes_held(self) -> int:
