@@ -31,7 +31,6 @@ import random as _random
 import threading
 from collections.abc import Callable, Hashable
 from functools import partial
-from threading import get_ident
 from typing import Any
 
 from .answer import Answer, checked_ttl, fresh_until
@@ -289,7 +288,7 @@ class CollapsedForwardingProxy:
             if flight is not None:
                 if flight is launch and blocking is not None:
                     flight.calling = True  # (so a callback that joins arms the deadline: see request)
-                elif flight.caller == get_ident():  # inside the backend's call for it: it would wait on itself
+                elif flight.caller == threading.get_ident():  # in the backend's call for it: it would wait on itself
                     flight.leave()
                     raise RuntimeError(f"the backend asked this cache for {key!r}, the key it is fetching")
                 else:
