@@ -6,13 +6,14 @@ workload (latency drawn per message and delivered in deadline order, one-way par
 jepsen's generator: concurrency 2n, thread t on node t mod n, values 0–4), and checks each history with
 `tests/support/linearizability.py`. `main` is this project's node (leases, `--lease 0.3`); `passthrough`
 (`tests/support/passthrough_node.py`) forwards every operation to lin-kv. Messages per operation as
-Maelstrom's net checker counts them: sent between non-clients (origin: to or from lin-kv; server: origin
-plus node to node), over the operations invoked. Latency: every completed operation, timeouts included (at
-the 1 s client timeout); write = write and cas. Partitions: the nemesis cuts and heals (one,
-minority-third, majority, majorities-ring) at random, every second on average. Goals: at most 0.6x the
-pass-through's origin messages on the read-heavy mix; on Maelstrom's mix at 3 to 9 nodes, at most 0.8x its
-server and 0.3x its origin messages, and no more unknown outcomes than it at 10 and 100 ms; every history
-linearizable.
+Maelstrom's net checker counts them: sent between non-clients (origin: to or from lin-kv; server: origin plus
+node to node), over the operations invoked. Latency: every completed operation, timeouts included (at the 1 s
+client timeout); write = write and cas. Unknown: updates that ended with an unknown outcome; of them, those
+whose node, or whose key's owner, was killed within the client's timeout of the call. Partitions: the nemesis
+cuts and heals (one, minority-third, majority, majorities-ring) at random, every second on average. Goals: at
+most 0.6x the pass-through's origin messages on the read-heavy mix; on Maelstrom's mix at 3 to 9 nodes, at
+most 0.8x its server and 0.3x its origin messages, and no more unknown outcomes than it at 10 and 100 ms;
+every history linearizable.
 
     python3 bench/run.py linkv                           # the table in bench/RESULTS.md (about 2 minutes)
     python3 bench/run.py linkv --seconds 30 --seeds 3 --only main --out /tmp/soak   # a soak of the node alone
@@ -30,7 +31,9 @@ from typing import Any
 
 from common import ROOT, log, part_main, section, table
 
-from tests.support.workload import SHAPES, Latency, Workload, run
+from collapsed_forwarding.keys import cache_key
+from collapsed_forwarding.node.forwarding import owner
+from tests.support.workload import SHAPES, Latency, RunResult, Workload, run
 
 NODES = {
     "main": None,  # python3 main.py
@@ -77,9 +80,25 @@ def measure(s: Scenario, cmd: list[str] | None, seconds: float, seed: int, args:
                  args=["--origin", "lin-kv", *own, *args], faults=s.faults, fault_interval=(1.0, 2.0))
     result = run(w)
     verdict = result.check()
-    unknown = sum(1 for e in result.events if e.f != "read" and e.status in ("", "info"))
-    return {**result.summary(), "linearizable": verdict.valid, "problems": len(result.problems), "unknown": unknown,
+    causes = unknown_causes(result, owned=cmd is None)
+    return {**result.summary(), "linearizable": verdict.valid, "problems": len(result.problems),
+            "unknown": sum(causes.values()), "unknown_causes": causes,
             "explanation": "" if verdict.valid else verdict.explain()[:2000]}
+
+
+def unknown_causes(result: RunResult, owned: bool) -> dict[str, int]:
+    """The updates that ended unknown, by what may have cost each: its node killed within the client's
+    timeout of the call, else its key's owner (`owned`: this project's node), else neither (a timeout)."""
+    timeout, node_ids = result.workload.latency.client_timeout, [f"n{i}" for i in range(1, result.workload.nodes + 1)]
+    causes = {"node": 0, "owner": 0, "neither": 0}
+    for e in result.events:
+        if e.f == "read" or e.status not in ("", "info"):
+            continue
+        killed = {node for when, fault, node in result.faults if fault == "kill" and 0 <= when - e.call_time <= timeout}
+        cause = "node" if e.node in killed else "owner" if owned and owner(cache_key(e.key), node_ids) in killed \
+            else "neither"
+        causes[cause] += 1
+    return causes
 
 
 def median(rows: list[dict[str, Any]], field: str) -> float:
@@ -100,10 +119,20 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
     return {"seconds_per_run": seconds, "seeds": seeds, "raw": raw}
 
 
+def killed_share(runs: list[dict[str, Any]], owned: bool) -> str:
+    """How many unknown outcomes a kill may have cost: its node's, its key's owner's (- for a node
+    without owners, and for runs from before the count was kept)."""
+    if any("unknown_causes" not in x for x in runs):
+        return "-"
+    node, owner_ = (sum(x["unknown_causes"][cause] for x in runs) for cause in ("node", "owner"))
+    return f"{node} / {owner_ if owned else '-'}"
+
+
 def render(r: dict[str, Any], plots: Path) -> str:
     raw = r["raw"]
     header = ["scenario", "node", "ops", "linearizable", "origin msgs/op", "× pass-through", "server msgs/op",
-              "× pass-through", "read p50 / p99 ms", "write p50 / p99 ms", "unknown", "kills"]
+              "× pass-through", "read p50 / p99 ms", "write p50 / p99 ms", "unknown", "of them: node / owner killed",
+              "kills"]
     rows, failures = [], []
     for name, by_node in raw.items():
         base = by_node.get("passthrough")
@@ -115,7 +144,8 @@ def render(r: dict[str, Any], plots: Path) -> str:
                 f"{servers:.2f}", f"{servers / median(base, 'servers_per_op'):.2f}x" if base else "-",
                 f"{median(runs, 'read_p50_ms'):.1f} / {median(runs, 'read_p99_ms'):.1f}",
                 f"{median(runs, 'write_p50_ms'):.1f} / {median(runs, 'write_p99_ms'):.1f}",
-                f"{sum(x.get('unknown', 0) for x in runs)}", f"{sum(x.get('kills', 0) for x in runs)}"])
+                f"{sum(x.get('unknown', 0) for x in runs)}", killed_share(runs, NODES[node] is None),
+                f"{sum(x.get('kills', 0) for x in runs)}"])
             failures += [f"{name} / {node}: not linearizable\n```\n{x['explanation']}\n```" for x in runs
                          if x["explanation"]]
     return section(
