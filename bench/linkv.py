@@ -89,7 +89,7 @@ def measure(s: Scenario, cmd: list[str] | None, seconds: float, seed: int, args:
 def unknown_causes(result: RunResult, owned: bool) -> dict[str, int]:
     """The updates that ended unknown, by what may have cost each: its node killed within the client's
     timeout of the call, else its key's owner (`owned`: this project's node), else neither (a timeout)."""
-    timeout, node_ids = result.workload.latency.client_timeout, [f"n{i}" for i in range(1, result.workload.nodes + 1)]
+    timeout, node_ids = result.workload.latency.client_timeout, result.node_ids
     causes = {"node": 0, "owner": 0, "neither": 0}
     for e in result.events:
         if e.f == "read" or e.status not in ("", "info"):

@@ -13,8 +13,9 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-NEVER_AWAITABLE = frozenset({str, bytes, int, float, bool, type(None), dict, list, tuple})  # (spares
-# the usual value isawaitable's abc check: exact types only, as a subclass may define __await__)
+# A caller checks a result's type against this before `awaitable_refused`: it spares the usual value
+# isawaitable's abc check and the call (exact types only, as a subclass may define __await__).
+NEVER_AWAITABLE = frozenset({str, bytes, int, float, bool, type(None), dict, list, tuple})
 ASYNC_HINT = "use collapsed_forwarding.AsyncCollapsedForwardingProxy and `await proxy.aget(key)`"
 
 
@@ -33,7 +34,7 @@ def refuse_async_backend(backend: Any) -> None:
 def awaitable_refused(result: Any) -> Any:
     """What a blocking backend returned, or a TypeError in its place if it is awaitable
     (closed first if a coroutine, so that it is not reported as never awaited)."""
-    if type(result) in NEVER_AWAITABLE or not inspect.isawaitable(result):
+    if not inspect.isawaitable(result):
         return result
     if inspect.iscoroutine(result):
         result.close()

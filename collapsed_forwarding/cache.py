@@ -270,7 +270,8 @@ class CollapsedForwardingProxy:
     # -- the lock-free hits -------------------------------------------------
 
     def _fold_hits(self) -> None:
-        """Under the lock: count the lock-free hits and tell the policy of them."""
+        """Under the lock: count the lock-free hits and tell the policy of them. (The miss
+        paths check `_hit_log.keys` before calling: a call spared on every miss.)"""
         if self._hit_log.keys:
             self.store.touch_many(self.state.counters.count_hits(self._hit_log.take()))
 
@@ -287,7 +288,7 @@ class CollapsedForwardingProxy:
             answer, flight, launch = self.state.admit(key, ttl, force)
             if flight is not None:
                 if flight is launch and blocking is not None:
-                    flight.calling = True  # (so a callback that joins arms the deadline: see request)
+                    flight.calling = True  # (so a callback that joins arms the deadline: see _request)
                 elif flight.caller == threading.get_ident():  # in the backend's call for it: it would wait on itself
                     flight.leave()
                     raise RuntimeError(f"the backend asked this cache for {key!r}, the key it is fetching")

@@ -331,6 +331,7 @@ class RunResult:
     hostile: Counter[str] = field(default_factory=Counter)  # what the hostile client sent, by kind
     faults: list[tuple[float, str, str]] = field(default_factory=list)  # (when, "kill" or "pause", node)
     counts_by_type: Counter[str] = field(default_factory=Counter)  # counts' messages by kind and body type
+    node_ids: list[str] = field(default_factory=list)  # as every node's init listed them
 
     def ops(self) -> list[Op]:
         out = []
@@ -673,7 +674,8 @@ def run(w: Workload) -> RunResult:
     finally:
         codes = net.close()
     return RunResult(w, runner.events, counts, runner.partitions, list(net.problems), duration, codes,
-                     Counter(hostile.sent) if hostile is not None else Counter(), runner.faults, counts_by_type)
+                     Counter(hostile.sent) if hostile is not None else Counter(), runner.faults, counts_by_type,
+                     list(net.node_ids))
 
 
 if __name__ == "__main__":  # a quick look: python3 tests/support/workload.py [nodes] [mean_ms] [dist] [seconds]
