@@ -21,7 +21,8 @@ was all window would have kept it; a loop a little larger than the cache never
 qualifies, so the filter keeps its stable part.
 
 Layout: window (LRU) -> probation (LRU) <-> protected (LRU, 80% of the main area).
-A new key enters the window; the window's oldest spills into probation as a
+A new key enters the window (or, while the cache fills and there is nothing to
+compete for, probation: the window would only pass it on); the window's oldest spills into probation as a
 candidate and stays only if the sketch says it is more popular than probation's
 oldest (the victim); ties keep the victim, and a candidate seen only once
 lately (a one-hit wonder, which TinyLFU's doorkeeper filters) never wins:
@@ -143,6 +144,11 @@ class AdaptiveTinyLfuPolicy:
             return self.resize(key, weight)
         self._sketch.add(key)
         self._clock += 1
+        if self._filling(1, weight):
+            self._place(key, PROBATION, weight)
+            self._weights[key] = weight
+            self._total += weight
+            return []
         if self._window_ghost._seqs or self._main_ghost._seqs:  # (their __len__ is a Python call)
             self._learn(hash(key))
         window = self._queues[WINDOW]
@@ -151,6 +157,15 @@ class AdaptiveTinyLfuPolicy:
         self._weights[key] = weight
         self._total += weight
         return self._evict()
+
+    def _filling(self, count: int, weight: int) -> bool:
+        """Whether `count` more keys of `weight` fit with nothing evicted, in a cache that has
+        evicted nothing lately (no ghost). While it fills, new keys go straight into probation:
+        with no one to compete with, the window would only pass them on there, one by one."""
+        if self._window_ghost._seqs or self._main_ghost._seqs:
+            return False
+        limit = self.max_weight
+        return len(self._where) + count <= self.max_entries and (limit is None or self._total + weight <= limit)
 
     def resize(self, key: Hashable, weight: int) -> list[Hashable]:
         code = self._where.get(key)
@@ -163,29 +178,25 @@ class AdaptiveTinyLfuPolicy:
         return self._evict()
 
     def admit_many(self, keys: list[Hashable], weights: list[int]) -> list[Hashable]:
-        """`admit` of each key in turn, with the same outcome. While nothing need be evicted
-        and no ghost is remembered (a cache filling up), all but the last are pushed into the
-        window in one loop, and spilled from it together: the same keys in the same order."""
+        """`admit` of each key in turn, with the same outcome. While the cache fills (see
+        `_filling`), all but the last go into probation in one loop, as `admit` would put them."""
         first = len(keys) - 1  # (the last is admitted alone: it may be the one that must evict)
-        head, head_weights, limit = keys[:first], weights[:first], self.max_weight
-        if not first or self._window_ghost._seqs or self._main_ghost._seqs \
-                or len(self._where) + first > self.max_entries \
-                or limit is not None and self._total + sum(head_weights) > limit:
+        head, head_weights = keys[:first], weights[:first]
+        if not first or not self._filling(first, sum(head_weights)):
             return [victim for key, weight in zip(keys, weights, strict=True) for victim in self.admit(key, weight)]
         self._sketch.add_many(head)
         self._clock += first
-        window, where, held = self._queues[WINDOW], self._where, self._weights
-        window_keys, seq, added = window._keys, window._next, 0
+        probation, where, held = self._queues[PROBATION], self._where, self._weights
+        probation_keys, seq, added = probation._keys, probation._next, 0
         for key, weight in zip(head, head_weights, strict=True):
-            window_keys[seq] = key
-            where[key] = seq << 2  # | WINDOW
+            probation_keys[seq] = key
+            where[key] = seq << 2 | PROBATION
             held[key] = weight
             seq += 1
             added += weight
-        window._next = seq
-        window.weight += added
+        probation._next = seq
+        probation.weight += added
         self._total += added
-        self._spill(window)  # (no candidates: nothing is over its bound until the last)
         return self.admit(keys[first], weights[first])
 
     def touch_many(self, keys: list[Hashable]) -> None:

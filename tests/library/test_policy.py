@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collapsed_forwarding.policy import DEFAULT_POLICY, POLICIES
-from collapsed_forwarding.tinylfu import AdaptiveTinyLfuPolicy
+from collapsed_forwarding.tinylfu import PROBATION, PROTECTED, WINDOW, AdaptiveTinyLfuPolicy
 
 NAMES = sorted(POLICIES)
 operations = st.lists(st.tuples(st.sampled_from(["admit", "touch", "discard", "resize"]),
@@ -120,6 +120,19 @@ def test_a_scan_does_not_flush_the_popular_keys() -> None:
         held.add(key)
         held.difference_update(policy.admit(key, 1))
     assert len(set(range(50)) & held) >= 48  # one may lose a tie at the window's edge; LRU would keep none
+
+
+def test_while_the_cache_fills_new_keys_go_straight_into_probation() -> None:
+    """With nothing to evict, no key competes with another: a new key skips the window, so a hit
+    before the cache is full already protects it. The first key over the bound enters the window."""
+    policy = AdaptiveTinyLfuPolicy(100)
+    for key in range(100):
+        assert policy.admit(key, 1) == []
+    assert [len(queue) for queue in policy._queues] == [0, 100, 0]
+    policy.touch_many([7])
+    assert policy._where[7] & 3 == PROTECTED
+    assert policy.admit(100, 1) == [0]  # probation's oldest goes: no candidate yet to compare it with
+    assert policy._where[100] & 3 == WINDOW and policy._where[1] & 3 == PROBATION
 
 
 def test_its_state_is_invisible_to_the_garbage_collector() -> None:
