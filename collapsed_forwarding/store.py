@@ -10,8 +10,8 @@ them. Everything but `entries.get` is called under the proxy's lock.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Hashable
+from sys import getsizeof
 from typing import Any
 
 from .answer import Entry, Missing
@@ -26,7 +26,7 @@ def shallow_size(key: Hashable, value: Any) -> int:
     """The default `size_of`: sys.getsizeof of the key plus that of the value.
     Right for str and bytes values (the usual cached thing); shallow for
     containers, which a user who caches them should weigh with their own size_of."""
-    return sys.getsizeof(key) + sys.getsizeof(value)
+    return getsizeof(key) + getsizeof(value)
 
 
 def policy_factory(policy: str | PolicyFactory | None) -> PolicyFactory:
@@ -71,7 +71,11 @@ class Store:
         """Store `entry`; the keys evicted to keep both bounds, `key` itself
         among them if the policy would not keep it (its request is still answered)."""
         value = entry[0]
-        weight = self.size_of(key, None if type(value) is Missing else value)
+        if type(value) is Missing:
+            value = None
+        size_of = self.size_of
+        # (the default written out: every fill runs this)
+        weight = getsizeof(key) + getsizeof(value) if size_of is shallow_size else size_of(key, value)
         entries = self.entries
         if key in entries:
             entries[key] = entry
