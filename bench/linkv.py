@@ -18,6 +18,7 @@ every history linearizable.
     python3 bench/run.py linkv                           # the table in bench/RESULTS.md (about 2 minutes)
     python3 bench/run.py linkv --seconds 30 --seeds 3 --only main --out /tmp/soak   # a soak of the node alone
     python3 bench/run.py linkv --scenario cost --seconds 30   # the cost rows, kills beside none
+    python3 bench/run.py linkv --scenario slow --seeds 3 --only relay --out /tmp/relay   # updates via an owner
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ from tests.support.workload import SHAPES, Latency, RunResult, Workload, run
 NODES = {
     "main": None,  # python3 main.py
     "passthrough": [sys.executable, str(ROOT / "tests" / "support" / "passthrough_node.py")],
+    # Run only when asked (--only relay): the pass-through with each key's updates sent through one node of
+    # the cluster, the two hops that any design routing a key's updates through an owner adds, and nothing else.
+    "relay": [sys.executable, str(ROOT / "tests" / "support" / "passthrough_node.py"), "--relay-updates"],
 }
+DEFAULT_NODES = ("main", "passthrough")
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ def median(rows: list[dict[str, Any]], field: str) -> float:
 def measure_all(args: argparse.Namespace) -> dict[str, Any]:
     seconds, seeds = (3.0, 1) if args.quick else (args.seconds, args.seeds)
     scenarios = [s for s in SCENARIOS if not args.scenario or any(p in s.name for p in args.scenario)]
-    nodes = [args.only] if args.only else list(NODES)
+    nodes = [args.only] if args.only else list(DEFAULT_NODES)
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for s in scenarios:
         for node in nodes:

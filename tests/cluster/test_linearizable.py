@@ -91,6 +91,17 @@ def test_the_passthrough_node_is_linearizable_under_partitions() -> None:
     assert result.per_op("origin") == pytest.approx(2.0, abs=0.05)  # only the ops unanswered at the end differ
 
 
+def test_the_relay_node_sends_each_update_through_its_keys_relay_node() -> None:
+    """bench/linkv.py's floor for a design that routes a key's updates through one node: the pass-through's
+    origin messages, and two more hops between nodes for each update relayed (reads go straight to lin-kv)."""
+    result = run(workload(3, 10, "exponential", False, seed=6, cmd=[*PASSTHROUGH, "--relay-updates"]))
+    assert_linearizable(result)
+    assert result.per_op("origin") == pytest.approx(2.0, abs=0.05)
+    by_type = result.per_op_by_type()
+    assert by_type.get("peer relay", 0) > 0 and by_type.get("peer relay", 0) == pytest.approx(
+        by_type.get("peer write_ok", 0) + by_type.get("peer cas_ok", 0) + by_type.get("peer error", 0), abs=0.02)
+
+
 def test_the_workload_catches_a_cache_that_does_not_drop_on_write() -> None:
     """A node that keeps what it read and never hears of another node's write is caught at once."""
     result = run(workload(3, 0, "constant", False, seed=1, seconds=1.5, cmd=BROKEN_CACHE))
