@@ -22,12 +22,12 @@ qualifies, so the filter keeps its stable part.
 
 Layout: window (LRU) -> probation (LRU) <-> protected (LRU, 80% of the main area).
 A new key enters the window (or, while the cache fills and there is nothing to
-compete for, probation: the window would only pass it on); the window's oldest spills into probation as a
-candidate and stays only if the sketch says it is more popular than probation's
-oldest (the victim); ties keep the victim, and a candidate seen only once
-lately (a one-hit wonder, which TinyLFU's doorkeeper filters) never wins:
-one sighting is no evidence. A hit in probation promotes to
-protected; protected's oldest is demoted back to probation.
+compete for, probation: the window would only pass it on); the window's oldest
+spills into probation as a candidate and stays only if the sketch says it is
+more popular than probation's oldest (the victim); ties keep the victim, and a
+candidate seen only once lately (a one-hit wonder, which TinyLFU's doorkeeper
+filters) never wins: one sighting is no evidence. A hit in probation promotes
+to protected; protected's oldest is demoted back to probation.
 
 Memory that the garbage collector never walks: every region and ghost is a
 `_Queue`, plain dicts of atoms (keys, ints), which CPython untracks, rather
