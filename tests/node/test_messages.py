@@ -18,6 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.net import MAIN, Net, canonical
 
+from collapsed_forwarding.node.handlers import json_bytes
+
 pytestmark = pytest.mark.process  # starts node processes
 
 INIT = b'{"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}\n'
@@ -620,6 +622,19 @@ def test_max_bytes_counts_encoded_keys_and_values_and_evicts_to_hold_it():
         assert (stats["entries"], stats["evictions"], stats["bytes"]) == (2, 1, 2 * one)
         assert net.call("n1", {"type": "get", "key": "a"})["cache"] == "hit"
         assert net.call("n1", {"type": "get", "key": "b"})["cache"] == "miss"
+
+
+JSON_ITEMS = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(max_codepoint=0x7F)) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6)
+
+
+@given(JSON_ITEMS)
+def test_the_bytes_counted_are_those_of_the_json_on_the_wire(item):
+    """A plain ASCII string is counted without being encoded; every item counts as its compact JSON's bytes."""
+    assert json_bytes(item) == len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 # -- flags -------------------------------------------------------------------------------------
