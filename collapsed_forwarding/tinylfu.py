@@ -144,13 +144,13 @@ class AdaptiveTinyLfuPolicy:
             return self.resize(key, weight)
         self._sketch.add(key)
         self._clock += 1
-        if self._filling(1, weight):
+        if self._window_ghost._seqs or self._main_ghost._seqs:  # (their __len__ is a Python call)
+            self._learn(hash(key))  # (a cache with ghosts has evicted: it is not filling)
+        elif self._filling(1, weight):
             self._place(key, PROBATION, weight)
             self._weights[key] = weight
             self._total += weight
             return []
-        if self._window_ghost._seqs or self._main_ghost._seqs:  # (their __len__ is a Python call)
-            self._learn(hash(key))
         window = self._queues[WINDOW]
         window.weight += weight
         where[key] = window.push(key) << 2  # | WINDOW
