@@ -39,20 +39,31 @@ class Flight:
     __slots__ = ("key", "started", "ttl", "led", "waiters", "callbacks", "event", "answers", "detached", "timer",
                  "calling", "caller", "error", "deadline")
 
+    deadline: float  # when its waiters are released, on the scheduler's clock
+    waiters: int  # requests waiting, the one that started it included
+    callbacks: list[tuple[OnAnswer, bool]]  # (on_answer, is the leader)
+    event: threading.Event | None  # made for the first blocking waiter only
+    answers: tuple[Any, Any] | None  # (the leader's, a follower's), once settled
+    # The deadline's timer, armed at launch, or, for a blocking leader's flight, only once a callback
+    # waits (a blocking waiter times out by itself); cancelled at settle.
+    timer: Timer | None
+    error: Any  # the error it settled with, for a waiter that takes no stale value instead
+    detached: bool  # invalidated: answers its own waiters, but fills nothing and takes no more
+    calling: bool  # a blocking backend call for it is running (it may outlive the deadline)
+    caller: int  # the ident of the thread that makes that call
+
     def __init__(self, key: Hashable, started: float, ttl: float, led: bool, deadline: float) -> None:
-        self.key, self.started, self.ttl, self.led = key, started, ttl, led
-        self.deadline = deadline  # when its waiters are released, on the scheduler's clock
-        self.waiters = int(led)  # requests waiting, the one that started it included
-        self.callbacks: list[tuple[OnAnswer, bool]] = []  # (on_answer, is the leader)
-        self.event: threading.Event | None = None  # made for the first blocking waiter only
-        self.answers: tuple[Any, Any] | None = None  # (the leader's, a follower's), once settled
-        self.detached = False  # invalidated: answers its own waiters, but fills nothing and takes no more
-        # The deadline's timer, armed at launch, or, for a blocking leader's flight, only once a callback
-        # waits (a blocking waiter times out by itself); cancelled at settle.
-        self.timer: Timer | None = None
-        self.calling = False  # a blocking backend call for it is running (it may outlive the deadline)
-        self.caller = 0  # the ident of the thread that makes that call
-        self.error: Any = None  # the error it settled with, for a waiter that takes no stale value instead
+        # (one store a field, the Nones and Falses chained, and no call: every miss makes a flight)
+        self.key = key
+        self.started = started
+        self.ttl = ttl
+        self.led = led
+        self.deadline = deadline
+        self.waiters = 1 if led else 0
+        self.callbacks = []
+        self.event = self.answers = self.timer = self.error = None
+        self.detached = self.calling = False
+        self.caller = 0
 
     # -- under the owner's lock ------------------------------------------
 

@@ -179,22 +179,21 @@ class AdaptiveTinyLfuPolicy:
 
     def admit_many(self, keys: list[Hashable], weights: list[int]) -> list[Hashable]:
         """`admit` of each key in turn, with the same outcome. While the cache fills (see
-        `_filling`), all but the last go into probation in one loop, as `admit` would put them."""
+        `_filling`), all but the last go into probation at once, in the order `admit` would put them:
+        each map is extended in C (dict.update), not key by key."""
         first = len(keys) - 1  # (the last is admitted alone: it may be the one that must evict)
         head, head_weights = keys[:first], weights[:first]
-        if not first or not self._filling(first, sum(head_weights)):
+        added = sum(head_weights)
+        if not first or not self._filling(first, added):
             return [victim for key, weight in zip(keys, weights, strict=True) for victim in self.admit(key, weight)]
         self._sketch.add_many(head)
         self._clock += first
-        probation, where, held = self._queues[PROBATION], self._where, self._weights
-        probation_keys, seq, added = probation._keys, probation._next, 0
-        for key, weight in zip(head, head_weights, strict=True):
-            probation_keys[seq] = key
-            where[key] = seq << 2 | PROBATION
-            held[key] = weight
-            seq += 1
-            added += weight
-        probation._next = seq
+        probation = self._queues[PROBATION]
+        seq = probation._next
+        probation._keys.update(zip(range(seq, seq + first), head, strict=True))
+        self._where.update(zip(head, range(seq << 2 | PROBATION, (seq + first) << 2, 4), strict=True))
+        self._weights.update(zip(head, head_weights, strict=True))
+        probation._next = seq + first
         probation.weight += added
         self._total += added
         return self.admit(keys[first], weights[first])

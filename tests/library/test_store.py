@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from collections.abc import Hashable
 
 import pytest
@@ -67,6 +68,20 @@ def test_the_default_size_is_sys_getsizeof_of_key_and_value() -> None:
     proxy = CollapsedForwardingProxy(lambda key: "value-" + key, clock=FakeClock())
     proxy.get("k")
     assert proxy.stats()["bytes"] == shallow_size("k", "value-k") > 0
+
+
+class Named(str):
+    def __sizeof__(self) -> int:
+        return 7
+
+
+@pytest.mark.parametrize("key", ["k", "", "clé", "日本", Named("n"), (1, "a"), 12, b"k"])
+@pytest.mark.parametrize("value", ["value", "", "é" * 100, "日本", "\U0001f600", Named("v"), b"bytes", 3.5,
+                                   (1, 2), [1, 2], {"a": 1}, None, int])
+def test_the_default_size_is_sys_getsizeof_of_any_key_and_value(key: Hashable, value: object) -> None:
+    proxy = CollapsedForwardingProxy(lambda key: value, clock=FakeClock())
+    proxy.get(key)
+    assert proxy.stats()["bytes"] == sys.getsizeof(key) + sys.getsizeof(value)
 
 
 @pytest.mark.parametrize("policy", ["lru", LruPolicy, None])
