@@ -49,6 +49,12 @@ def child(script: str, *args: object) -> str:
 med = statistics.median
 
 
+def rotated(names: list[str], turn: int) -> list[str]:
+    """`names` in the order of this turn: who goes first moves on by one each turn."""
+    k = turn % len(names)
+    return names[k:] + names[:k]
+
+
 def ratios(mine: Sequence[float], base: Sequence[float]) -> list[float]:
     """Run by run: each run of this project against the baseline's run of the same pair."""
     return [m / b for m, b in zip(mine, base, strict=True)]

@@ -40,7 +40,21 @@ from pathlib import Path
 from time import monotonic
 from typing import Any
 
-from common import fmt, goals_table, log, med, med_range, part_main, pyplot, ratios, save_plot, section, table, verdict
+from common import (
+    fmt,
+    goals_table,
+    log,
+    med,
+    med_range,
+    part_main,
+    pyplot,
+    ratios,
+    rotated,
+    save_plot,
+    section,
+    table,
+    verdict,
+)
 
 from proxy import CollapsedForwardingProxy
 
@@ -171,11 +185,6 @@ COLOURS = {COLLAPSED: "#d62728", GRACE: "#ff9896", NAIVE: "#7f7f7f", "dogpile.ca
            HARNESS: "#000000"}
 
 
-def _rotated(names: list[str], rep: int) -> list[str]:
-    k = rep % len(names)
-    return names[k:] + names[:k]
-
-
 def loop_ns(get: Get, key: str, n: int) -> float:
     """ns per call of get(key), the bare loop's own cost subtracted."""
     gc_was = gc.isenabled()
@@ -206,7 +215,7 @@ def hit_runs(getters: dict[str, Get], sizes: dict[str, int], reps: int) -> dict[
     """ns per hit of each getter, `sizes[name]` gets a run, the getters in turn, their order rotated each run."""
     results: dict[str, list[float]] = {name: [] for name in getters}
     for rep in range(reps):
-        for name in _rotated(list(getters), rep):
+        for name in rotated(list(getters), rep):
             results[name].append(loop_ns(getters[name], "hot", sizes[name]))
     return results
 
@@ -310,12 +319,12 @@ def herds(sizes: tuple[int, ...] = (10, 100, 1000), reps: int = 5, latency: floa
             expiring[name] = (origin, get)
         expired_at = time.perf_counter() + expired_ttl * 1.1 + 0.02
         for n in sizes:
-            for name in _rotated(names["cold"], rep):
+            for name in rotated(names["cold"], rep):
                 origin = None if name == HARNESS else Origin(latency)
                 record("cold", name, n, origin, contestants[name][0](origin, 60) if origin else no_cache, "cold")
         time.sleep(max(0.0, expired_at - time.perf_counter()))
         for n in sizes:
-            for name in _rotated(names["expired"], rep):
+            for name in rotated(names["expired"], rep):
                 record("expired", name, n, *expiring[name], f"expired-{n}")
         log(f"  herds: repetition {rep + 1}/{reps} done")
     for crew in crews.values():
