@@ -5,7 +5,7 @@
   inline). Goal: at most 1.5x. The two take turns, N/20 keys a turn, so a shared machine's slow moments
   fall on both alike. The same N keys over 8 threads released together, a whole pass each: at most 1.5x too.
 * hit: `get` of one present key in a loop, against a dict and a clock read in a plain function
-  (inprocess.make_floor, timed by inprocess.hit_vs_floor). Goal: at most 1.5x.
+  (inprocess.make_floor, timed by inprocess.hit_vs_floor, in turns as the miss). Goal: at most 1.5x.
 * gc: a full gc.collect() in a process holding 1,000,000 entries filled through the library, against one
   holding a dict of the same tuples (the median of 5 collections each). Goal: at most 3x.
 * node: cached gets through `python3 main.py` against bench/echo_node.py (node.cached_gets). Goal: at most 1.1x.
