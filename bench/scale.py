@@ -12,7 +12,7 @@ The node runs as `python3 main.py`, driven through its pipes, with `--sim-latenc
   and their deadline timers have run out, against the same dict.
 * eviction: `--max-entries 1000 --sim-latency 2`, 8,000 distinct gets and one `stats` written at once: the
   time from writing `stats` to its reply, which comes once every get is admitted; against the same with the
-  default `--max-entries`.
+  default `--max-entries`, in five pairs, who goes first alternating.
 * lin-kv flood: `--origin lin-kv`, the bench playing the service and answering each `read` as soon as it
   reads it, alongside a burst of 20,000 distinct gets: the fraction answered with error 0 (timeout).
 * echo: N distinct gets through a fresh node and the same N lines through bench/echo_node.py, pairs in turn.
@@ -153,6 +153,14 @@ def memory_once(entries: int, paced: int = 1000, timeout: float = 1.0) -> dict[s
     return {"delta_kb": after - before, "errors": errors}
 
 
+def eviction_pair(turn: int) -> tuple[dict, dict]:
+    """(evicting, default): eviction_once with `--max-entries 1000` and without, who goes first alternating."""
+    if turn % 2:
+        default = eviction_once(None)
+        return eviction_once(1000), default
+    return eviction_once(1000), eviction_once(None)
+
+
 def eviction_once(max_entries: int | None, misses: int = 8_000, latency: float = 2.0) -> dict:
     flags = ["--sim-latency", str(latency), "--origin-timeout", str(latency + 10), "--ttl", "3600", *BOUNDS_OFF]
     if max_entries is not None:
@@ -247,7 +255,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     r["memory"] = {"entries": entries, "node": [memory_once(entries) for _ in range(runs)],
                    "dict_floor_kb": [int(child(DICT_FLOOR, entries)) for _ in range(runs)]}
     log("eviction with fetches in flight:")
-    pairs = [(eviction_once(1000), eviction_once(None)) for _ in range(2 if quick else 3)]
+    pairs = [eviction_pair(turn) for turn in range(2 if quick else 5)]
     r["eviction"] = {"evicting": [e for e, _ in pairs], "default": [d for _, d in pairs]}
     log("lin-kv flood:")
     r["linkv"] = [linkv_once(20_000) for _ in range(2 if quick else 3)]
