@@ -20,14 +20,24 @@ requests than the capacity passed since it was evicted, when even a cache that
 was all window would have kept it; a loop a little larger than the cache never
 qualifies, so the filter keeps its stable part.
 
-Layout: window (LRU) -> probation (LRU) <-> protected (LRU, 80% of the main area).
-A new key enters the window (or, while the cache fills and there is nothing to
-compete for, probation: the window would only pass it on); the window's oldest
-spills into probation as a candidate and stays only if the sketch says it is
-more popular than probation's oldest (the victim); ties keep the victim, and a
-candidate seen only once lately (a one-hit wonder, which TinyLFU's doorkeeper
-filters) never wins: one sighting is no evidence. A hit in probation promotes
-to protected; protected's oldest is demoted back to probation.
+The window is ARC itself in small: when recency wins and the window takes most
+of the cache, a plain LRU window would leave the cache no better than LRU. So
+a key hit while in the window moves to the window's protected part (ARC's T2,
+the keys seen twice), away from the stream of keys seen once, and the split
+between the two parts adapts by ARC's rule: a ghost hit on a key the window
+lost after a hit there grows the protected part by one entry of the window; on
+a key it lost unhit, shrinks it. It starts at none: a plain LRU window.
+
+Layout: window (LRU <- protected LRU, at most 80% of the window) -> probation
+(LRU) <-> protected (LRU, 80% of the main area). A new key enters the window
+(or, while the cache fills and there is nothing to compete for, probation: the
+window would only pass it on); the window's oldest (of its LRU part, else of
+its protected part) spills into probation as a candidate and stays only if the
+sketch says it is more popular than probation's oldest (the victim); ties keep
+the victim, and a candidate seen only once lately (a one-hit wonder, which
+TinyLFU's doorkeeper filters) never wins: one sighting is no evidence. A hit
+in probation promotes to protected; protected's oldest is demoted back to
+probation, and the window's protected oldest back to the window's LRU part.
 
 Memory that the garbage collector never walks: every region and ghost is a
 `_Queue`, plain dicts of atoms (keys, ints), which CPython untracks, rather
@@ -40,8 +50,12 @@ from collections.abc import Hashable
 
 from .sketch import FrequencySketch
 
-WINDOW, PROBATION, PROTECTED = 0, 1, 2
-_PROTECTED_SHARE = 0.8  # of the main area, as in Caffeine and the W-TinyLFU paper
+WINDOW, PROBATION, PROTECTED, WINDOW_PROTECTED = 0, 1, 2, 3  # a key's region: its code & _REGION
+_REGION = 3
+_HIT_IN_WINDOW = 4  # a code's mark: hit while in the window (kept until the key leaves for good)
+_SHIFT = 3  # a code is its queue's sequence number << _SHIFT | the mark | the region
+_PROMOTED = (WINDOW_PROTECTED, PROTECTED, PROTECTED, WINDOW_PROTECTED)  # where a hit moves a key, by region
+_PROTECTED_SHARE = 0.8  # of the main area, as in Caffeine and the W-TinyLFU paper; the most of the window too
 _INITIAL_WINDOW = 0.01  # TinyLFU's recommended start: mostly frequency, until the ghosts say otherwise
 _ONCE = 1  # a candidate must have been seen more often than this lately to displace a key
 _STEP_ENTRIES = 0.5  # the split moves this many entries a ghost hit: one hit alone barely moves it
@@ -99,17 +113,18 @@ class _Ghost:
         self._times: dict[int, int] = {}  # when each was evicted, counted in requests
         self.limit = limit
 
-    def add(self, hashed: int, now: int) -> None:
+    def add(self, hashed: int, stamp: int) -> None:
+        """Remember `hashed` with `stamp`: when it was evicted, and how (the owner's encoding)."""
         self.take(hashed)
         self._seqs[hashed] = self._queue.push(hashed)
-        self._times[hashed] = now
+        self._times[hashed] = stamp
         if len(self._seqs) > self.limit:
             oldest: int = self._queue.oldest()  # type: ignore[assignment]
             self._queue.remove(self._seqs.pop(oldest))
             del self._times[oldest]
 
     def take(self, hashed: int) -> int | None:
-        """When `hashed` was evicted, forgetting it; None if it is not remembered."""
+        """The stamp `hashed` was evicted with, forgetting it; None if it is not remembered."""
         seq = self._seqs.pop(hashed, None)
         if seq is None:
             return None
@@ -123,11 +138,12 @@ class AdaptiveTinyLfuPolicy:
     def __init__(self, max_entries: int, max_weight: int | None = None) -> None:
         self.max_entries, self.max_weight = max_entries, max_weight
         self._sketch = FrequencySketch(max_entries)
-        self._queues = (_Queue(), _Queue(), _Queue())
-        self._where: dict[Hashable, int] = {}  # key -> its queue's sequence number << 2 | region
+        self._queues = (_Queue(), _Queue(), _Queue(), _Queue())
+        self._where: dict[Hashable, int] = {}  # key -> its code (see _SHIFT)
         self._weights: dict[Hashable, int] = {}
         self._total = 0
         self._window_share = _INITIAL_WINDOW
+        self._window_protected = 0.0  # share of the window; none at first: the window is plain LRU
         self._step = _STEP_ENTRIES / max_entries
         self._window_ghost, self._main_ghost = _Ghost(max_entries), _Ghost(max_entries)
         self._clock = 0  # requests seen, to date ghosts
@@ -153,7 +169,7 @@ class AdaptiveTinyLfuPolicy:
             return []
         window = self._queues[WINDOW]
         window.weight += weight
-        where[key] = window.push(key) << 2  # | WINDOW
+        where[key] = window.push(key) << _SHIFT  # | WINDOW
         self._weights[key] = weight
         self._total += weight
         return self._evict()
@@ -173,7 +189,7 @@ class AdaptiveTinyLfuPolicy:
             return self.admit(key, weight)
         change = weight - self._weights[key]
         self._weights[key] = weight
-        self._queues[code & 3].weight += change
+        self._queues[code & _REGION].weight += change
         self._total += change
         return self._evict()
 
@@ -191,7 +207,8 @@ class AdaptiveTinyLfuPolicy:
         probation = self._queues[PROBATION]
         seq = probation._next
         probation._keys.update(zip(range(seq, seq + first), head, strict=True))
-        self._where.update(zip(head, range(seq << 2 | PROBATION, (seq + first) << 2, 4), strict=True))
+        self._where.update(zip(head, range(seq << _SHIFT | PROBATION, (seq + first) << _SHIFT, 1 << _SHIFT),
+                               strict=True))
         self._weights.update(zip(head, head_weights, strict=True))
         probation._next = seq + first
         probation.weight += added
@@ -206,39 +223,41 @@ class AdaptiveTinyLfuPolicy:
             code = where.get(key)
             if code is None:
                 continue
-            region = code & 3
-            queues[region].remove(code >> 2)
-            if region == PROBATION:
+            region = code & _REGION
+            queues[region].remove(code >> _SHIFT)
+            target = _PROMOTED[region]
+            if target != region:
                 weight = weights[key]
-                queues[PROBATION].weight -= weight
-                queues[PROTECTED].weight += weight
-                region = PROTECTED
-            where[key] = queues[region].push(key) << 2 | region
+                queues[region].weight -= weight
+                queues[target].weight += weight
+            mark = _HIT_IN_WINDOW if target == WINDOW_PROTECTED else code & _HIT_IN_WINDOW
+            where[key] = queues[target].push(key) << _SHIFT | mark | target
         self._demote()
+        self._demote_window()
 
     def discard(self, key: Hashable) -> None:
         code = self._where.pop(key, None)
         if code is not None:
             weight = self._weights.pop(key)
-            queue = self._queues[code & 3]
-            queue.remove(code >> 2)
+            queue = self._queues[code & _REGION]
+            queue.remove(code >> _SHIFT)
             queue.weight -= weight
             self._total -= weight
 
     def weight(self) -> int:
         return self._total
 
-    def _place(self, key: Hashable, region: int, weight: int) -> None:
+    def _place(self, key: Hashable, region: int, weight: int, mark: int = 0) -> None:
         queue = self._queues[region]
         queue.weight += weight
-        self._where[key] = queue.push(key) << 2 | region
+        self._where[key] = queue.push(key) << _SHIFT | mark | region
 
     def _move(self, key: Hashable, region: int) -> None:
         code, weight = self._where[key], self._weights[key]
-        source = self._queues[code & 3]
-        source.remove(code >> 2)
+        source = self._queues[code & _REGION]
+        source.remove(code >> _SHIFT)
         source.weight -= weight
-        self._place(key, region, weight)
+        self._place(key, region, weight, code & _HIT_IN_WINDOW)
 
     def _over(self, count: int, weight: int, share: float) -> bool:
         """Whether a region of `count` keys and `weight` exceeds `share` of the capacity."""
@@ -246,10 +265,18 @@ class AdaptiveTinyLfuPolicy:
             return True
         return self.max_weight is not None and weight > share * self.max_weight
 
+    def _demote_window(self) -> None:
+        """Keep the window's protected part to its share of the window: its oldest go back to the
+        window's LRU part, still marked as hit there."""
+        protected = self._queues[WINDOW_PROTECTED]
+        share = self._window_protected * self._window_share
+        while protected._keys and self._over(len(protected._keys), protected.weight, share):  # (no __len__ call)
+            self._move(protected.oldest(), WINDOW)
+
     def _demote(self) -> None:
         protected = self._queues[PROTECTED]
         share = _PROTECTED_SHARE * (1.0 - self._window_share)
-        while protected and self._over(len(protected), protected.weight, share):
+        while protected._keys and self._over(len(protected._keys), protected.weight, share):
             self._move(protected.oldest(), PROBATION)
 
     def _evict(self) -> list[Hashable]:
@@ -261,13 +288,16 @@ class AdaptiveTinyLfuPolicy:
         return self._evict_over(candidates)
 
     def _spill(self, window: _Queue) -> list[Hashable]:
-        """Move the window's oldest keys into probation until it fits its share: the candidates.
-        (_Queue's push, remove, oldest and len written out: this runs on every miss.)"""
-        probation, where, weights, candidates = self._queues[PROBATION], self._where, self._weights, []
-        window_keys, probation_keys = window._keys, probation._keys
+        """Move the window's oldest keys into probation until it fits its share: the candidates. Its
+        LRU part goes first, then, if that is empty, its protected part. (_Queue's push, remove,
+        oldest and len written out for the LRU part: this runs on every miss.)"""
+        probation, protected = self._queues[PROBATION], self._queues[WINDOW_PROTECTED]
+        where, weights, candidates = self._where, self._weights, []
+        window_keys, protected_keys, probation_keys = window._keys, protected._keys, probation._keys
         head, share, limit = window._head, self._window_share, self.max_weight
         most = share * self.max_entries
-        while window_keys and (len(window_keys) > most or limit is not None and window.weight > share * limit):
+        while window_keys and (len(window_keys) + len(protected_keys) > most
+                               or limit is not None and window.weight + protected.weight > share * limit):
             while head not in window_keys:
                 head += 1
             key = window_keys.pop(head)
@@ -277,16 +307,20 @@ class AdaptiveTinyLfuPolicy:
             seq = probation._next
             probation_keys[seq] = key
             probation._next = seq + 1
-            where[key] = seq << 2 | PROBATION
+            where[key] = seq << _SHIFT | where[key] & _HIT_IN_WINDOW | PROBATION
             candidates.append(key)
         window._head = head
+        while protected_keys and (len(protected_keys) > most or limit is not None and protected.weight > share * limit):
+            key = protected.oldest()
+            self._move(key, PROBATION)
+            candidates.append(key)
         return candidates
 
     def _evict_over(self, candidates: list[Hashable]) -> list[Hashable]:
-        window, probation, protected = self._queues
+        window, probation, protected, window_protected = self._queues
         where, victims, limit = self._where, [], self.max_weight
         while where and (len(where) > self.max_entries or (limit is not None and self._total > limit)):
-            victim = (probation if probation else protected if protected else window).oldest()
+            victim = (probation or protected or window or window_protected).oldest()
             while candidates and candidates[0] not in where:
                 candidates.pop(0)
             loser = victim
@@ -295,18 +329,32 @@ class AdaptiveTinyLfuPolicy:
                 too_heavy = limit is not None and self._weights[candidate] > limit
                 if too_heavy or self._sketch.frequency(candidate) <= max(self._sketch.frequency(victim), _ONCE):
                     loser = candidate
-            from_window = loser is not victim or where[loser] & 3 == WINDOW
-            (self._window_ghost if from_window else self._main_ghost).add(hash(loser), self._clock)
+            code = where[loser]
+            if loser is not victim or code & _REGION in (WINDOW, WINDOW_PROTECTED):  # the window lost it
+                self._window_ghost.add(hash(loser), self._clock << 1 | bool(code & _HIT_IN_WINDOW))
+            else:
+                self._main_ghost.add(hash(loser), self._clock)
             self.discard(loser)
             victims.append(loser)
         return victims
 
     def _learn(self, hashed: int) -> None:
         """A miss on a key lately evicted: move the split toward the side that lost it."""
-        evicted = self._window_ghost.take(hashed)
-        if evicted is not None:
-            if evicted >= self._clock - self.max_entries:  # else a loop longer than the cache: no evidence
+        stamp = self._window_ghost.take(hashed)  # when it was evicted << 1 | whether it was hit in the window
+        if stamp is not None:
+            if stamp >> 1 >= self._clock - self.max_entries:  # else a loop longer than the cache: no evidence
+                self._learn_window(stamp & 1)
                 self._window_share = min(1.0, self._window_share + self._step)
                 self._demote()
         elif self._main_ghost.take(hashed) is not None:
             self._window_share = max(0.0, self._window_share - self._step)
+
+    def _learn_window(self, was_hit: int) -> None:
+        """ARC's rule inside the window: a key it lost after a hit there says its protected part was
+        too small; one it lost unhit, that its LRU part was. One entry of the window a ghost hit."""
+        step = 1.0 / max(1.0, self._window_share * self.max_entries)
+        if was_hit:
+            self._window_protected = min(_PROTECTED_SHARE, self._window_protected + step)
+        else:
+            self._window_protected = max(0.0, self._window_protected - step)
+            self._demote_window()

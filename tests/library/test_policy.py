@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collapsed_forwarding.policy import DEFAULT_POLICY, POLICIES
-from collapsed_forwarding.tinylfu import PROBATION, PROTECTED, WINDOW, AdaptiveTinyLfuPolicy
+from collapsed_forwarding.tinylfu import PROBATION, PROTECTED, WINDOW, WINDOW_PROTECTED, AdaptiveTinyLfuPolicy
 
 NAMES = sorted(POLICIES)
 operations = st.lists(st.tuples(st.sampled_from(["admit", "touch", "discard", "resize"]),
@@ -128,11 +128,64 @@ def test_while_the_cache_fills_new_keys_go_straight_into_probation() -> None:
     policy = AdaptiveTinyLfuPolicy(100)
     for key in range(100):
         assert policy.admit(key, 1) == []
-    assert [len(queue) for queue in policy._queues] == [0, 100, 0]
+    assert [len(queue) for queue in policy._queues] == [0, 100, 0, 0]
     policy.touch_many([7])
     assert policy._where[7] & 3 == PROTECTED
     assert policy.admit(100, 1) == [0]  # probation's oldest goes: no candidate yet to compare it with
     assert policy._where[100] & 3 == WINDOW and policy._where[1] & 3 == PROBATION
+
+
+def full_of_evictions(capacity: int) -> tuple[AdaptiveTinyLfuPolicy, set[int]]:
+    """A policy that has filled and evicted (it has ghosts), and the keys it holds."""
+    policy, held = AdaptiveTinyLfuPolicy(capacity), set()
+    for key in range(3 * capacity):
+        held.add(key)
+        held.difference_update(policy.admit(key, 1))
+    return policy, held
+
+
+def test_a_hit_in_the_window_moves_the_key_to_the_windows_protected_part_marked() -> None:
+    policy, _ = full_of_evictions(100)
+    policy._window_share, policy._window_protected = 0.5, 0.5  # a window of 50, 25 of them protected
+    policy.admit(1000, 1)
+    assert policy._where[1000] & 3 == WINDOW
+    policy.touch_many([1000])
+    assert policy._where[1000] & 3 == WINDOW_PROTECTED and policy._where[1000] & 4
+    policy._window_protected = 0.0  # its share gone: back to the window's LRU part, still marked
+    policy._demote_window()
+    assert policy._where[1000] & 3 == WINDOW and policy._where[1000] & 4
+
+
+@pytest.mark.parametrize("protected_share", [0.0, 0.8])
+def test_keys_hit_in_the_window_outlast_a_stream_of_keys_seen_once(protected_share: float) -> None:
+    """ARC's T2 inside the window: with a protected part, keys seen twice there stay while a stream of
+    new keys passes through; with none, the window is plain LRU and the stream flushes them."""
+    policy, held = full_of_evictions(100)
+    policy._window_share, policy._window_protected = 1.0, protected_share
+    hot = range(5000, 5040)
+    for key in hot:
+        held.add(key)
+        held.difference_update(policy.admit(key, 1))
+    policy.touch_many(list(hot))
+    for key in range(10_000, 10_300):  # each seen once: no ghost hit, so neither share moves
+        held.add(key)
+        held.difference_update(policy.admit(key, 1))
+    kept = len(set(hot) & held)
+    assert kept == (40 if protected_share else 0)
+
+
+def test_the_window_splits_itself_by_what_it_lost() -> None:
+    """A miss on a key the window lost after a hit there grows its protected part by one of its entries;
+    on one it lost unhit, shrinks it."""
+    policy, _ = full_of_evictions(100)
+    policy._window_share = 0.5  # 50 entries
+    policy._window_ghost.add(hash(7000), policy._clock << 1 | 1)
+    policy.admit(7000, 1)
+    assert policy._window_protected == pytest.approx(1 / 50)
+    grown, entries = policy._window_protected, policy._window_share * 100  # (the window grew too)
+    policy._window_ghost.add(hash(7001), policy._clock << 1)
+    policy.admit(7001, 1)
+    assert policy._window_protected == pytest.approx(grown - 1 / entries)
 
 
 def test_its_state_is_invisible_to_the_garbage_collector() -> None:
