@@ -110,7 +110,7 @@ class _Ghost:
     def __init__(self, limit: int) -> None:
         self._queue = _Queue()
         self._seqs: dict[int, int] = {}
-        self._times: dict[int, int] = {}  # when each was evicted, counted in requests
+        self._times: dict[int, int] = {}  # each one's stamp: when it was evicted (in requests), and how
         self.limit = limit
 
     def add(self, hashed: int, stamp: int) -> None:
