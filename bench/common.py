@@ -55,6 +55,16 @@ def rotated(names: list[str], turn: int) -> list[str]:
     return names[k:] + names[:k]
 
 
+def in_turns(names: list[str], turns: int, measure: Callable[[str, int], float]) -> dict[str, float]:
+    """The mean of `measure(name, turn)` over `turns` turns of every name, who goes first moving on by one
+    each turn: a shared machine's slow moments fall on every name alike, not on one whole pass."""
+    spent = dict.fromkeys(names, 0.0)
+    for turn in range(turns):
+        for name in rotated(names, turn):
+            spent[name] += measure(name, turn)
+    return {name: total / turns for name, total in spent.items()}
+
+
 def ratios(mine: Sequence[float], base: Sequence[float]) -> list[float]:
     """Run by run: each run of this project against the baseline's run of the same pair."""
     return [m / b for m, b in zip(mine, base, strict=True)]

@@ -25,7 +25,7 @@ from pathlib import Path
 from time import monotonic
 from typing import Any
 
-from common import child, log, med, med_range, part_main, ratios, rotated, section, table, verdict
+from common import child, in_turns, log, med, med_range, part_main, ratios, section, table, verdict
 from inprocess import hit_vs_floor
 from node import ECHO, NODE, cached_gets
 
@@ -111,14 +111,13 @@ def misses(get: Callable[[str], Any], keys: Sequence[str], threads: int) -> floa
 
 def interleaved_misses(gets: dict[str, Callable[[str], Any]], keys: Sequence[str], chunks: int) -> dict[str, float]:
     """Seconds per miss of each getter over all of `keys`, one thread, taken `len(keys) // chunks` at a time by
-    each getter in turn: each still fills its cache to len(keys), and a shared machine's slow moments fall on
-    both getters of a pair alike, not on one whole pass."""
-    size, spent = len(keys) // chunks, dict.fromkeys(gets, 0.0)
-    for chunk in range(chunks):
-        part = keys[chunk * size:(chunk + 1) * size]
-        for name in rotated(list(gets), chunk):
-            spent[name] += misses(gets[name], part, 1)
-    return {name: total / chunks for name, total in spent.items()}
+    each getter in turn (common.in_turns): each still fills its cache to len(keys)."""
+    size = len(keys) // chunks
+
+    def chunk_of_misses(name: str, chunk: int) -> float:
+        return misses(gets[name], keys[chunk * size:(chunk + 1) * size], 1)
+
+    return in_turns(list(gets), chunks, chunk_of_misses)
 
 
 def miss_pair(n: int, threads: int, run: int) -> tuple[float, float]:

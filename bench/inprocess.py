@@ -43,6 +43,7 @@ from typing import Any
 from common import (
     fmt,
     goals_table,
+    in_turns,
     log,
     med,
     med_range,
@@ -236,13 +237,13 @@ def hit_vs_floor(reps: int, n: int = 200_000, turns: int = 20) -> dict:
     taking `turns` turns of n/turns gets each, so a shared machine's slow moments fall on both alike."""
     getters = {"floor": hot(make_floor), "collapsed": hot(make_collapsed)}
     out: dict[str, list[float]] = {name: [] for name in getters}
+
+    def turn_of_hits(name: str, _: int) -> float:
+        return loop_ns(getters[name], "hot", n // turns)
+
     for _ in range(reps):
-        spent = dict.fromkeys(getters, 0.0)
-        for turn in range(turns):
-            for name in rotated(list(getters), turn):
-                spent[name] += loop_ns(getters[name], "hot", n // turns)
-        for name, total in spent.items():
-            out[name].append(total / turns)
+        for name, ns in in_turns(list(getters), turns, turn_of_hits).items():
+            out[name].append(ns)
     log(f"  hit vs floor: {reps} runs of {n:,} gets, in {turns} turns each")
     return {**out, "ratios": ratios(out["collapsed"], out["floor"])}
 

@@ -65,7 +65,6 @@ class Passthrough:
             self.send(msg["src"], {"type": "error", "in_reply_to": body.get("msg_id"), "code": 10,
                                    "text": f"unsupported {kind!r}"})
 
-
     def relay_of(self, request: dict[str, Any]) -> str:
         """The node a key's updates go through: lin-kv itself where that is this node."""
         relay = self.node_ids[zlib.crc32(key_of(request).encode()) % len(self.node_ids)]
