@@ -6,10 +6,20 @@ four rows of 4-bit-range counters (one byte each, capped at 15) in one
 garbage collector ever traverses. Counts are halved once `sample_size`
 additions were made, so a key's past popularity fades and the filter follows
 a changing workload (TinyLFU's "reset").
+
+The table grows as the cache fills, not to its bound at once: a proxy allowed
+100,000 entries that holds a few hundred costs 64 KiB, not 2 MiB (Caffeine,
+too, sizes its sketch only as the cache fills). It grows by repeating itself
+(twice, or any power of two): a key's block is its hash masked to the table,
+and each more bit of mask lands it in its old block or in a copy of it, so
+every key keeps its counts. A key that lands in a copy also finds the counts
+of the keys that shared its old block, which the wider table keeps apart, so
+the grown table is halved, as a reset would: the borrowed counts fade at once.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Hashable, Iterable
 
 _ROWS = 4
@@ -25,6 +35,14 @@ _MAX_WIDTH = 1 << 20  # 4 MiB at most, enough to tell a quarter million entries'
 _SALT = 0x2545F491  # hashing (key, salt) mixes an int key's bits, which hash(int) leaves as they are
 
 
+def _width_for(entries: int) -> int:
+    """A row's counters for a cache of `entries`: a power of two, from _MIN_WIDTH to _MAX_WIDTH."""
+    width = _MIN_WIDTH
+    while width < WIDTH_PER_ENTRY * entries and width < _MAX_WIDTH:
+        width <<= 1
+    return width
+
+
 class FrequencySketch:
     """Estimated recent request counts (0-15) of keys, in `_ROWS * width` bytes.
 
@@ -34,13 +52,26 @@ class FrequencySketch:
     reads cost a miss more than all the rest of the sketch's arithmetic."""
 
     def __init__(self, max_entries: int) -> None:
-        width = _MIN_WIDTH
-        while width < WIDTH_PER_ENTRY * max_entries and width < _MAX_WIDTH:
-            width <<= 1
-        self._block_mask = width // _BLOCK_ROW - 1
-        self._table = bytearray(_ROWS * width)
+        self._max_width = _width_for(max_entries)
+        self._table = bytearray(_ROWS * _MIN_WIDTH)
+        self._block_mask = _MIN_WIDTH // _BLOCK_ROW - 1
+        self.fits = self._fits(_MIN_WIDTH)
         self.sample_size = SAMPLE_PER_ENTRY * min(max(max_entries, 16), _MAX_WIDTH)
         self._additions = 0
+
+    def _fits(self, width: int) -> int:
+        """How many entries a table `width` wide is for; the largest int once it can grow no more."""
+        return width // WIDTH_PER_ENTRY if width < self._max_width else sys.maxsize
+
+    def grow(self, entries: int) -> None:
+        """Widen the table for a cache of `entries`, each key keeping half its counts (see the
+        module's docstring); never past the width its `max_entries` asks for."""
+        width = min(_width_for(entries), self._max_width)
+        copies = width // (len(self._table) // _ROWS)  # a power of two: each copy is one more bit of mask
+        if copies > 1:
+            self._table = (self._table * copies).translate(_HALVE)
+            self._block_mask = width // _BLOCK_ROW - 1
+            self.fits = self._fits(width)
 
     def _slots(self, key: Hashable) -> tuple[int, int, int, int]:
         mixed = hash((key, _SALT))

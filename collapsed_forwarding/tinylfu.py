@@ -161,12 +161,15 @@ class AdaptiveTinyLfuPolicy:
         self._sketch.add(key)
         self._clock += 1
         if self._window_ghost._seqs or self._main_ghost._seqs:  # (their __len__ is a Python call)
-            self._learn(hash(key))  # (a cache with ghosts has evicted: it is not filling)
-        elif self._filling(1, weight):
-            self._place(key, PROBATION, weight)
-            self._weights[key] = weight
-            self._total += weight
-            return []
+            self._learn(hash(key))  # (a cache with ghosts has evicted: it is not filling; its sketch is grown)
+        else:
+            if len(where) >= self._sketch.fits:
+                self._sketch.grow(len(where) + 1)
+            if self._filling(1, weight):
+                self._place(key, PROBATION, weight)
+                self._weights[key] = weight
+                self._total += weight
+                return []
         window = self._queues[WINDOW]
         window.weight += weight
         where[key] = window.push(key) << _SHIFT  # | WINDOW
@@ -202,6 +205,8 @@ class AdaptiveTinyLfuPolicy:
         added = sum(head_weights)
         if not first or not self._filling(first, added):
             return [victim for key, weight in zip(keys, weights, strict=True) for victim in self.admit(key, weight)]
+        if len(self._where) + first > self._sketch.fits:
+            self._sketch.grow(len(self._where) + first)
         self._sketch.add_many(head)
         self._clock += first
         probation = self._queues[PROBATION]
@@ -317,6 +322,8 @@ class AdaptiveTinyLfuPolicy:
         return candidates
 
     def _evict_over(self, candidates: list[Hashable]) -> list[Hashable]:
+        if self._sketch.fits < self.max_entries:  # a byte bound binds first: the sketch is for the entry bound's
+            self._sketch.grow(self.max_entries)  # sample of requests (see FrequencySketch.sample_size)
         window, probation, protected, window_protected = self._queues
         where, victims, limit = self._where, [], self.max_weight
         while where and (len(where) > self.max_entries or (limit is not None and self._total > limit)):
