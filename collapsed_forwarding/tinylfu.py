@@ -50,10 +50,9 @@ from collections.abc import Hashable
 
 from .sketch import FrequencySketch
 
-WINDOW, PROBATION, PROTECTED, WINDOW_PROTECTED = 0, 1, 2, 3  # a key's region: its code & _REGION
+WINDOW, PROBATION, PROTECTED, WINDOW_PROTECTED = 0, 1, 2, 3  # a key's region: its number & _REGION
 _REGION = 3
-_HIT_IN_WINDOW = 4  # a code's mark: hit while in the window (kept until the key leaves for good)
-_SHIFT = 3  # a code is its queue's sequence number << _SHIFT | the mark | the region
+_STEP = 4  # a queue's numbers step by this from its region's own: a key's number says where it is
 _PROMOTED = (WINDOW_PROTECTED, PROTECTED, PROTECTED, WINDOW_PROTECTED)  # where a hit moves a key, by region
 _PROTECTED_SHARE = 0.8  # of the main area, as in Caffeine and the W-TinyLFU paper; the most of the window too
 _INITIAL_WINDOW = 0.01  # TinyLFU's recommended start: mostly frequency, until the ghosts say otherwise
@@ -64,17 +63,20 @@ _STEP_ENTRIES = 0.5  # the split moves this many entries a ghost hit: one hit al
 class _Queue:
     """Keys in the order they were pushed, with O(1) push, remove and pop-oldest.
 
-    A key's position is the sequence number it was pushed with; `_keys` maps
-    sequence numbers to keys and `_head` only moves forward over numbers that
-    were removed, so each number is stepped over once: O(1) amortised. (A plain
-    dict's own order can't do this: `next(iter(d))` rescans its deleted slots.)
+    A key's position is the number it was pushed with; `_keys` maps numbers to
+    keys and `_head` only moves forward over numbers that were removed, so each
+    number is stepped over once: O(1) amortised. (A plain dict's own order can't
+    do this: `next(iter(d))` rescans its deleted slots.) Numbers go up by _STEP
+    from the queue's `region`, so a number alone says which queue holds it, and
+    the policy's map of keys to positions can hold the very int objects this
+    queue's map does: one int a key, not two.
     """
 
     __slots__ = ("_keys", "_head", "_next", "weight")
 
-    def __init__(self) -> None:
+    def __init__(self, region: int = 0) -> None:
         self._keys: dict[int, Hashable] = {}
-        self._head = self._next = 0
+        self._head = self._next = region
         self.weight = 0
 
     def __len__(self) -> int:
@@ -83,7 +85,7 @@ class _Queue:
     def push(self, key: Hashable) -> int:
         seq = self._next
         self._keys[seq] = key
-        self._next = seq + 1
+        self._next = seq + _STEP
         return seq
 
     def remove(self, seq: int) -> None:
@@ -93,7 +95,7 @@ class _Queue:
         """The oldest key; the queue must not be empty."""
         keys, head = self._keys, self._head
         while head not in keys:
-            head += 1
+            head += _STEP
         self._head = head
         return keys[head]
 
@@ -138,8 +140,11 @@ class AdaptiveTinyLfuPolicy:
     def __init__(self, max_entries: int, max_weight: int | None = None) -> None:
         self.max_entries, self.max_weight = max_entries, max_weight
         self._sketch = FrequencySketch(max_entries)
-        self._queues = (_Queue(), _Queue(), _Queue(), _Queue())
-        self._where: dict[Hashable, int] = {}  # key -> its code (see _SHIFT)
+        self._queues = tuple(_Queue(region) for region in (WINDOW, PROBATION, PROTECTED, WINDOW_PROTECTED))
+        self._where: dict[Hashable, int] = {}  # key -> its number in its queue (see _Queue)
+        # keys hit while in the window, until they leave it or reach the main area's protected part: if
+        # the window loses one, its ghost says so (a dict: CPython never untracks a set)
+        self._hit_in_window: dict[Hashable, None] = {}
         self._weights: dict[Hashable, int] = {}
         self._total = 0
         self._window_share = _INITIAL_WINDOW
@@ -172,7 +177,7 @@ class AdaptiveTinyLfuPolicy:
                 return []
         window = self._queues[WINDOW]
         window.weight += weight
-        where[key] = window.push(key) << _SHIFT  # | WINDOW
+        where[key] = window.push(key)
         self._weights[key] = weight
         self._total += weight
         return self._evict()
@@ -187,12 +192,12 @@ class AdaptiveTinyLfuPolicy:
         return len(self._where) + count <= self.max_entries and (limit is None or self._total + weight <= limit)
 
     def resize(self, key: Hashable, weight: int) -> list[Hashable]:
-        code = self._where.get(key)
-        if code is None:
+        seq = self._where.get(key)
+        if seq is None:
             return self.admit(key, weight)
         change = weight - self._weights[key]
         self._weights[key] = weight
-        self._queues[code & _REGION].weight += change
+        self._queues[seq & _REGION].weight += change
         self._total += change
         return self._evict()
 
@@ -211,58 +216,62 @@ class AdaptiveTinyLfuPolicy:
         self._clock += first
         probation = self._queues[PROBATION]
         seq = probation._next
-        probation._keys.update(zip(range(seq, seq + first), head, strict=True))
-        self._where.update(zip(head, range(seq << _SHIFT | PROBATION, (seq + first) << _SHIFT, 1 << _SHIFT),
-                               strict=True))
+        seqs = list(range(seq, seq + first * _STEP, _STEP))  # (a list: both maps hold the same ints)
+        probation._keys.update(zip(seqs, head, strict=True))
+        self._where.update(zip(head, seqs, strict=True))
         self._weights.update(zip(head, head_weights, strict=True))
-        probation._next = seq + first
+        probation._next = seq + first * _STEP
         probation.weight += added
         self._total += added
         return self.admit(keys[first], weights[first])
 
     def touch_many(self, keys: list[Hashable]) -> None:
-        where, queues, weights = self._where, self._queues, self._weights
+        where, queues, weights, hit_in_window = self._where, self._queues, self._weights, self._hit_in_window
         self._clock += len(keys)
         self._sketch.add_many(keys)  # a hit logged for a key since evicted still says it is popular
         for key in keys:
-            code = where.get(key)
-            if code is None:
+            seq = where.get(key)
+            if seq is None:
                 continue
-            region = code & _REGION
-            queues[region].remove(code >> _SHIFT)
+            region = seq & _REGION
+            queues[region].remove(seq)
             target = _PROMOTED[region]
             if target != region:
                 weight = weights[key]
                 queues[region].weight -= weight
                 queues[target].weight += weight
-            mark = _HIT_IN_WINDOW if target == WINDOW_PROTECTED else code & _HIT_IN_WINDOW
-            where[key] = queues[target].push(key) << _SHIFT | mark | target
+                if target == WINDOW_PROTECTED:
+                    hit_in_window[key] = None
+                elif hit_in_window:  # into the main area's protected part, which the window can't lose
+                    hit_in_window.pop(key, None)
+            where[key] = queues[target].push(key)
         self._demote()
         self._demote_window()
 
     def discard(self, key: Hashable) -> None:
-        code = self._where.pop(key, None)
-        if code is not None:
+        seq = self._where.pop(key, None)
+        if seq is not None:
             weight = self._weights.pop(key)
-            queue = self._queues[code & _REGION]
-            queue.remove(code >> _SHIFT)
+            queue = self._queues[seq & _REGION]
+            queue.remove(seq)
             queue.weight -= weight
             self._total -= weight
+            self._hit_in_window.pop(key, None)
 
     def weight(self) -> int:
         return self._total
 
-    def _place(self, key: Hashable, region: int, weight: int, mark: int = 0) -> None:
+    def _place(self, key: Hashable, region: int, weight: int) -> None:
         queue = self._queues[region]
         queue.weight += weight
-        self._where[key] = queue.push(key) << _SHIFT | mark | region
+        self._where[key] = queue.push(key)
 
     def _move(self, key: Hashable, region: int) -> None:
-        code, weight = self._where[key], self._weights[key]
-        source = self._queues[code & _REGION]
-        source.remove(code >> _SHIFT)
+        seq, weight = self._where[key], self._weights[key]
+        source = self._queues[seq & _REGION]
+        source.remove(seq)
         source.weight -= weight
-        self._place(key, region, weight, code & _HIT_IN_WINDOW)
+        self._place(key, region, weight)
 
     def _over(self, count: int, weight: int, share: float) -> bool:
         """Whether a region of `count` keys and `weight` exceeds `share` of the capacity."""
@@ -304,15 +313,15 @@ class AdaptiveTinyLfuPolicy:
         while window_keys and (len(window_keys) + len(protected_keys) > most
                                or limit is not None and window.weight + protected.weight > share * limit):
             while head not in window_keys:
-                head += 1
+                head += _STEP
             key = window_keys.pop(head)
             weight = weights[key]
             window.weight -= weight
             probation.weight += weight
             seq = probation._next
             probation_keys[seq] = key
-            probation._next = seq + 1
-            where[key] = seq << _SHIFT | where[key] & _HIT_IN_WINDOW | PROBATION
+            probation._next = seq + _STEP
+            where[key] = seq
             candidates.append(key)
         window._head = head
         while protected_keys and (len(protected_keys) > most or limit is not None and protected.weight > share * limit):
@@ -336,9 +345,9 @@ class AdaptiveTinyLfuPolicy:
                 too_heavy = limit is not None and self._weights[candidate] > limit
                 if too_heavy or self._sketch.frequency(candidate) <= max(self._sketch.frequency(victim), _ONCE):
                     loser = candidate
-            code = where[loser]
-            if loser is not victim or code & _REGION in (WINDOW, WINDOW_PROTECTED):  # the window lost it
-                self._window_ghost.add(hash(loser), self._clock << 1 | bool(code & _HIT_IN_WINDOW))
+            seq = where[loser]
+            if loser is not victim or seq & _REGION in (WINDOW, WINDOW_PROTECTED):  # the window lost it
+                self._window_ghost.add(hash(loser), self._clock << 1 | (loser in self._hit_in_window))
             else:
                 self._main_ghost.add(hash(loser), self._clock)
             self.discard(loser)

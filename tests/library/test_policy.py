@@ -40,6 +40,7 @@ def run(policy_name: str, ops: list[tuple[str, int, int]], max_entries: int, max
                 del held[victim]
         assert len(held) <= max_entries
         assert policy.weight() == sum(held.values())
+        assert set(getattr(policy, "_hit_in_window", ())) <= set(held), "marks only on keys held"
         if max_weight is not None:
             assert policy.weight() <= max_weight
 
@@ -144,16 +145,20 @@ def full_of_evictions(capacity: int) -> tuple[AdaptiveTinyLfuPolicy, set[int]]:
     return policy, held
 
 
-def test_a_hit_in_the_window_moves_the_key_to_the_windows_protected_part_marked() -> None:
+def test_a_hit_in_the_window_moves_the_key_to_the_windows_protected_part_marked_till_the_main_protects_it() -> None:
     policy, _ = full_of_evictions(100)
     policy._window_share, policy._window_protected = 0.5, 0.5  # a window of 50, 25 of them protected
     policy.admit(1000, 1)
     assert policy._where[1000] & 3 == WINDOW
     policy.touch_many([1000])
-    assert policy._where[1000] & 3 == WINDOW_PROTECTED and policy._where[1000] & 4
+    assert policy._where[1000] & 3 == WINDOW_PROTECTED and 1000 in policy._hit_in_window
     policy._window_protected = 0.0  # its share gone: back to the window's LRU part, still marked
     policy._demote_window()
-    assert policy._where[1000] & 3 == WINDOW and policy._where[1000] & 4
+    assert policy._where[1000] & 3 == WINDOW and 1000 in policy._hit_in_window
+    policy._move(1000, PROBATION)  # (as the window's spill moves it, and it won its duel)
+    assert 1000 in policy._hit_in_window
+    policy.touch_many([1000])
+    assert policy._where[1000] & 3 == PROTECTED and 1000 not in policy._hit_in_window  # the window can't lose it now
 
 
 @pytest.mark.parametrize("protected_share", [0.0, 0.8])
@@ -194,6 +199,6 @@ def test_its_state_is_invisible_to_the_garbage_collector() -> None:
         policy.admit(f"key{key}", 1)
         policy.touch_many([f"key{key // 2}"])
     gc.collect()
-    assert not any(gc.is_tracked(container) for container in (policy._where, policy._weights))
+    assert not any(gc.is_tracked(container) for container in (policy._where, policy._weights, policy._hit_in_window))
     assert not any(gc.is_tracked(queue._keys) for queue in policy._queues)
     assert not gc.is_tracked(policy._window_ghost._seqs) and not gc.is_tracked(policy._main_ghost._times)
