@@ -52,7 +52,7 @@ from .sketch import FrequencySketch
 
 WINDOW, PROBATION, PROTECTED, WINDOW_PROTECTED = 0, 1, 2, 3  # a key's region: its number & _REGION
 _REGION = 3
-_STEP = 4  # a queue's numbers step by this from its region's own: a key's number says where it is
+_STRIDE = 4  # a queue's numbers step by this from its region's own: a key's number says where it is
 _PROMOTED = (WINDOW_PROTECTED, PROTECTED, PROTECTED, WINDOW_PROTECTED)  # where a hit moves a key, by region
 _PROTECTED_SHARE = 0.8  # of the main area, as in Caffeine and the W-TinyLFU paper; the most of the window too
 _INITIAL_WINDOW = 0.01  # TinyLFU's recommended start: mostly frequency, until the ghosts say otherwise
@@ -66,7 +66,7 @@ class _Queue:
     A key's position is the number it was pushed with; `_keys` maps numbers to
     keys and `_head` only moves forward over numbers that were removed, so each
     number is stepped over once: O(1) amortised. (A plain dict's own order can't
-    do this: `next(iter(d))` rescans its deleted slots.) Numbers go up by _STEP
+    do this: `next(iter(d))` rescans its deleted slots.) Numbers go up by _STRIDE
     from the queue's `region`, so a number alone says which queue holds it, and
     the policy's map of keys to positions can hold the very int objects this
     queue's map does: one int a key, not two.
@@ -85,7 +85,7 @@ class _Queue:
     def push(self, key: Hashable) -> int:
         seq = self._next
         self._keys[seq] = key
-        self._next = seq + _STEP
+        self._next = seq + _STRIDE
         return seq
 
     def remove(self, seq: int) -> None:
@@ -95,7 +95,7 @@ class _Queue:
         """The oldest key; the queue must not be empty."""
         keys, head = self._keys, self._head
         while head not in keys:
-            head += _STEP
+            head += _STRIDE
         self._head = head
         return keys[head]
 
@@ -142,8 +142,9 @@ class AdaptiveTinyLfuPolicy:
         self._sketch = FrequencySketch(max_entries)
         self._queues = tuple(_Queue(region) for region in (WINDOW, PROBATION, PROTECTED, WINDOW_PROTECTED))
         self._where: dict[Hashable, int] = {}  # key -> its number in its queue (see _Queue)
-        # keys hit while in the window, until they leave it or reach the main area's protected part: if
-        # the window loses one, its ghost says so (a dict: CPython never untracks a set)
+        # keys hit while in the window, until they leave the cache or reach the main area's protected part:
+        # if the window loses one (it may still, as a candidate in probation), its ghost says it was hit there
+        # (a dict: CPython never untracks a set)
         self._hit_in_window: dict[Hashable, None] = {}
         self._weights: dict[Hashable, int] = {}
         self._total = 0
@@ -216,11 +217,11 @@ class AdaptiveTinyLfuPolicy:
         self._clock += first
         probation = self._queues[PROBATION]
         seq = probation._next
-        seqs = list(range(seq, seq + first * _STEP, _STEP))  # (a list: both maps hold the same ints)
+        seqs = list(range(seq, seq + first * _STRIDE, _STRIDE))  # (a list: both maps hold the same ints)
         probation._keys.update(zip(seqs, head, strict=True))
         self._where.update(zip(head, seqs, strict=True))
         self._weights.update(zip(head, head_weights, strict=True))
-        probation._next = seq + first * _STEP
+        probation._next = seq + first * _STRIDE
         probation.weight += added
         self._total += added
         return self.admit(keys[first], weights[first])
@@ -313,14 +314,14 @@ class AdaptiveTinyLfuPolicy:
         while window_keys and (len(window_keys) + len(protected_keys) > most
                                or limit is not None and window.weight + protected.weight > share * limit):
             while head not in window_keys:
-                head += _STEP
+                head += _STRIDE
             key = window_keys.pop(head)
             weight = weights[key]
             window.weight -= weight
             probation.weight += weight
             seq = probation._next
             probation_keys[seq] = key
-            probation._next = seq + _STEP
+            probation._next = seq + _STRIDE
             where[key] = seq
             candidates.append(key)
         window._head = head
