@@ -43,6 +43,11 @@ def _width_for(entries: int) -> int:
     return width
 
 
+def _sample_for(entries: int) -> int:
+    """Additions between halvings for a cache of `entries`."""
+    return SAMPLE_PER_ENTRY * min(max(entries, 16), _MAX_WIDTH)
+
+
 class FrequencySketch:
     """Estimated recent request counts (0-15) of keys, in `_ROWS * width` bytes.
 
@@ -56,7 +61,7 @@ class FrequencySketch:
         self._table = bytearray(_ROWS * _MIN_WIDTH)
         self._block_mask = _MIN_WIDTH // _BLOCK_ROW - 1
         self.fits = self._fits(_MIN_WIDTH)
-        self.sample_size = SAMPLE_PER_ENTRY * min(max(max_entries, 16), _MAX_WIDTH)
+        self.sample_size = _sample_for(max_entries)
         self._additions = 0
 
     def _fits(self, width: int) -> int:
@@ -72,6 +77,13 @@ class FrequencySketch:
             self._table = (self._table * copies).translate(_HALVE)
             self._block_mask = width // _BLOCK_ROW - 1
             self.fits = self._fits(width)
+
+    def resize(self, entries: int) -> None:
+        """For a cache that holds `entries` once full, not the `max_entries` it was made for (a byte
+        bound binds first): its sample, and its table as `grow` widens it."""
+        self.grow(entries)
+        self.sample_size = _sample_for(entries)
+        self._additions = min(self._additions, self.sample_size - 1)  # (a shorter sample halves once)
 
     def _slots(self, key: Hashable) -> tuple[int, int, int, int]:
         mixed = hash((key, _SALT))

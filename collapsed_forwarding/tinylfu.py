@@ -121,9 +121,17 @@ class _Ghost:
         self._seqs[hashed] = self._queue.push(hashed)
         self._times[hashed] = stamp
         if len(self._seqs) > self.limit:
-            oldest: int = self._queue.oldest()  # type: ignore[assignment]
-            self._queue.remove(self._seqs.pop(oldest))
-            del self._times[oldest]
+            self._forget_oldest()
+
+    def resize(self, limit: int) -> None:
+        self.limit = limit
+        while len(self._seqs) > limit:
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        oldest: int = self._queue.oldest()  # type: ignore[assignment]
+        self._queue.remove(self._seqs.pop(oldest))
+        del self._times[oldest]
 
     def take(self, hashed: int) -> int | None:
         """The stamp `hashed` was evicted with, forgetting it; None if it is not remembered."""
@@ -150,6 +158,8 @@ class AdaptiveTinyLfuPolicy:
         self._total = 0
         self._window_share = _INITIAL_WINDOW
         self._window_protected = 0.0  # share of the window; none at first: the window is plain LRU
+        # The entries it holds once full: max_entries, unless a byte bound binds first (see _fit_capacity)
+        self._capacity = max_entries
         self._step = _STEP_ENTRIES / max_entries
         self._window_ghost, self._main_ghost = _Ghost(max_entries), _Ghost(max_entries)
         self._clock = 0  # requests seen, to date ghosts
@@ -332,8 +342,6 @@ class AdaptiveTinyLfuPolicy:
         return candidates
 
     def _evict_over(self, candidates: list[Hashable]) -> list[Hashable]:
-        if self._sketch.fits < self.max_entries:  # a byte bound binds first: the sketch is for the entry bound's
-            self._sketch.grow(self.max_entries)  # sample of requests (see FrequencySketch.sample_size)
         window, probation, protected, window_protected = self._queues
         where, victims, limit = self._where, [], self.max_weight
         while where and (len(where) > self.max_entries or (limit is not None and self._total > limit)):
@@ -353,13 +361,28 @@ class AdaptiveTinyLfuPolicy:
                 self._main_ghost.add(hash(loser), self._clock)
             self.discard(loser)
             victims.append(loser)
+        if len(where) != self._capacity:
+            self._fit_capacity(len(where))
         return victims
+
+    def _fit_capacity(self, entries: int) -> None:
+        """Size what follows the cache's capacity in entries (the split's step, the ghosts and the
+        window ghost's age limit, the sketch's sample) to the entries it holds after evicting. Under an
+        entry bound that is max_entries; a byte bound that binds first holds fewer, and a policy sized
+        for max_entries would learn and forget as slowly as a cache that many times larger. (The loop
+        trace under a byte bound that holds 5,000 of its keys, max_entries 100,000: 5.4% of requests
+        hit when sized for max_entries; 18.6%, as with max_entries 5,000, when sized for what it holds.)"""
+        self._capacity = entries = max(entries, 1)
+        self._step = _STEP_ENTRIES / entries
+        self._window_ghost.resize(entries)
+        self._main_ghost.resize(entries)
+        self._sketch.resize(entries)
 
     def _learn(self, hashed: int) -> None:
         """A miss on a key lately evicted: move the split toward the side that lost it."""
         stamp = self._window_ghost.take(hashed)  # when it was evicted << 1 | whether it was hit in the window
         if stamp is not None:
-            if stamp >> 1 >= self._clock - self.max_entries:  # else a loop longer than the cache: no evidence
+            if stamp >> 1 >= self._clock - self._capacity:  # else a loop longer than the cache: no evidence
                 self._learn_window(stamp & 1)
                 self._window_share = min(1.0, self._window_share + self._step)
                 self._demote()
@@ -369,7 +392,7 @@ class AdaptiveTinyLfuPolicy:
     def _learn_window(self, was_hit: int) -> None:
         """ARC's rule inside the window: a key it lost after a hit there says its protected part was
         too small; one it lost unhit, that its LRU part was. One entry of the window a ghost hit."""
-        step = 1.0 / max(1.0, self._window_share * self.max_entries)
+        step = 1.0 / max(1.0, self._window_share * self._capacity)
         if was_hit:
             self._window_protected = min(_PROTECTED_SHARE, self._window_protected + step)
         else:

@@ -202,3 +202,23 @@ def test_its_state_is_invisible_to_the_garbage_collector() -> None:
     assert not any(gc.is_tracked(container) for container in (policy._where, policy._weights, policy._hit_in_window))
     assert not any(gc.is_tracked(queue._keys) for queue in policy._queues)
     assert not gc.is_tracked(policy._window_ghost._seqs) and not gc.is_tracked(policy._main_ghost._times)
+
+
+def test_a_byte_bound_of_unit_weights_evicts_as_the_same_entry_bound() -> None:
+    """Once a byte bound binds first, the policy sizes its learning by the entries it holds, not by
+    max_entries: with every weight 1, its victims are those of an entry bound of the same size."""
+    rng = random.Random(7)
+    keys = [int(rng.paretovariate(0.8)) if rng.random() < 0.8 else rng.randrange(10**6) for _ in range(30_000)]
+    keys += list(range(2 * 10**6, 2 * 10**6 + 300)) * 20  # then a loop larger than the cache
+    by_entries, by_bytes = AdaptiveTinyLfuPolicy(200), AdaptiveTinyLfuPolicy(100_000, max_weight=200)
+    held: set[int] = set()
+    for key in keys:
+        if key in held:
+            by_entries.touch_many([key])
+            by_bytes.touch_many([key])
+            continue
+        victims = by_entries.admit(key, 1)
+        assert by_bytes.admit(key, 1) == victims
+        held.add(key)
+        held.difference_update(victims)
+    assert len(held) == 200

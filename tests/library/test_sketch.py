@@ -63,15 +63,16 @@ def test_a_policy_grows_its_sketch_as_it_fills() -> None:
     assert 4 * len(keys) <= width < 8 * len(keys)
 
 
-def test_a_byte_bound_that_binds_first_still_gets_the_entry_bounds_sketch() -> None:
-    """The sample between halvings is the entry bound's: the table that counts it is too, once evicting."""
+def test_a_byte_bound_that_binds_first_sizes_the_sketch_by_the_entries_held() -> None:
+    """Its sample between halvings, and its table, are for the 1,000 entries the bytes hold, not for
+    the 100,000 the entry bound allows."""
     policy = AdaptiveTinyLfuPolicy(100_000, max_weight=1000)
+    assert policy._sketch.sample_size == FrequencySketch(100_000).sample_size
     for n in range(1001):
         policy.admit(f"key{n}", 1)
     assert len(policy) == 1000
-    full = FrequencySketch(100_000)
-    full.grow(100_000)
-    assert len(policy._sketch._table) == len(full._table) > _ROWS * _MIN_WIDTH
+    assert policy._sketch.sample_size == FrequencySketch(1000).sample_size < FrequencySketch(100_000).sample_size
+    assert len(policy._sketch._table) == _ROWS * _MIN_WIDTH
 
 
 def test_an_idle_proxy_allowed_many_entries_holds_little() -> None:
