@@ -361,7 +361,7 @@ class AdaptiveTinyLfuPolicy:
                 self._main_ghost.add(hash(loser), self._clock)
             self.discard(loser)
             victims.append(loser)
-        if len(where) != self._capacity:
+        if abs(len(where) - self._capacity) * 8 > self._capacity:  # (not at every heavy key's coming)
             self._fit_capacity(len(where))
         return victims
 
