@@ -7,8 +7,10 @@ GIL); the owner folds the log into its counters and its eviction policy under
 the lock, oldest first, before anything reads either. The work per hit is the
 same whatever the policy.
 
-The closures are built over pre-bound methods, as functools.lru_cache builds
-its wrapper, which spares a hit several attribute lookups. They read the dict
+The closures hold the dict, the clock and the log's list themselves, which
+spares a hit several attribute lookups. They append with `keys.append(key)`,
+not through a bound method kept aside: CPython 3.11 turns that call on a list
+into an in-place append, about 2 ns (1.5%) less a hit. They read the dict
 by subscript, catching KeyError, not with `.get`: a method call costs a hit
 about 8 ns (4%), and the raise a miss about as much, a fiftieth of a miss.
 """
@@ -37,11 +39,10 @@ class HitLog:
     every other locked path fold it too; a clock that stands still (a test's)
     leaves the folding to them."""
 
-    __slots__ = ("keys", "append", "due", "_lock", "_fold")
+    __slots__ = ("keys", "due", "_lock", "_fold")
 
     def __init__(self, lock: threading.Lock, fold: Callable[[], None]) -> None:
-        self.keys: list[Hashable] = []
-        self.append = self.keys.append  # (a bound method: appending takes no lock)
+        self.keys: list[Hashable] = []  # appended to without the lock; always this one list
         self.due = -math.inf  # read without the lock: a late or early fold is harmless
         self._lock, self._fold = lock, fold  # fold: under the lock
 
@@ -67,7 +68,7 @@ class HitLog:
 def make_get(entries: Entries, clock: Callable[[], float], log: HitLog,
              miss: Callable[[Hashable, float | None, float | None], Any]) -> Callable[..., Any]:
     """`get(key, ttl=None, timeout=None)`: the fresh entry's value, else `miss(key, ttl, timeout)`."""
-    record = log.append
+    keys = log.keys
 
     # (timeout is not keyword-only here, as in the method: that costs a hit 12 ns)
     def get(key: Hashable, ttl: float | None = None, timeout: float | None = None) -> Any:
@@ -77,7 +78,7 @@ def make_get(entries: Entries, clock: Callable[[], float], log: HitLog,
             return miss(key, ttl, timeout)
         now = clock()
         if now < entry[1]:
-            record(key)
+            keys.append(key)
             if now >= log.due:
                 log.fold(now)
             return entry[0]
@@ -92,7 +93,7 @@ def make_aget(entries: Entries, clock: Callable[[], float], log: HitLog,
     """`aget(key, ttl=None, timeout=None)`, a coroutine function: `get`'s hit
     written out again in its body (a call into `get` would cost an awaited hit a
     tenth of its time), else the Answer `ask(key, ttl, timeout, False)` gives now or later."""
-    record = log.append
+    keys = log.keys
 
     async def aget(key: Hashable, ttl: float | None = None, timeout: float | None = None) -> Any:
         try:
@@ -102,7 +103,7 @@ def make_aget(entries: Entries, clock: Callable[[], float], log: HitLog,
         else:
             now = clock()
             if now < entry[1]:
-                record(key)
+                keys.append(key)
                 if now >= log.due:
                     log.fold(now)
                 return entry[0]
@@ -116,7 +117,7 @@ def make_aget(entries: Entries, clock: Callable[[], float], log: HitLog,
 
 def make_hit(entries: Entries, clock: Callable[[], float], log: HitLog) -> Callable[[Hashable], Answer | None]:
     """`hit(key)`: the fresh entry's Answer, else None (and nothing counted)."""
-    record = log.append
+    keys = log.keys
 
     def hit(key: Hashable) -> Answer | None:
         try:
@@ -125,7 +126,7 @@ def make_hit(entries: Entries, clock: Callable[[], float], log: HitLog) -> Calla
             return None
         now = clock()
         if now < entry[1]:
-            record(key)
+            keys.append(key)
             if now >= log.due:
                 log.fold(now)
             return Answer(entry[0], None, "hit", entry[1])
