@@ -1,0 +1,53 @@
+"""An offline test of a direct hit-ratio signal for the split, cost ignored: three full policies side by side,
+their splits one step apart on GRID; after each period (SHADOW_PERIOD times the capacity in requests; 2 unless
+set) the middle one, whose hits are counted, moves to whichever neighbour hit more. ARC inside the window
+stays; the ghosts no longer move the split.
+
+    SHADOW_PERIOD=1 python3 bench/variants.py bench/policy_variants/shadow_split.py
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Sequence
+
+from collapsed_forwarding import tinylfu
+
+GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0)
+
+
+class SplitSetFromOutside(tinylfu.AdaptiveTinyLfuPolicy):
+    def _learn(self, hashed: int) -> None:
+        """ARC inside the window only, as the default does it; the split is left alone."""
+        stamp = self._window_ghost.take(hashed)
+        if stamp is None:
+            self._main_ghost.take(hashed)
+        elif stamp >> 1 >= self._clock - self._capacity:
+            self._learn_window(stamp & 1)
+
+
+def replay(keys: Sequence[Hashable], size: int) -> float:
+    """Percent of requests the middle policy hit."""
+    policies = [SplitSetFromOutside(size) for _ in range(3)]
+    period = max(int(float(os.environ.get("SHADOW_PERIOD", "2")) * size), 1)
+    step, seen, hits, counted = 1, 0, [0, 0, 0], 0
+    while True:
+        for policy, at in zip(policies, (step - 1, step, step + 1), strict=True):
+            policy._window_share = GRID[max(0, min(len(GRID) - 1, at))]
+        for key in keys[seen:seen + period]:
+            for i, policy in enumerate(policies):
+                if key in policy:
+                    hits[i] += 1
+                    policy.touch_many([key])
+                else:
+                    policy.admit(key, 1)
+        seen += period
+        counted += hits[1]
+        lower, middle, higher = hits
+        if lower > middle and lower >= higher and step > 0:
+            step -= 1
+        elif higher > middle and higher > lower and step < len(GRID) - 1:
+            step += 1
+        hits = [0, 0, 0]
+        if seen >= len(keys):
+            return 100.0 * counted / len(keys)
