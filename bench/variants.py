@@ -25,6 +25,9 @@ from hitratio import FIVE, HELD_OUT, trace
 
 
 def variant(path: str) -> ModuleType:
+    """The module at `path`; its folder goes on the import path, so a variant may import its neighbours."""
+    if str(Path(path).parent) not in sys.path:
+        sys.path.insert(0, str(Path(path).parent))
     spec = importlib.util.spec_from_file_location("variant", path)
     if spec is None or spec.loader is None:
         raise SystemExit(f"cannot load {path}")
