@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 
 from common import BENCH, load
-from hitratio import FIVE, HELD_OUT, trace
+from hitratio import FIVE, HELD_OUT, outside_goal, replay_policy, trace
 
 
 def variant(path: str) -> ModuleType:
@@ -40,15 +40,7 @@ def replay(path: str, name: str, size: int) -> float:
     module, keys = variant(path), trace(name)
     if hasattr(module, "replay"):
         return float(module.replay(keys, size))
-    policy, held, hits = module.AdaptiveTinyLfuPolicy(size, None), set(), 0
-    for key in keys:
-        if key in held:
-            hits += 1
-            policy.touch_many([key])
-        else:
-            held.add(key)
-            held.difference_update(policy.admit(key, 1))
-    return 100.0 * hits / len(keys)
+    return replay_policy(keys, size, module.AdaptiveTinyLfuPolicy)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -64,7 +56,7 @@ def main(argv: Sequence[str]) -> int:
     for (key, name, _), mine in zip(cells, ours, strict=True):
         ref = reference[key]
         best = max(ref[p] for p in FIVE)
-        out = mine < best - 1 or mine < ref["LRU"] - 1
+        out = outside_goal(mine, ref)
         group = "held-out" if name in HELD_OUT else "tuned"
         total = totals.setdefault(group, [0, 0.0, 0])
         total[0] += out
@@ -72,8 +64,8 @@ def main(argv: Sequence[str]) -> int:
         total[2] += 1
         print(f"{group:8} {key:20} ours {mine:6.2f}  best {best:6.2f}  {mine - best:+6.2f}  "
               f"vs LRU {mine - ref['LRU']:+6.2f}  {'OUT' if out else ''}")
-    for group, (out, gap, count) in totals.items():
-        print(f"{group}: {out:.0f} of {count:.0f} cells outside the goal; ours minus the best, summed: {gap:+.2f}")
+    for group, (missed, gap, count) in totals.items():
+        print(f"{group}: {missed:.0f} of {count:.0f} cells outside the goal; ours minus the best, summed: {gap:+.2f}")
     return 0
 
 
