@@ -2,8 +2,8 @@
 
     python3 bench/variants.py FILE [TRACE ...]
 
-FILE is a Python file that defines either `AdaptiveTinyLfuPolicy(max_entries, max_weight)` (a copy of
-`collapsed_forwarding/tinylfu.py` with its relative import made absolute, say) or `replay(keys, size) -> float`,
+FILE is a Python file that defines either `AdaptiveTinyLfuPolicy(max_entries, max_weight)` (a subclass of
+`collapsed_forwarding.tinylfu`'s, as in bench/policy_variants/) or `replay(keys, size) -> float`,
 the percent of requests that hit. The variant is replayed over the hitratio part's traces and sizes (the tuned
 ones and the held-out ones; or only the TRACEs named), two processes at a time, against libCacheSim's figures
 saved in results/hitratio.json. It prints every cell, marks those outside the goal, and sums ours minus the best

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Hashable, Sequence
 
-from shadow_split import GRID, SplitSetFromOutside
+from shadow_split import GRID, SplitSetFromOutside, next_step, set_splits, touch_or_admit
 
 _SALT = 0x5BD1E995  # the sample is chosen by a hash of the key, mixed: hash(int) is the int itself
 
@@ -29,13 +29,8 @@ def replay(keys: Sequence[Hashable], size: int) -> float:
     threshold = shadow_entries * (1 << 32) // size
     real, shadows = SplitSetFromOutside(size), [SplitSetFromOutside(shadow_entries) for _ in range(3)]
     step, sampled, hits, counted = 1, 0, [0, 0, 0], 0
-
-    def set_splits() -> None:
-        real._window_share = GRID[step]
-        for shadow, at in zip(shadows, (step - 1, step, step + 1), strict=True):
-            shadow._window_share = GRID[max(0, min(len(GRID) - 1, at))]
-
-    set_splits()
+    real._window_share = GRID[step]
+    set_splits(shadows, step)
     for key in keys:
         counted += touch_or_admit(real, key)
         if hash((key, _SALT)) & 0xFFFFFFFF < threshold:
@@ -43,20 +38,9 @@ def replay(keys: Sequence[Hashable], size: int) -> float:
                 hits[i] += touch_or_admit(shadow, key)
             sampled += 1
             if sampled == period:
-                lower, middle, higher = hits
-                if lower > middle and lower >= higher and step > 0:
-                    step -= 1
-                elif higher > middle and higher > lower and step < len(GRID) - 1:
-                    step += 1
-                set_splits()
+                step = next_step(step, hits)
+                real._window_share = GRID[step]
+                set_splits(shadows, step)
                 sampled, hits = 0, [0, 0, 0]
     return 100.0 * counted / len(keys)
 
-
-def touch_or_admit(policy: SplitSetFromOutside, key: Hashable) -> int:
-    """1 if `key` was held (a hit), else 0, having told `policy` of the request either way."""
-    if key in policy:
-        policy.touch_many([key])
-        return 1
-    policy.admit(key, 1)
-    return 0

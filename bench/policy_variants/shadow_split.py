@@ -30,24 +30,35 @@ def replay(keys: Sequence[Hashable], size: int) -> float:
     """Percent of requests the middle policy hit."""
     policies = [SplitSetFromOutside(size) for _ in range(3)]
     period = max(int(float(os.environ.get("SHADOW_PERIOD", "2")) * size), 1)
-    step, seen, hits, counted = 1, 0, [0, 0, 0], 0
-    while True:
-        for policy, at in zip(policies, (step - 1, step, step + 1), strict=True):
-            policy._window_share = GRID[max(0, min(len(GRID) - 1, at))]
-        for key in keys[seen:seen + period]:
-            for i, policy in enumerate(policies):
-                if key in policy:
-                    hits[i] += 1
-                    policy.touch_many([key])
-                else:
-                    policy.admit(key, 1)
-        seen += period
+    step, counted = 1, 0
+    for start in range(0, len(keys), period):
+        set_splits(policies, step)
+        hits = [sum(touch_or_admit(policy, key) for key in keys[start:start + period]) for policy in policies]
         counted += hits[1]
-        lower, middle, higher = hits
-        if lower > middle and lower >= higher and step > 0:
-            step -= 1
-        elif higher > middle and higher > lower and step < len(GRID) - 1:
-            step += 1
-        hits = [0, 0, 0]
-        if seen >= len(keys):
-            return 100.0 * counted / len(keys)
+        step = next_step(step, hits)
+    return 100.0 * counted / len(keys)
+
+
+def set_splits(policies: Sequence[SplitSetFromOutside], step: int) -> None:
+    """The three policies' splits: GRID's steps around `step`, the outer ones held to the grid's ends."""
+    for policy, at in zip(policies, (step - 1, step, step + 1), strict=True):
+        policy._window_share = GRID[max(0, min(len(GRID) - 1, at))]
+
+
+def next_step(step: int, hits: Sequence[int]) -> int:
+    """A step toward whichever neighbour hit more than the middle (hits: lower, middle, higher)."""
+    lower, middle, higher = hits
+    if lower > middle and lower >= higher and step > 0:
+        return step - 1
+    if higher > middle and higher > lower and step < len(GRID) - 1:
+        return step + 1
+    return step
+
+
+def touch_or_admit(policy: SplitSetFromOutside, key: Hashable) -> int:
+    """1 if `key` was held (a hit), else 0, having told `policy` of the request either way."""
+    if key in policy:
+        policy.touch_many([key])
+        return 1
+    policy.admit(key, 1)
+    return 0
