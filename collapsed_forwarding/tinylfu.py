@@ -20,6 +20,15 @@ requests than the capacity passed since it was evicted, when even a cache that
 was all window would have kept it; a loop a little larger than the cache never
 qualifies, so the filter keeps its stable part.
 
+And by a direct measure beside them. The ghosts say only which side lately
+lost a key, not whether the cache would hit more with the split elsewhere, and
+on traces they were not tuned on they push it to an end and keep it there. So
+three small copies of the policy, fed a hashed sample of the keys, try the
+split a step either side of the real one (`split_trial`); after each period
+the split moves to a neighbour that hit more. The copies start once the cache
+evicts: until then no split matters, and under a byte bound the entries the
+sample is sized by are not known.
+
 The window is ARC itself in small: when recency wins and the window takes most
 of the cache, a plain LRU window would leave the cache no better than LRU. So
 a key hit while in the window moves to the window's protected part (ARC's T2,
@@ -49,6 +58,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 from .sketch import FrequencySketch
+from .split_trial import SplitTrial
 
 WINDOW, PROBATION, PROTECTED, WINDOW_PROTECTED = 0, 1, 2, 3  # a key's region: its number & _REGION
 _REGION = 3
@@ -143,9 +153,11 @@ class _Ghost:
 
 
 class AdaptiveTinyLfuPolicy:
-    """W-TinyLFU whose window adapts by ghost hits; see the module docstring for why."""
+    """W-TinyLFU whose window adapts by ghost hits and by a trial of its neighbours; see the module
+    docstring for why."""
 
-    def __init__(self, max_entries: int, max_weight: int | None = None) -> None:
+    def __init__(self, max_entries: int, max_weight: int | None = None, *, adaptive: bool = True) -> None:
+        """`adaptive=False`: the split stays where `set_window_share` puts it (the trial's copies)."""
         self.max_entries, self.max_weight = max_entries, max_weight
         self._sketch = FrequencySketch(max_entries)
         self._queues = tuple(_Queue(region) for region in (WINDOW, PROBATION, PROTECTED, WINDOW_PROTECTED))
@@ -163,6 +175,7 @@ class AdaptiveTinyLfuPolicy:
         self._step = _STEP_ENTRIES / max_entries
         self._window_ghost, self._main_ghost = _Ghost(max_entries), _Ghost(max_entries)
         self._clock = 0  # requests seen, to date ghosts
+        self._trial = SplitTrial(max_entries, _INITIAL_WINDOW, _copy) if adaptive else None
 
     def __len__(self) -> int:
         return len(self._where)
@@ -178,6 +191,9 @@ class AdaptiveTinyLfuPolicy:
         self._clock += 1
         if self._window_ghost._seqs or self._main_ghost._seqs:  # (their __len__ is a Python call)
             self._learn(hash(key))  # (a cache with ghosts has evicted: it is not filling; its sketch is grown)
+            trial = self._trial
+            if trial is not None and trial.in_sample(key):
+                self._try(trial, key)
         else:
             if len(where) >= self._sketch.fits:
                 self._sketch.grow(len(where) + 1)
@@ -258,6 +274,9 @@ class AdaptiveTinyLfuPolicy:
             where[key] = queues[target].push(key)
         self._demote()
         self._demote_window()
+        if self._trial is not None and (self._window_ghost._seqs or self._main_ghost._seqs):  # (see admit)
+            for key in self._trial.sample(keys):
+                self._try(self._trial, key)
 
     def discard(self, key: Hashable) -> None:
         seq = self._where.pop(key, None)
@@ -271,6 +290,12 @@ class AdaptiveTinyLfuPolicy:
 
     def weight(self) -> int:
         return self._total
+
+    def set_window_share(self, share: float) -> None:
+        """Give the window `share` of the capacity (0 to 1); the rest is the main area's. The window
+        spills at the next key admitted, and the protected parts shrink to fit at the next hits told:
+        nothing moves now, so a split set while a batch is admitted leaves the order `admit` gives."""
+        self._window_share = share
 
     def _place(self, key: Hashable, region: int, weight: int) -> None:
         queue = self._queues[region]
@@ -377,17 +402,28 @@ class AdaptiveTinyLfuPolicy:
         self._window_ghost.resize(entries)
         self._main_ghost.resize(entries)
         self._sketch.resize(entries)
+        if self._trial is not None:
+            self._trial.resize(entries)
 
     def _learn(self, hashed: int) -> None:
-        """A miss on a key lately evicted: move the split toward the side that lost it."""
+        """A miss on a key lately evicted: move the split toward the side that lost it (unless the split is
+        set from outside: a trial's copy), and ARC's rule inside the window."""
+        trial = self._trial
         stamp = self._window_ghost.take(hashed)  # when it was evicted << 1 | whether it was hit in the window
         if stamp is not None:
             if stamp >> 1 >= self._clock - self._capacity:  # else a loop longer than the cache: no evidence
                 self._learn_window(stamp & 1)
-                self._window_share = min(1.0, self._window_share + self._step)
-                self._demote()
-        elif self._main_ghost.take(hashed) is not None:
+                if trial is not None:
+                    self._window_share = min(1.0, self._window_share + self._step)
+                    self._demote()
+        elif self._main_ghost.take(hashed) is not None and trial is not None:
             self._window_share = max(0.0, self._window_share - self._step)
+
+    def _try(self, trial: SplitTrial, key: Hashable) -> None:
+        """A request for a sampled key: the trial's copies see it, and may move the split."""
+        share = trial.see(key, self._window_share)
+        if share is not None:
+            self.set_window_share(share)
 
     def _learn_window(self, was_hit: int) -> None:
         """ARC's rule inside the window: a key it lost after a hit there says its protected part was
@@ -398,3 +434,8 @@ class AdaptiveTinyLfuPolicy:
         else:
             self._window_protected = max(0.0, self._window_protected - step)
             self._demote_window()
+
+
+def _copy(entries: int) -> AdaptiveTinyLfuPolicy:
+    """One of the split trial's copies: the policy in small, its split set by the trial."""
+    return AdaptiveTinyLfuPolicy(entries, adaptive=False)
