@@ -22,8 +22,8 @@ periods: on a short trace or a small cache the copies see too little to say.
 Costs: a sample test (one tuple hash) for each request the policy is told
 of once the cache evicts, and three policy operations on a sampled one. A
 cache of up to 4,096 entries samples a sixteenth of its keys; one of 100,000
-a quarter of a percent. Memory: three small policies, about 200 KiB (their
-sketches' smallest tables), made once the cache evicts.
+a quarter of a percent. Memory: three small policies of about 200 KB each
+(a third of it a sketch's smallest table), made once the cache evicts.
 """
 
 from __future__ import annotations
