@@ -17,13 +17,11 @@ GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0)
 
 
 class SplitSetFromOutside(tinylfu.AdaptiveTinyLfuPolicy):
-    def _learn(self, hashed: int) -> None:
-        """ARC inside the window only, as the default does it; the split is left alone."""
-        stamp = self._window_ghost.take(hashed)
-        if stamp is None:
-            self._main_ghost.take(hashed)
-        elif stamp >> 1 >= self._clock - self._capacity:
-            self._learn_window(stamp & 1)
+    """The policy with no adaptation of its split of its own (no ghost moves, no split trial: the library's
+    copies for its trial); ARC inside the window stays, as the default does it."""
+
+    def __init__(self, max_entries: int, max_weight: int | None = None) -> None:
+        super().__init__(max_entries, max_weight, adaptive=False)
 
 
 def replay(keys: Sequence[Hashable], size: int) -> float:
