@@ -7,7 +7,7 @@ from collections.abc import Hashable
 
 import pytest
 
-from collapsed_forwarding.split_trial import GRID, SHADOW_ENTRIES, SplitTrial, better_step, nearest_step
+from collapsed_forwarding.split_trial import _MOST_SAMPLED, GRID, SHADOW_ENTRIES, SplitTrial, better_step, nearest_step
 from collapsed_forwarding.tinylfu import AdaptiveTinyLfuPolicy
 
 
@@ -53,10 +53,10 @@ def test_the_nearest_step() -> None:
 @pytest.mark.parametrize("capacity", [100, 500, 5_000, 100_000])
 def test_the_sample_fills_the_copies_as_the_keys_fill_the_cache(capacity: int) -> None:
     """Each copy holds as many of the sampled keys as the cache holds of all of them: SHADOW_ENTRIES, or a
-    quarter of a small cache."""
+    sixteenth of a small cache."""
     trial = SplitTrial(capacity, 0.01, FixedHits)
-    keys = range(200 * capacity)
-    expected = min(SHADOW_ENTRIES, capacity // 4) / capacity * len(keys)
+    keys = range(1_000_000)
+    expected = max(1, min(SHADOW_ENTRIES, int(capacity * _MOST_SAMPLED))) / capacity * len(keys)
     assert 0.9 * expected < len(trial.sample(keys)) < 1.1 * expected
     assert all(trial.in_sample(key) for key in trial.sample(keys[:5000]))
 
@@ -74,7 +74,7 @@ def test_the_copies_are_made_at_the_first_sampled_request() -> None:
     assert made == [SHADOW_ENTRIES] * 3
     trial.resize(400)
     trial.see("key", 0.01)
-    assert made == [SHADOW_ENTRIES] * 3 + [100] * 3
+    assert made == [SHADOW_ENTRIES] * 3 + [25] * 3
 
 
 def test_at_a_period_end_the_split_moves_to_the_neighbour_that_hit_more() -> None:
@@ -84,7 +84,7 @@ def test_at_a_period_end_the_split_moves_to_the_neighbour_that_hit_more() -> Non
         copies.append(FixedHits(GRID[5]))  # the higher copy hits; the lower and middle miss
         return copies[-1]
 
-    trial = SplitTrial(40, 0.1, make)  # copies of 10 entries: a period of 10 sampled requests
+    trial = SplitTrial(160, 0.1, make)  # copies of 10 entries: a period of 10 sampled requests
     assert [trial.see(n, 0.1) for n in range(9)] == [None] * 9
     assert [copy.share for copy in copies] == [GRID[3], GRID[4], GRID[5]]
     assert trial.see(9, 0.1) == GRID[5]
@@ -99,7 +99,7 @@ def test_with_no_better_neighbour_the_copies_follow_where_the_ghosts_moved_the_s
         copies.append(FixedHits(2.0))  # none hits
         return copies[-1]
 
-    trial = SplitTrial(40, 0.1, make)
+    trial = SplitTrial(160, 0.1, make)
     assert [trial.see(n, 0.31) for n in range(10)] == [None] * 10
     assert [copy.share for copy in copies] == [GRID[5], GRID[6], GRID[7]]  # around 0.3
 
@@ -136,5 +136,5 @@ def test_a_policy_tells_its_copies_only_of_the_sample() -> None:
     for copy in trial._shadows:
         assert isinstance(copy, AdaptiveTinyLfuPolicy)
         held = list(copy._where)
-        assert 0 < len(held) <= 100  # (a quarter of the cache)
+        assert 0 < len(held) <= 25  # (a sixteenth of the cache)
         assert all(trial.in_sample(key) for key in held)
