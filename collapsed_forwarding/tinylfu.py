@@ -44,7 +44,9 @@ window would only pass it on); the window's oldest (of its LRU part, else of
 its protected part) spills into probation as a candidate and stays only if the
 sketch says it is more popular than probation's oldest (the victim); ties keep
 the victim, and a candidate seen only once lately (a one-hit wonder, which
-TinyLFU's doorkeeper filters) never wins: one sighting is no evidence. A hit
+TinyLFU's doorkeeper filters) never wins: one sighting is no evidence. A window
+that shrank spills more candidates than an admission evicts; those no victim
+was compared with stay only if seen more than once. A hit
 in probation promotes to protected; protected's oldest is demoted back to
 probation, and the window's protected oldest back to the window's LRU part.
 
@@ -331,11 +333,26 @@ class AdaptiveTinyLfuPolicy:
 
     def _evict(self) -> list[Hashable]:
         """Spill the window's overflow into probation as candidates, then evict until both bounds hold:
-        each round, the less popular of the oldest candidate and probation's oldest goes."""
+        each round, the less popular of the oldest candidate and probation's oldest goes. Then turn away
+        the candidates no round compared that were seen only once lately (see _turn_away)."""
         candidates, limit = self._spill(self._queues[WINDOW]), self.max_weight
         if len(self._where) <= self.max_entries and (limit is None or self._total <= limit):
-            return []  # (the usual case while the cache fills: nothing to compare)
-        return self._evict_over(candidates)
+            return self._turn_away(candidates) if candidates else []  # (no candidate while the cache fills)
+        victims = self._evict_over(candidates)
+        return victims + self._turn_away(candidates) if len(candidates) > 1 else victims
+
+    def _turn_away(self, candidates: list[Hashable]) -> list[Hashable]:
+        """Evict the candidates still in probation that were seen only once lately. A window that shrank
+        spills more keys than an admission evicts, and the rest would enter the main area unopposed: a
+        key seen once there would take a place it could never win against probation's oldest (TinyLFU's
+        doorkeeper). Beside a loop, letting them in cost 3 points of hit ratio (loop-mix at 5,000)."""
+        where, frequency, turned = self._where, self._sketch.frequency, []
+        for key in candidates:
+            seq = where.get(key)
+            if seq is not None and seq & _REGION == PROBATION and frequency(key) <= _ONCE:
+                self._forget(key, window_lost=True)
+                turned.append(key)
+        return turned
 
     def _spill(self, window: _Queue) -> list[Hashable]:
         """Move the window's oldest keys into probation until it fits its share: the candidates. Its
@@ -379,16 +396,19 @@ class AdaptiveTinyLfuPolicy:
                 too_heavy = limit is not None and self._weights[candidate] > limit
                 if too_heavy or self._sketch.frequency(candidate) <= max(self._sketch.frequency(victim), _ONCE):
                     loser = candidate
-            seq = where[loser]
-            if loser is not victim or seq & _REGION in (WINDOW, WINDOW_PROTECTED):  # the window lost it
-                self._window_ghost.add(hash(loser), self._clock << 1 | (loser in self._hit_in_window))
-            else:
-                self._main_ghost.add(hash(loser), self._clock)
-            self.discard(loser)
+            self._forget(loser, window_lost=loser is not victim or where[loser] & _REGION in (WINDOW, WINDOW_PROTECTED))
             victims.append(loser)
         if abs(len(where) - self._capacity) * 8 > self._capacity:  # (not at every heavy key's coming)
             self._fit_capacity(len(where))
         return victims
+
+    def _forget(self, key: Hashable, window_lost: bool) -> None:
+        """Evict `key`, remembering it in the ghost of the side that lost it."""
+        if window_lost:
+            self._window_ghost.add(hash(key), self._clock << 1 | (key in self._hit_in_window))
+        else:
+            self._main_ghost.add(hash(key), self._clock)
+        self.discard(key)
 
     def _fit_capacity(self, entries: int) -> None:
         """Size what follows the cache's capacity in entries (the split's step, the ghosts and the

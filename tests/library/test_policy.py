@@ -222,3 +222,21 @@ def test_a_byte_bound_of_unit_weights_evicts_as_the_same_entry_bound() -> None:
         held.add(key)
         held.difference_update(victims)
     assert len(held) == 200
+
+
+def test_a_shrinking_window_turns_away_the_keys_it_spills_that_were_seen_once() -> None:
+    """A window that shrinks spills many keys for one admission: those seen once lately go (TinyLFU's
+    doorkeeper), where before they entered the main area unopposed; those seen twice stay."""
+    policy = AdaptiveTinyLfuPolicy(100, adaptive=False)
+    policy.set_window_share(0.5)
+    for key in range(300):
+        policy.admit(key, 1)
+    in_window = [key for key in range(300) if key in policy and policy._where[key] & 3 == WINDOW]
+    assert len(in_window) == 50
+    seen_twice = in_window[:10]  # the oldest, spilled first
+    policy._sketch.add_many(seen_twice)
+    policy.set_window_share(0.01)
+    victims = policy.admit(1000, 1)
+    assert set(in_window[10:]) <= set(victims)
+    assert all(key in policy for key in seen_twice)
+    assert len(policy) == 60  # 100, one admitted and one evicted for it, and forty turned away
