@@ -49,7 +49,10 @@ class Store:
     Caffeine buffers writes: a batch costs the policy less per key than one
     call each. The policy still sees every event in order, and both bounds
     still hold after every fill: a fill that would break one, and anything
-    else the policy is told or asked, first tells it of the keys waiting."""
+    else the policy is told or asked, first tells it of the keys waiting.
+    Only while the cache fills, though: once the policy has evicted, it may
+    evict at any admission (tinylfu turns away keys seen once), so each new
+    key is told at once and its victims go with it."""
 
     def __init__(self, max_entries: int, max_bytes: int | None = None, size_of: SizeOf | None = None,
                  policy: str | PolicyFactory | None = None) -> None:
@@ -61,6 +64,7 @@ class Store:
         self._new_keys: list[Hashable] = []
         self._new_weights: list[int] = []
         self._new_weight = 0
+        self._has_evicted = False  # once true, new keys are told one at a time (see the class docstring)
         self._admit_many: Callable[[list[Hashable], list[int]], list[Hashable]] = \
             getattr(self.policy, "admit_many", None) or self._admit_each
 
@@ -87,9 +91,10 @@ class Store:
             return self._tell_policy() + self._evicted(self.policy.resize(key, weight))
         entries[key] = entry
         new_keys = self._new_keys
-        if len(entries) > self.max_entries \
+        if self._has_evicted or len(entries) > self.max_entries \
                 or self.max_bytes is not None and self.policy.weight() + self._new_weight + weight > self.max_bytes:
-            # over a bound (a full cache: every miss): the policy decides now, once told of the keys before it
+            # over a bound (a full cache: every miss), or a cache that has evicted: the policy decides now,
+            # once told of the keys before it
             victims = self._tell_policy() if new_keys else []
             return victims + self._evicted(self.policy.admit(key, weight))
         new_keys.append(key)
@@ -113,8 +118,10 @@ class Store:
         return [victim for key, weight in zip(keys, weights, strict=True) for victim in admit(key, weight)]
 
     def _evicted(self, victims: list[Hashable]) -> list[Hashable]:
-        for victim in victims:
-            self.entries.pop(victim, None)
+        if victims:
+            self._has_evicted = True
+            for victim in victims:
+                self.entries.pop(victim, None)
         return victims
 
     def touch(self, key: Hashable) -> None:

@@ -342,10 +342,12 @@ class AdaptiveTinyLfuPolicy:
         return victims + self._turn_away(candidates) if len(candidates) > 1 else victims
 
     def _turn_away(self, candidates: list[Hashable]) -> list[Hashable]:
-        """Evict the candidates still in probation that were seen only once lately. A window that shrank
-        spills more keys than an admission evicts, and the rest would enter the main area unopposed: a
-        key seen once there would take a place it could never win against probation's oldest (TinyLFU's
-        doorkeeper). Beside a loop, letting them in cost 3 points of hit ratio (loop-mix at 5,000)."""
+        """Evict the candidates still in probation that were seen only once lately, even under both
+        bounds (so a cache that has evicted may evict at any admission; the store tells such a cache of
+        each new key at once). A window that shrank spills more keys than an admission evicts, and the rest would
+        enter the main area unopposed: a key seen once there would take a place it could never win against
+        probation's oldest (TinyLFU's doorkeeper). Beside a loop, letting them in cost 3 points of hit
+        ratio (loop-mix at 5,000)."""
         where, frequency, turned = self._where, self._sketch.frequency, []
         for key in candidates:
             seq = where.get(key)
