@@ -344,10 +344,10 @@ class AdaptiveTinyLfuPolicy:
     def _turn_away(self, candidates: list[Hashable]) -> list[Hashable]:
         """Evict the candidates still in probation that were seen only once lately, even under both
         bounds (so a cache that has evicted may evict at any admission; the store tells such a cache of
-        each new key at once). A window that shrank spills more keys than an admission evicts, and the rest would
-        enter the main area unopposed: a key seen once there would take a place it could never win against
-        probation's oldest (TinyLFU's doorkeeper). Beside a loop, letting them in cost 3 points of hit
-        ratio (loop-mix at 5,000)."""
+        each new key at once). A window that shrank spills more keys than an admission evicts, and the
+        rest would enter the main area unopposed: a key seen once there would take a place it could never
+        win against probation's oldest (TinyLFU's doorkeeper). Beside a loop, letting them in cost 3
+        points of hit ratio (loop-mix at 5,000)."""
         where, frequency, turned = self._where, self._sketch.frequency, []
         for key in candidates:
             seq = where.get(key)
@@ -398,7 +398,8 @@ class AdaptiveTinyLfuPolicy:
                 too_heavy = limit is not None and self._weights[candidate] > limit
                 if too_heavy or self._sketch.frequency(candidate) <= max(self._sketch.frequency(victim), _ONCE):
                     loser = candidate
-            self._forget(loser, window_lost=loser is not victim or where[loser] & _REGION in (WINDOW, WINDOW_PROTECTED))
+            window_lost = loser is not victim or where[loser] & _REGION in (WINDOW, WINDOW_PROTECTED)
+            self._forget(loser, window_lost)
             victims.append(loser)
         if abs(len(where) - self._capacity) * 8 > self._capacity:  # (not at every heavy key's coming)
             self._fit_capacity(len(where))
