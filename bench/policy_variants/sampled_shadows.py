@@ -17,7 +17,9 @@ from __future__ import annotations
 import os
 from collections.abc import Hashable, Sequence
 
-from shadow_split import GRID, SplitSetFromOutside, next_step, set_splits, touch_or_admit
+from shadow_split import SplitSetFromOutside, set_splits, touch_or_admit
+
+from collapsed_forwarding.split_trial import GRID, better_step
 
 _SALT = 0x5BD1E995  # the sample is chosen by a hash of the key, mixed: hash(int) is the int itself
 
@@ -38,7 +40,7 @@ def replay(keys: Sequence[Hashable], size: int) -> float:
                 hits[i] += touch_or_admit(shadow, key)
             sampled += 1
             if sampled == period:
-                step = next_step(step, hits)
+                step = better_step(step, hits)
                 real._window_share = GRID[step]
                 set_splits(shadows, step)
                 sampled, hits = 0, [0, 0, 0]

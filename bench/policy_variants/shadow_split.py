@@ -12,8 +12,7 @@ import os
 from collections.abc import Hashable, Sequence
 
 from collapsed_forwarding import tinylfu
-
-GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0)
+from collapsed_forwarding.split_trial import GRID, better_step
 
 
 class SplitSetFromOutside(tinylfu.AdaptiveTinyLfuPolicy):
@@ -33,7 +32,7 @@ def replay(keys: Sequence[Hashable], size: int) -> float:
         set_splits(policies, step)
         hits = [sum(touch_or_admit(policy, key) for key in keys[start:start + period]) for policy in policies]
         counted += hits[1]
-        step = next_step(step, hits)
+        step = better_step(step, hits)
     return 100.0 * counted / len(keys)
 
 
@@ -41,16 +40,6 @@ def set_splits(policies: Sequence[SplitSetFromOutside], step: int) -> None:
     """The three policies' splits: GRID's steps around `step`, the outer ones held to the grid's ends."""
     for policy, at in zip(policies, (step - 1, step, step + 1), strict=True):
         policy._window_share = GRID[max(0, min(len(GRID) - 1, at))]
-
-
-def next_step(step: int, hits: Sequence[int]) -> int:
-    """A step toward whichever neighbour hit more than the middle (hits: lower, middle, higher)."""
-    lower, middle, higher = hits
-    if lower > middle and lower >= higher and step > 0:
-        return step - 1
-    if higher > middle and higher > lower and step < len(GRID) - 1:
-        return step + 1
-    return step
 
 
 def touch_or_admit(policy: SplitSetFromOutside, key: Hashable) -> int:
